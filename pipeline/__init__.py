@@ -1,0 +1,1 @@
+"""Object-detection datasets to TensorFlow TFRecords with Apache Beam."""

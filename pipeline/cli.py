@@ -1,0 +1,100 @@
+"""`python -m pipeline convert ...`: argument handling and the report a person reads at the end."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from typing import List, Optional
+
+from pipeline.errors import UsageError
+
+_FORMAT_HELP_HEADER = "formats (--format; detected from the files when omitted):"
+
+
+class _OneLineErrorParser(argparse.ArgumentParser):
+    def error(self, message: str):
+        raise UsageError(f"{message} (see `python -m pipeline {self.prog.split()[-1]} --help`)")
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    from pipeline.options import add_convert_arguments
+    from transforms.formats import FORMATS
+
+    parser = _OneLineErrorParser(
+        prog="python -m pipeline",
+        description="Object-detection datasets to TensorFlow Object Detection API TFRecords, with Apache Beam.",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_OneLineErrorParser)
+    formats = "\n".join(f"  {fmt.name:9} {fmt.summary}\n            e.g. {fmt.example}" for fmt in FORMATS.values())
+    convert = commands.add_parser(
+        "convert",
+        help="convert a labeled dataset to sharded TFRecords",
+        description="Convert a labeled dataset to sharded OD API TFRecords, a label map and a summary. "
+        "Any Apache Beam pipeline option (--runner, --direct_num_workers, --project, ...) is passed to Beam.",
+        epilog=f"{_FORMAT_HELP_HEADER}\n{formats}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_convert_arguments(convert)
+    return parser
+
+
+def _report(summary: dict, output: str) -> str:
+    lines = [
+        f"Wrote {summary['images_written']} of {summary['images_read']} images "
+        f"({summary['boxes']['written']} boxes) to {output}"
+    ]
+    name = summary["config"]["name"]
+    for split, counts in summary["splits"].items():
+        lines.append(
+            f"  {split:<6} {counts['images']:>8} images {counts['boxes']:>9} boxes "
+            f"{counts['shards']:>4} shard(s)  {name}-{split}.tfrecord-*"
+        )
+    classes = ", ".join(f"{item['name']} ({item['boxes']})" for item in summary["classes"][:10])
+    more = f" and {len(summary['classes']) - 10} more" if len(summary["classes"]) > 10 else ""
+    lines.append(f"  label_map.pbtxt: {len(summary['classes'])} classes: {classes}{more}")
+    rejections = ", ".join(f"{reason} {n}" for reason, n in summary["rejections"].items()) or "none"
+    lines.append(
+        f"  rejected.jsonl: {summary['images_rejected']} images, {summary['boxes']['rejected']} boxes rejected "
+        f"({rejections}); {summary['boxes']['clipped']} boxes clipped"
+    )
+    if summary["duplicates"]["groups"]:
+        lines.append(
+            f"  duplicates: {summary['duplicates']['groups']} groups of byte-identical images "
+            f"({summary['duplicates']['images']} images, each group in one split)"
+        )
+    lines.append(f"  summary.json: all counts and the settings used ({summary['durations']['total_seconds']:.1f} s)")
+    return "\n".join(lines)
+
+
+def _convert(given: dict, beam_args: List[str]) -> int:
+    import apache_beam as beam
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from pipeline.graph import build_convert_pipeline
+    from pipeline.options import resolve_convert
+    from transforms import paths
+    from transforms.publish import SUMMARY
+    from transforms.read import read_file
+
+    job = resolve_convert(given, beam_args)
+    with beam.Pipeline(options=PipelineOptions(job.beam_args)) as p:
+        build_convert_pipeline(p, job)
+    summary = json.loads(read_file(paths.join(job.output, SUMMARY)))
+    print(_report(summary, job.output))
+    return 0
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        parser = _build_parser()
+        args, extra = parser.parse_known_args(argv)
+        if args.command is None:
+            parser.print_help()
+            return 2
+        given = {key: value for key, value in vars(args).items() if key != "command"}
+        return _convert(given, extra)
+    except UsageError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2

@@ -1,0 +1,51 @@
+"""Run settings from a YAML file: the same keys as the flags, flags winning.
+
+Keys the converter does not know are Apache Beam pipeline options (runner, project, region, ...), so
+one file can describe a whole run, local or on Dataflow.
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, List, Tuple
+
+import yaml
+
+from pipeline.errors import UsageError
+
+
+def load_config(path: str) -> Dict[str, Any]:
+    from transforms.read import read_file
+
+    try:
+        text = read_file(path)
+    except Exception as error:
+        raise UsageError(f"cannot read config {path}: {error}") from None
+    try:
+        settings = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise UsageError(f"config {path} is not valid YAML: {str(error).splitlines()[0]}") from None
+    if settings is None:
+        return {}
+    if not isinstance(settings, dict):
+        raise UsageError(f"config {path} must be a mapping of setting: value")
+    return {str(key).replace("-", "_"): value for key, value in settings.items()}
+
+
+def beam_flags(settings: Dict[str, Any]) -> List[str]:
+    """Beam options from a config as command-line flags: `runner: DataflowRunner` -> --runner=DataflowRunner."""
+    flags = []
+    for key, value in settings.items():
+        if value is None or value is False:
+            continue
+        if value is True:
+            flags.append(f"--{key}")
+        elif isinstance(value, (list, tuple)):
+            flags.extend(f"--{key}={item}" for item in value)
+        else:
+            flags.append(f"--{key}={value}")
+    return flags
+
+
+def split_settings(settings: Dict[str, Any], own_keys) -> Tuple[Dict[str, Any], Dict[str, Any]]:
+    own = {key: value for key, value in settings.items() if key in own_keys}
+    beam = {key: value for key, value in settings.items() if key not in own_keys}
+    return own, beam

@@ -1,0 +1,61 @@
+"""The conversion pipeline, top to bottom.
+
+Annotation files are parsed in parallel and joined with the image files by path; the label map and
+the shard count are computed once for the whole dataset; records (metadata only) are grouped by shard
+and each shard's writer reads its images, validates them and writes the split files; finally the
+dataset, its label map, its rejections and its summary are published together.
+"""
+from __future__ import annotations
+
+import uuid
+
+import apache_beam as beam
+
+from pipeline.options import ConvertJob
+from transforms import paths
+from transforms.aggregate import BuildLabelMap, CountShards, FindDuplicates
+from transforms.join import JoinImages
+from transforms.publish import Publish
+from transforms.read import ListImages, ParseAnnotations
+from transforms.write import WriteShards
+
+STAGING = ".staging"
+
+
+def build_convert_pipeline(p: beam.Pipeline, job: ConvertJob) -> beam.PCollection:
+    """Adds the conversion to `p`; returns the one-element PCollection of the published summary."""
+    staging_dir = paths.join(paths.join(job.output, STAGING), uuid.uuid4().hex)
+
+    parsed = p | "ParseAnnotations" >> ParseAnnotations(job.format, job.annotation_patterns)
+    image_files = p | "ListImages" >> ListImages(job.images)
+    joined = (parsed.records, image_files) | "JoinImages" >> JoinImages(job.images)
+
+    label_ids = joined.records | "LabelMap" >> BuildLabelMap(job.label_map_seed)
+    num_shards = joined.records | "CountShards" >> CountShards(job.num_shards, job.splits)
+    written = joined.records | "WriteShards" >> WriteShards(
+        images_root=job.images,
+        staging_dir=staging_dir,
+        name=job.name,
+        seed=job.seed,
+        splits=job.splits,
+        num_shards=num_shards,
+        label_ids=label_ids,
+    )
+    duplicates = written.content | "FindDuplicates" >> FindDuplicates()
+
+    steps = (parsed, joined, written)
+    rejections = [step.rejected for step in steps] | "AllRejections" >> beam.Flatten()
+    tallies = [step.tally for step in steps] | "AllTallies" >> beam.Flatten() | "Sum" >> beam.CombinePerKey(sum)
+    return p | "Publish" >> Publish(
+        tallies=tallies,
+        rejections=rejections,
+        duplicate_groups=duplicates,
+        label_ids=label_ids,
+        num_shards=num_shards,
+        output=job.output,
+        staging_dir=staging_dir,
+        name=job.name,
+        splits=job.splits,
+        config=job.settings,
+        started_at=job.started_at,
+    )

@@ -1,0 +1,205 @@
+"""The convert command's settings: flags, config file and defaults merged, checked, resolved.
+
+Everything a user can get wrong is caught here, before a pipeline is built, as one UsageError line.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import fnmatch
+import os
+import re
+import time
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from pipeline.config import beam_flags, load_config, split_settings
+from pipeline.errors import UsageError
+from transforms import storage
+from transforms.formats import FORMATS, AnnotationFormat
+from transforms.label_map import LabelMapError, parse_label_map
+from transforms.read import read_file
+from transforms.splits import SplitError, Splits, parse_splits
+
+DEFAULTS: Dict[str, Any] = {
+    "format": None,
+    "annotations": None,
+    "images": None,
+    "output": None,
+    "splits": "train=0.8,val=0.1,test=0.1",
+    "seed": 0,
+    "num_shards": 0,
+    "name": "dataset",
+    "label_map": None,
+}
+_DATASET_NAME = re.compile(r"^[A-Za-z0-9_]+$")
+_GLOB = re.compile(r"[*?\[]")
+
+
+@dataclasses.dataclass(frozen=True)
+class ConvertJob:
+    format: AnnotationFormat
+    annotation_patterns: Tuple[str, ...]
+    images: str
+    output: str
+    splits: Splits
+    seed: int
+    num_shards: int  # 0: sized from the data
+    name: str
+    label_map_seed: Dict[str, int]
+    settings: Dict[str, Any]  # the effective settings, recorded in summary.json
+    beam_args: List[str]
+    started_at: float
+
+
+def add_convert_arguments(parser: argparse.ArgumentParser) -> None:
+    """The convert flags. Defaults are applied after the config file, so flags are SUPPRESSed here."""
+    add = lambda *names, **kwargs: parser.add_argument(*names, default=argparse.SUPPRESS, **kwargs)
+    add("--format", metavar="FORMAT", help=f"one of {', '.join(FORMATS)}; detected from the files when omitted")
+    add("--annotations", metavar="PATH", help="annotation folder, file or glob (local or gs://)")
+    add("--images", metavar="PATH", help="folder the annotations' image file names are relative to")
+    add("--output", metavar="PATH", help="output folder or gs:// prefix")
+    add("--splits", metavar="SPEC", help=f"NAME=FRACTION,... summing to 1 (default {DEFAULTS['splits']})")
+    add("--seed", type=int, metavar="N", help="seed of the split and shard assignment (default 0)")
+    add("--num_shards", type=int, metavar="N", help="shards per split; 0 sizes them from the data (default)")
+    add("--name", metavar="NAME", help="dataset name, the prefix of the shard files (default dataset)")
+    add("--label_map", metavar="FILE", help="existing label_map.pbtxt whose ids are kept; new classes get the next ids")
+    add("--config", metavar="YAML", help="YAML file with any of these settings and Beam options; flags win")
+
+
+def _absolute(path: str) -> str:
+    return path if not storage.is_local(path) else os.path.abspath(os.path.expanduser(path))
+
+
+def _count_matches(patterns: Sequence[str]) -> int:
+    try:
+        return sum(len(result.metadata_list) for result in FileSystems.match(list(patterns)))
+    except Exception as error:
+        raise UsageError(f"cannot list {', '.join(patterns)}: {error}") from None
+
+
+def _is_folder(path: str) -> bool:
+    if storage.is_local(path):
+        return os.path.isdir(path)
+    return _count_matches([path.rstrip("/") + "/**"]) > 0
+
+
+def _annotation_patterns(path: str, fmt: AnnotationFormat) -> Tuple[str, ...]:
+    if _GLOB.search(path) or not _is_folder(path):
+        return (path,)
+    return tuple(path.rstrip("/") + "/" + pattern for pattern in fmt.folder_patterns)
+
+
+def _detect_format(path: str) -> AnnotationFormat:
+    if _GLOB.search(path) or not _is_folder(path):
+        file_name = path.rsplit("/", 1)[-1]
+        candidates = [
+            fmt for fmt in FORMATS.values()
+            if any(fnmatch.fnmatch(file_name, pattern.replace("**", "*")) for pattern in fmt.folder_patterns)
+        ]
+    else:
+        candidates = [fmt for fmt in FORMATS.values() if _count_matches(_annotation_patterns(path, fmt))]
+    if len(candidates) == 1:
+        return candidates[0]
+    if not candidates:
+        raise UsageError(f"cannot tell the annotation format of {path}; pass --format ({', '.join(FORMATS)})")
+    names = ", ".join(fmt.name for fmt in candidates)
+    raise UsageError(f"{path} could be any of {names}; pass --format to choose")
+
+
+def _required(settings: Dict[str, Any], key: str) -> str:
+    value = settings.get(key)
+    if value in (None, ""):
+        raise UsageError(f"--{key} is required (or `{key}:` in the --config file)")
+    return str(value)
+
+
+def _label_map_seed(path: Optional[str]) -> Dict[str, int]:
+    if not path:
+        return {}
+    try:
+        return parse_label_map(read_file(_absolute(path)).decode("utf-8"))
+    except LabelMapError as error:
+        raise UsageError(f"--label_map {path}: {error}") from None
+    except Exception as error:
+        raise UsageError(f"cannot read --label_map {path}: {error}") from None
+
+
+def _integer(settings: Dict[str, Any], key: str, minimum: int) -> int:
+    value = settings[key]
+    if isinstance(value, bool) or not isinstance(value, int):
+        try:
+            value = int(str(value))
+        except ValueError:
+            raise UsageError(f"--{key} must be a whole number, not {value!r}") from None
+    if value < minimum:
+        raise UsageError(f"--{key} must be at least {minimum}, not {value}")
+    return value
+
+
+def _checked_beam_args(flags: List[str]) -> List[str]:
+    known = set(PipelineOptions([]).get_all_options())
+    given = PipelineOptions(flags).get_all_options(retain_unknown_options=True)
+    unknown = sorted(set(given) - known)
+    if unknown:
+        raise UsageError(f"unknown option --{unknown[0]}; see `python -m pipeline convert --help` and Beam's pipeline options")
+    options = PipelineOptions(flags).get_all_options()
+    if options.get("runner") in (None, "DirectRunner", "direct"):
+        if options.get("direct_num_workers") in (None, 1):
+            flags = flags + [f"--direct_num_workers={os.cpu_count() or 1}"]
+        if options.get("direct_running_mode") in (None, "in_memory"):
+            flags = flags + ["--direct_running_mode=multi_threading"]
+    return flags
+
+
+def resolve_convert(given: Dict[str, Any], extra_beam_args: List[str]) -> ConvertJob:
+    """Merge defaults < config file < flags, check every value, and resolve paths."""
+    file_settings = load_config(_absolute(given["config"])) if given.get("config") else {}
+    own_file, beam_file = split_settings(file_settings, set(DEFAULTS) | {"config"})
+    settings = {**DEFAULTS, **own_file, **{key: value for key, value in given.items() if key != "config"}}
+
+    annotations = _absolute(_required(settings, "annotations"))
+    images = _absolute(_required(settings, "images")).rstrip("/")
+    output = _absolute(_required(settings, "output")).rstrip("/")
+    if not _count_matches([annotations]) and not _is_folder(annotations):
+        raise UsageError(f"--annotations {annotations}: no such file, folder or matching files")
+    if not _is_folder(images):
+        raise UsageError(f"--images {images}: no such folder (or it is empty)")
+    if storage.is_local(output) and os.path.exists(output) and not os.path.isdir(output):
+        raise UsageError(f"--output {output} is a file; give a folder")
+
+    if settings["format"] is None:
+        fmt = _detect_format(annotations)
+    elif settings["format"] in FORMATS:
+        fmt = FORMATS[settings["format"]]
+    else:
+        raise UsageError(f"unknown --format {settings['format']!r}; choose one of {', '.join(FORMATS)}")
+    patterns = _annotation_patterns(annotations, fmt)
+    if not _count_matches(patterns):
+        raise UsageError(f"no {fmt.name} annotation files at {annotations} (looked for {', '.join(fmt.folder_patterns)})")
+
+    try:
+        splits = parse_splits(str(settings["splits"]))
+    except SplitError as error:
+        raise UsageError(f"--splits: {error}") from None
+    name = str(settings["name"])
+    if not _DATASET_NAME.match(name):
+        raise UsageError(f"--name {name!r}: use letters, digits and _ only (it starts every shard file name)")
+
+    settings.update(format=fmt.name, annotations=annotations, images=images, output=output, splits=str(settings["splits"]))
+    return ConvertJob(
+        format=fmt,
+        annotation_patterns=patterns,
+        images=images,
+        output=output,
+        splits=splits,
+        seed=_integer(settings, "seed", 0),
+        num_shards=_integer(settings, "num_shards", 0),
+        name=name,
+        label_map_seed=_label_map_seed(settings["label_map"]),
+        settings=settings,
+        beam_args=_checked_beam_args(beam_flags(beam_file) + list(extra_beam_args)),
+        started_at=time.time(),
+    )

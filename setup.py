@@ -1,0 +1,26 @@
+"""Packaging for local installs and for Dataflow workers (--setup_file ./setup.py)."""
+import setuptools
+
+setuptools.setup(
+    name="od-tfrecords",
+    version="0.1.0",
+    description="Apache Beam pipeline: object-detection datasets to TensorFlow OD API TFRecords",
+    packages=setuptools.find_packages(include=["pipeline", "pipeline.*", "transforms", "transforms.*"]),
+    python_requires=">=3.10",
+    install_requires=[
+        "apache-beam[gcp]>=2.60,<3",
+        "google-crc32c>=1.5,<2",
+        "defusedxml>=0.7,<1",
+        "PyYAML>=6,<7",
+        "Pillow>=10,<13",
+    ],
+    extras_require={
+        "test": [
+            "tensorflow-cpu>=2.15,<3",
+            "tensorflow-datasets>=4.9,<5",
+            "pytest>=8",
+            "hypothesis>=6.100",
+        ],
+    },
+    entry_points={"console_scripts": ["od-tfrecords=pipeline.cli:main"]},
+)

@@ -1,0 +1,64 @@
+"""Box maths: validate, clip to the image, normalize to [0, 1]. Pure functions, no Beam."""
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import List, Sequence, Tuple
+
+from transforms.model import ITEM_BOX, PIXELS, Box, Rejection
+
+
+@dataclasses.dataclass(frozen=True)
+class NormalizedBox:
+    box: Box  # the source box, for its label and flags
+    xmin: float
+    ymin: float
+    xmax: float
+    ymax: float
+
+
+@dataclasses.dataclass
+class BoxOutcome:
+    kept: List[NormalizedBox]
+    rejected: List[Rejection]
+    clipped: int
+
+
+def normalize_boxes(
+    boxes: Sequence[Box], units: str, width: int, height: int, source: str
+) -> BoxOutcome:
+    """Boxes of an image of `width` x `height` pixels, as fractions of its size.
+
+    A box partly outside the image is clipped to it (and counted); a box that is not finite, inverted,
+    unlabeled or has no area left after clipping is rejected with its own reason. The no-shift rule of
+    TF Models' converters applies: VOC's 1-based pixel corners are divided by the size as they are.
+    """
+    scale_x, scale_y = (width, height) if units == PIXELS else (1.0, 1.0)
+    kept, rejected, clipped = [], [], 0
+    for index, box in enumerate(boxes):
+        where = f"box {index} ({box.label or 'no label'})"
+        corners = (box.xmin, box.ymin, box.xmax, box.ymax)
+        if not box.label:
+            rejected.append(Rejection(source, "box_no_label", f"{where}: empty class name", ITEM_BOX))
+            continue
+        if not all(math.isfinite(value) for value in corners):
+            rejected.append(Rejection(source, "box_not_finite", f"{where}: coordinates {corners}", ITEM_BOX))
+            continue
+        if box.xmin > box.xmax or box.ymin > box.ymax:
+            rejected.append(Rejection(source, "box_inverted", f"{where}: min > max in {corners}", ITEM_BOX))
+            continue
+        (xmin, xmax), x_clipped = _clip(box.xmin, box.xmax, scale_x)
+        (ymin, ymax), y_clipped = _clip(box.ymin, box.ymax, scale_y)
+        if xmax <= xmin or ymax <= ymin:
+            rejected.append(
+                Rejection(source, "box_empty", f"{where}: no area inside the {width}x{height} image", ITEM_BOX)
+            )
+            continue
+        clipped += x_clipped or y_clipped
+        kept.append(NormalizedBox(box, xmin / scale_x, ymin / scale_y, xmax / scale_x, ymax / scale_y))
+    return BoxOutcome(kept, rejected, clipped)
+
+
+def _clip(low: float, high: float, limit: float) -> Tuple[Tuple[float, float], bool]:
+    clipped_low, clipped_high = min(max(low, 0.0), limit), min(max(high, 0.0), limit)
+    return (clipped_low, clipped_high), (clipped_low, clipped_high) != (low, high)

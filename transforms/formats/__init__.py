@@ -1,0 +1,51 @@
+"""Annotation formats: one module each, behind one small interface.
+
+A format turns the bytes of one annotation file into image records (and rejections for what it cannot
+use). Parsers are pure functions; the checks every format needs (safe image paths, a parser that
+fails on a hostile file) live here once, in `parse_annotation_file`.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable, Dict, Iterable, Iterator, Tuple, Union
+
+from transforms import paths
+from transforms.model import ITEM_ANNOTATION, ImageRecord, Rejection
+
+Parsed = Union[ImageRecord, Rejection]
+
+
+@dataclasses.dataclass(frozen=True)
+class AnnotationFormat:
+    name: str
+    summary: str  # one line for `convert --help`
+    example: str  # a command line a user can adapt
+    folder_patterns: Tuple[str, ...]  # which files of an --annotations folder are annotations
+    parse: Callable[[str, bytes], Iterable[Parsed]]  # (source path, file bytes) -> records, rejections
+
+
+def parse_annotation_file(fmt: AnnotationFormat, source: str, data: bytes) -> Iterator[Parsed]:
+    """Records whose image paths are safe to open, and a rejection for everything else."""
+    try:
+        parsed = list(fmt.parse(source, data))
+    except Exception as error:  # a parser bug must cost one file, not the run
+        yield Rejection(source, "annotation_unreadable", f"{type(error).__name__}: {error}", ITEM_ANNOTATION)
+        return
+    for item in parsed:
+        if isinstance(item, Rejection):
+            yield item
+            continue
+        key = paths.image_key(item.key)
+        if key is None:
+            yield Rejection(source, "path_outside_images", f"image path {item.key!r} is not inside --images")
+        else:
+            yield dataclasses.replace(item, key=key, source_id=item.source_id or key)
+
+
+def _registry() -> Dict[str, AnnotationFormat]:
+    from transforms.formats import coco, voc
+
+    return {fmt.name: fmt for fmt in (voc.FORMAT, coco.FORMAT)}
+
+
+FORMATS = _registry()

@@ -1,0 +1,85 @@
+"""Pascal VOC XML: one file per image (LabelImg, CVAT and Roboflow exports)."""
+from __future__ import annotations
+
+import xml.etree.ElementTree as ElementTree
+from typing import Iterator, Optional
+
+import defusedxml
+import defusedxml.ElementTree as SafeElementTree
+
+from transforms.formats import AnnotationFormat, Parsed
+from transforms.model import ITEM_ANNOTATION, ITEM_BOX, Box, ImageRecord, Rejection
+
+
+def _text(element: ElementTree.Element, path: str) -> Optional[str]:
+    found = element.find(path)
+    if found is None or found.text is None:
+        return None
+    return found.text.strip()
+
+
+def _flag(element: ElementTree.Element, path: str) -> Optional[bool]:
+    value = _text(element, path)
+    if value is None or value == "":
+        return None
+    return value.lower() in ("1", "true", "yes")
+
+
+def _number(element: ElementTree.Element, path: str) -> float:
+    value = _text(element, path)
+    if value is None:
+        raise ValueError(f"<{path}> is missing")
+    return float(value)
+
+
+def _size(root: ElementTree.Element) -> Optional[tuple]:
+    try:
+        width, height = int(_number(root, "size/width")), int(_number(root, "size/height"))
+    except ValueError:
+        return None
+    return (width, height) if width > 0 and height > 0 else None
+
+
+def parse(source: str, data: bytes) -> Iterator[Parsed]:
+    try:
+        # forbid_dtd: no DOCTYPE at all, so no entity can be declared, expanded or fetched.
+        root = SafeElementTree.fromstring(data, forbid_dtd=True)
+    except defusedxml.DefusedXmlException as error:
+        yield Rejection(source, "xml_unsafe", f"refused: {type(error).__name__}", ITEM_ANNOTATION)
+        return
+    except (ElementTree.ParseError, ValueError) as error:
+        yield Rejection(source, "xml_malformed", str(error).splitlines()[0][:200], ITEM_ANNOTATION)
+        return
+    if root.tag != "annotation":
+        yield Rejection(source, "voc_invalid", f"root element is <{root.tag}>, not <annotation>", ITEM_ANNOTATION)
+        return
+    filename = _text(root, "filename")
+    if not filename:
+        yield Rejection(source, "voc_invalid", "no <filename>", ITEM_ANNOTATION)
+        return
+    boxes = []
+    for index, obj in enumerate(root.iter("object")):
+        label = _text(obj, "name") or ""
+        try:
+            corners = [_number(obj, f"bndbox/{corner}") for corner in ("xmin", "ymin", "xmax", "ymax")]
+        except ValueError as error:
+            yield Rejection(source, "box_malformed", f"object {index} ({label}): {error}", ITEM_BOX)
+            continue
+        boxes.append(
+            Box(label, *corners, difficult=_flag(obj, "difficult"), truncated=_flag(obj, "truncated"))
+        )
+    yield ImageRecord(
+        key=filename,
+        source=source,
+        boxes=tuple(boxes),
+        annotated_size=_size(root),
+    )
+
+
+FORMAT = AnnotationFormat(
+    name="voc",
+    summary="Pascal VOC XML, one file per image",
+    example="--format voc --annotations data/Annotations --images data/JPEGImages",
+    folder_patterns=("**.xml",),
+    parse=parse,
+)

@@ -1,0 +1,66 @@
+"""The values that travel between the pipeline's steps.
+
+Only these small metadata objects cross a shuffle; image bytes are read in the shard writer.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Optional, Tuple
+
+PIXELS = "pixels"  # box coordinates in pixels of the annotated image
+RELATIVE = "relative"  # box coordinates already divided by width and height (YOLO, CreateML-style)
+
+# What a rejected item is: an annotation file, an image, or a single box.
+ITEM_ANNOTATION = "annotation"
+ITEM_IMAGE = "image"
+ITEM_BOX = "box"
+
+
+@dataclasses.dataclass(frozen=True)
+class Box:
+    """One object as the source annotated it; validated and normalized in the writer."""
+
+    label: str
+    xmin: float
+    ymin: float
+    xmax: float
+    ymax: float
+    difficult: Optional[bool] = None
+    truncated: Optional[bool] = None
+    is_crowd: Optional[bool] = None
+    area: Optional[float] = None
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageRecord:
+    """Everything one annotation source says about one image.
+
+    `key` is the image's path relative to --images, normalized; it joins the record with the image
+    file and drives the shard assignment, so it must be stable across runs.
+    """
+
+    key: str
+    source: str  # the annotation file this came from
+    source_id: str = ""  # empty: the key (the relative image path) is the id
+    boxes: Tuple[Box, ...] = ()
+    units: str = PIXELS
+    annotated_size: Optional[Tuple[int, int]] = None  # (width, height) as the annotation states
+    source_split: Optional[str] = None
+    image_bytes: int = 0  # file size, known after the join; used to size shards
+
+
+@dataclasses.dataclass(frozen=True)
+class Rejection:
+    """Something the run could not use, with a stable reason code and a line for a person."""
+
+    source: str
+    reason: str
+    detail: str
+    item: str = ITEM_IMAGE
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True, ensure_ascii=False)
+
+    def sort_key(self):
+        return (self.source, self.item, self.reason, self.detail)

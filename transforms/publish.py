@@ -1,0 +1,136 @@
+"""The last step: add up what every step counted, and move the finished dataset into place.
+
+Shards are written under OUTPUT/.staging/RUN/; only when every shard, the label map, the rejections
+and the summary are there do they replace the previous dataset of the same name, summary.json last.
+"""
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from typing import Dict, Iterable, List, Mapping, Sequence, Tuple
+
+import apache_beam as beam
+
+from transforms import paths, storage
+from transforms.label_map import format_label_map
+from transforms.model import ITEM_BOX, ITEM_IMAGE, Rejection
+from transforms.splits import Splits
+from transforms.write import shard_file_name
+
+SUMMARY = "summary.json"
+LABEL_MAP = "label_map.pbtxt"
+REJECTED_FILE = "rejected.jsonl"
+DUPLICATE_EXAMPLES = 20
+
+
+def build_summary(
+    tallies: Mapping,
+    rejections: Sequence[Rejection],
+    duplicate_groups: Sequence[Sequence[str]],
+    label_ids: Mapping[str, int],
+    splits: Splits,
+    num_shards: int,
+) -> dict:
+    """summary.json's counts (DESIGN.md section 2) from the steps' tallies and rejections."""
+    by_item = Counter(rejection.item for rejection in rejections)
+    boxes_rejected = by_item[ITEM_BOX]
+    return {
+        "images_read": tallies.get("images_read", 0),
+        "images_written": tallies.get("images_written", 0),
+        "images_rejected": by_item[ITEM_IMAGE],
+        "boxes": {
+            "read": tallies.get("boxes_read", 0),
+            "written": tallies.get("boxes_written", 0),
+            "clipped": tallies.get("boxes_clipped", 0),
+            "rejected": boxes_rejected,
+            "on_rejected_items": tallies.get("boxes_on_rejected_items", 0),
+        },
+        "annotation_files_read": tallies.get("annotation_files_read", 0),
+        "annotation_size_mismatches": tallies.get("annotation_size_mismatch", 0),
+        "splits": {
+            split: {
+                "images": tallies.get(("split_images", split), 0),
+                "boxes": tallies.get(("split_boxes", split), 0),
+                "shards": num_shards,
+            }
+            for split, _ in splits
+        },
+        "classes": [
+            {"id": class_id, "name": name, "boxes": tallies.get(("class_boxes", name), 0)}
+            for name, class_id in sorted(label_ids.items(), key=lambda item: item[1])
+        ],
+        "rejections": dict(sorted(Counter(rejection.reason for rejection in rejections).items())),
+        "duplicates": {
+            "groups": len(duplicate_groups),
+            "images": sum(len(group) for group in duplicate_groups),
+            "examples": [list(group) for group in sorted(duplicate_groups)[:DUPLICATE_EXAMPLES]],
+        },
+    }
+
+
+class _Publish(beam.DoFn):
+    def __init__(self, *, output, staging_dir, name, splits, config, started_at):
+        self._output = output
+        self._staging_dir = staging_dir
+        self._name = name
+        self._splits = splits
+        self._config = config
+        self._started_at = started_at
+
+    def process(self, _, tallies, rejections, duplicate_groups, label_ids, num_shards):
+        rejections = sorted(rejections, key=Rejection.sort_key)
+        summary = build_summary(tallies, rejections, duplicate_groups, label_ids, self._splits, num_shards)
+        summary["config"] = self._config
+        summary["durations"] = {"total_seconds": round(time.time() - self._started_at, 3)}
+
+        shard_names = [
+            shard_file_name(self._name, split, index, num_shards)
+            for split, _ in self._splits
+            for index in range(num_shards)
+        ]
+        staged = set(storage.list_files(paths.join(self._staging_dir, "*")))
+        for shard in shard_names:  # a split with no image in a shard still gets its (empty) file
+            if paths.join(self._staging_dir, shard) not in staged:
+                storage.write_bytes(paths.join(self._staging_dir, shard), b"")
+        stage = lambda file_name, text: storage.write_bytes(paths.join(self._staging_dir, file_name), text.encode())
+        stage(LABEL_MAP, format_label_map(label_ids))
+        stage(REJECTED_FILE, "".join(rejection.to_json() + "\n" for rejection in rejections))
+        stage(SUMMARY, json.dumps(summary, indent=2, sort_keys=False) + "\n")
+
+        previous = storage.list_files(paths.join(self._output, f"{self._name}-*.tfrecord-*"))
+        storage.delete([path for path in previous if path.rsplit("/", 1)[-1] not in shard_names])
+        # summary.json moves last: a reader that sees it sees a complete dataset.
+        for batch in (shard_names + [LABEL_MAP, REJECTED_FILE], [SUMMARY]):
+            storage.move(
+                [paths.join(self._staging_dir, file_name) for file_name in batch],
+                [paths.join(self._output, file_name) for file_name in batch],
+            )
+        storage.remove_tree(self._staging_dir)
+        storage.remove_empty_folder(self._staging_dir.rsplit("/", 1)[0])
+        yield summary
+
+
+class Publish(beam.PTransform):
+    """Side inputs in, the published summary out (one element)."""
+
+    def __init__(self, *, tallies, rejections, duplicate_groups, label_ids, num_shards, **settings):
+        super().__init__()
+        self._inputs = (tallies, rejections, duplicate_groups, label_ids, num_shards)
+        self._settings = settings
+
+    def expand(self, pbegin):
+        tallies, rejections, duplicate_groups, label_ids, num_shards = self._inputs
+        return (
+            pbegin
+            | "Once" >> beam.Create([None])
+            | "Publish"
+            >> beam.ParDo(
+                _Publish(**self._settings),
+                beam.pvalue.AsDict(tallies),
+                beam.pvalue.AsList(rejections),
+                beam.pvalue.AsList(duplicate_groups),
+                beam.pvalue.AsSingleton(label_ids),
+                beam.pvalue.AsSingleton(num_shards),
+            )
+        )

@@ -1,0 +1,88 @@
+"""Finding and parsing annotation files, and listing the image files they may name."""
+from __future__ import annotations
+
+import posixpath
+from typing import Sequence
+
+import apache_beam as beam
+from apache_beam.io import fileio
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
+
+from transforms import paths
+from transforms.formats import AnnotationFormat, parse_annotation_file
+from transforms.model import ITEM_ANNOTATION, ITEM_BOX, ImageRecord, Rejection
+from transforms.tally import TALLY, count
+
+REJECTED = "rejected"
+
+IMAGE_EXTENSIONS = frozenset([".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"])
+
+
+def read_file(path: str) -> bytes:
+    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
+        return handle.read()
+
+
+class _ParseAnnotationFile(beam.DoFn):
+    def __init__(self, fmt: AnnotationFormat):
+        self._format = fmt
+
+    def process(self, path: str):
+        yield count("annotation_files_read")
+        try:
+            data = read_file(path)
+        except Exception as error:  # an unreadable file is one rejection, whatever the filesystem raised
+            yield beam.pvalue.TaggedOutput(
+                REJECTED, Rejection(path, "annotation_unreadable", str(error)[:200], ITEM_ANNOTATION)
+            )
+            return
+        for item in parse_annotation_file(self._format, path, data):
+            if isinstance(item, ImageRecord):
+                yield count("boxes_read", len(item.boxes))
+                yield item
+            else:
+                if item.item == ITEM_BOX:
+                    yield count("boxes_read")
+                yield beam.pvalue.TaggedOutput(REJECTED, item)
+
+
+class ParseAnnotations(beam.PTransform):
+    """Annotation file patterns -> ImageRecords (main output), Rejections and tallies.
+
+    Matching happens on the workers and the matched paths are reshuffled, so millions of small VOC
+    files are parsed in parallel rather than by whichever worker listed them.
+    """
+
+    def __init__(self, fmt: AnnotationFormat, patterns: Sequence[str]):
+        super().__init__()
+        self._format = fmt
+        self._patterns = list(patterns)
+
+    def expand(self, pbegin):
+        return (
+            pbegin
+            | "Patterns" >> beam.Create(self._patterns)
+            | "Match" >> fileio.MatchAll(fileio.EmptyMatchTreatment.ALLOW)
+            | "Paths" >> beam.Map(lambda metadata: metadata.path)
+            | "Distinct" >> beam.Distinct()  # overlapping globs must not parse a file twice
+            | "Parse" >> beam.ParDo(_ParseAnnotationFile(self._format)).with_outputs(REJECTED, TALLY, main="records")
+        )
+
+
+class ListImages(beam.PTransform):
+    """Every image file under --images as (path relative to it, size in bytes)."""
+
+    def __init__(self, images_root: str):
+        super().__init__()
+        self._root = images_root
+
+    def expand(self, pbegin):
+        root = self._root
+        return (
+            pbegin
+            | "Root" >> beam.Create([paths.join(root, "**")])
+            | "Match" >> fileio.MatchAll(fileio.EmptyMatchTreatment.ALLOW)
+            | "Relative" >> beam.Map(lambda metadata: (paths.relative_to(root, metadata.path), metadata.size_in_bytes))
+            | "ImagesOnly" >> beam.Filter(lambda item: posixpath.splitext(item[0])[1].lower() in IMAGE_EXTENSIONS)
+        )

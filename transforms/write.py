@@ -1,0 +1,133 @@
+"""Shard writing: the one place image bytes are read, checked and turned into records.
+
+Only metadata is grouped by shard. Each shard's writer reads its images one at a time, so a worker
+holds one image in memory, and writes one file per split: an image's split depends on its bytes
+(byte-identical copies must share a split), which are not known until they are read.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+from typing import Dict, Iterable, Tuple
+
+import apache_beam as beam
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
+
+from transforms import paths
+from transforms.boxes import normalize_boxes
+from transforms.example import tfrecord_frame
+from transforms.images import ImageProblem, probe_image
+from transforms.model import ImageRecord, Rejection
+from transforms.od_schema import od_example
+from transforms.read import REJECTED, read_file
+from transforms.splits import Splits, assign_shard, assign_split
+from transforms.tally import TALLY, count
+
+CONTENT = "content"
+TARGET_SHARD_BYTES = 150 * 1024 * 1024  # TF's guidance: shards of 100-200 MB
+
+
+def shard_file_name(name: str, split: str, index: int, num_shards: int) -> str:
+    """The TFDS file template, which OD API globs such as `{name}-train.tfrecord-*` also match."""
+    return f"{name}-{split}.tfrecord-{index:05d}-of-{num_shards:05d}"
+
+
+def auto_num_shards(total_image_bytes: int, splits: Splits) -> int:
+    """Shards per split so the largest split's shards hold about TARGET_SHARD_BYTES each."""
+    largest = max(fraction for _, fraction in splits)
+    return max(1, math.ceil(total_image_bytes * largest / TARGET_SHARD_BYTES))
+
+
+class _AssignShard(beam.DoFn):
+    def __init__(self, seed: int):
+        self._seed = seed
+
+    def process(self, record: ImageRecord, num_shards: int):
+        yield (assign_shard(record.key, self._seed, num_shards), num_shards), record
+
+
+class _WriteShard(beam.DoFn):
+    def __init__(self, images_root: str, staging_dir: str, name: str, seed: int, splits: Splits):
+        self._images_root = images_root
+        self._staging_dir = staging_dir
+        self._name = name
+        self._seed = seed
+        self._splits = splits
+
+    def process(self, element: Tuple[Tuple[int, int], Iterable[ImageRecord]], label_ids: Dict[str, int]):
+        (shard, num_shards), records = element
+        files = {}
+        try:
+            # Sorted, so a shard's bytes do not depend on the order the shuffle delivered its records.
+            for record in sorted(records, key=lambda record: record.key):
+                yield from self._write_record(record, label_ids, shard, num_shards, files)
+        finally:
+            for handle in files.values():
+                handle.close()
+        for split in files:
+            yield count(("split_shards_written", split))
+
+    def _write_record(self, record: ImageRecord, label_ids, shard, num_shards, files):
+        image_path = paths.join(self._images_root, record.key)
+        try:
+            encoded = read_file(image_path)
+        except Exception as error:  # missing since the listing, permissions, a flaky store: one rejection
+            yield from self._reject(record, Rejection(image_path, "image_unreadable", str(error)[:200]))
+            return
+        try:
+            info = probe_image(encoded)
+        except ImageProblem as problem:
+            yield from self._reject(record, problem.rejection(image_path))
+            return
+        if record.annotated_size and record.annotated_size != (info.width, info.height):
+            yield count("annotation_size_mismatch")
+        outcome = normalize_boxes(record.boxes, record.units, info.width, info.height, record.source)
+        for rejection in outcome.rejected:
+            yield beam.pvalue.TaggedOutput(REJECTED, rejection)
+        sha256 = hashlib.sha256(encoded).hexdigest()
+        split = record.source_split or assign_split(sha256, self._seed, self._splits)
+        example = od_example(record, encoded, sha256, info, outcome.kept, label_ids)
+        if split not in files:
+            path = paths.join(self._staging_dir, shard_file_name(self._name, split, shard, num_shards))
+            files[split] = FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED)
+        files[split].write(tfrecord_frame(example))
+        yield beam.pvalue.TaggedOutput(CONTENT, (sha256, (record.key, split)))
+        yield count("images_written")
+        yield count(("split_images", split))
+        yield count(("split_boxes", split), len(outcome.kept))
+        yield count("boxes_written", len(outcome.kept))
+        yield count("boxes_clipped", outcome.clipped)
+        for box in outcome.kept:
+            yield count(("class_boxes", box.box.label))
+
+    @staticmethod
+    def _reject(record: ImageRecord, rejection: Rejection):
+        yield count("boxes_on_rejected_items", len(record.boxes))
+        yield beam.pvalue.TaggedOutput(REJECTED, rejection)
+
+
+class WriteShards(beam.PTransform):
+    """Records -> shard files in the staging folder; outputs rejections, (sha256, (key, split)) and tallies."""
+
+    def __init__(self, *, images_root, staging_dir, name, seed, splits, num_shards, label_ids):
+        super().__init__()
+        self._images_root = images_root
+        self._staging_dir = staging_dir
+        self._name = name
+        self._seed = seed
+        self._splits = splits
+        self._num_shards = num_shards  # a singleton PCollection: it may depend on the data's size
+        self._label_ids = label_ids
+
+    def expand(self, records):
+        return (
+            records
+            | "AssignShard" >> beam.ParDo(_AssignShard(self._seed), beam.pvalue.AsSingleton(self._num_shards))
+            | "GroupByShard" >> beam.GroupByKey()
+            | "Write"
+            >> beam.ParDo(
+                _WriteShard(self._images_root, self._staging_dir, self._name, self._seed, self._splits),
+                beam.pvalue.AsSingleton(self._label_ids),
+            ).with_outputs(REJECTED, CONTENT, TALLY)
+        )
