@@ -28,15 +28,15 @@ class _MatchRecordToImage(beam.DoFn):
             return
         kept, *extra = records
         for duplicate in extra:  # two annotation files describing one image: the first by path wins
-            yield count("boxes_on_rejected_items", len(duplicate.boxes))
+            detail = f"{key} is already annotated by {kept.source}"
             yield beam.pvalue.TaggedOutput(
                 REJECTED,
-                Rejection(duplicate.source, "annotation_duplicate", f"{key} is already annotated by {kept.source}", ITEM_ANNOTATION),
+                Rejection(duplicate.source, "annotation_duplicate", detail, ITEM_ANNOTATION, len(duplicate.boxes)),
             )
         if not sizes:
-            yield count("boxes_on_rejected_items", len(kept.boxes))
             yield beam.pvalue.TaggedOutput(
-                REJECTED, Rejection(kept.source, "image_missing", f"{key} is not under --images")
+                REJECTED,
+                Rejection(kept.source, "image_missing", f"{key} is not under --images", boxes=len(kept.boxes)),
             )
             return
         yield dataclasses.replace(kept, image_bytes=sizes[0])

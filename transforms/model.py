@@ -58,6 +58,7 @@ class Rejection:
     reason: str
     detail: str
     item: str = ITEM_IMAGE
+    boxes: int = 0  # boxes of the rejected image or annotation, which are therefore not written
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), sort_keys=True, ensure_ascii=False)

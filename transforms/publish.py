@@ -44,7 +44,7 @@ def build_summary(
             "written": tallies.get("boxes_written", 0),
             "clipped": tallies.get("boxes_clipped", 0),
             "rejected": boxes_rejected,
-            "on_rejected_items": tallies.get("boxes_on_rejected_items", 0),
+            "on_rejected_items": sum(rejection.boxes for rejection in rejections),
         },
         "annotation_files_read": tallies.get("annotation_files_read", 0),
         "annotation_size_mismatches": tallies.get("annotation_size_mismatch", 0),

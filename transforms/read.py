@@ -11,7 +11,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from transforms import paths
 from transforms.formats import AnnotationFormat, parse_annotation_file
-from transforms.model import ITEM_ANNOTATION, ITEM_BOX, ImageRecord, Rejection
+from transforms.model import ITEM_ANNOTATION, ITEM_BOX, ITEM_IMAGE, ImageRecord, Rejection
 from transforms.tally import TALLY, count
 
 REJECTED = "rejected"
@@ -42,8 +42,9 @@ class _ParseAnnotationFile(beam.DoFn):
                 yield count("boxes_read", len(item.boxes))
                 yield item
             else:
-                if item.item == ITEM_BOX:
-                    yield count("boxes_read")
+                yield count("boxes_read", 1 if item.item == ITEM_BOX else item.boxes)
+                if item.item == ITEM_IMAGE:  # named, but refused before the join (e.g. an unsafe path)
+                    yield count("images_read")
                 yield beam.pvalue.TaggedOutput(REJECTED, item)
 
 

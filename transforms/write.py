@@ -6,6 +6,7 @@ holds one image in memory, and writes one file per split: an image's split depen
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 from typing import Dict, Iterable, Tuple
@@ -103,8 +104,7 @@ class _WriteShard(beam.DoFn):
 
     @staticmethod
     def _reject(record: ImageRecord, rejection: Rejection):
-        yield count("boxes_on_rejected_items", len(record.boxes))
-        yield beam.pvalue.TaggedOutput(REJECTED, rejection)
+        yield beam.pvalue.TaggedOutput(REJECTED, dataclasses.replace(rejection, boxes=len(record.boxes)))
 
 
 class WriteShards(beam.PTransform):

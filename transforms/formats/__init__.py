@@ -37,7 +37,9 @@ def parse_annotation_file(fmt: AnnotationFormat, source: str, data: bytes) -> It
             continue
         key = paths.image_key(item.key)
         if key is None:
-            yield Rejection(source, "path_outside_images", f"image path {item.key!r} is not inside --images")
+            yield Rejection(
+                source, "path_outside_images", f"image path {item.key!r} is not inside --images", boxes=len(item.boxes)
+            )
         else:
             yield dataclasses.replace(item, key=key, source_id=item.source_id or key)
 
