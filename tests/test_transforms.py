@@ -1,0 +1,94 @@
+"""The composite transforms on Beam's TestPipeline, checked with assert_that."""
+from __future__ import annotations
+
+import apache_beam as beam
+import pytest
+from apache_beam.testing.test_pipeline import TestPipeline
+from apache_beam.testing.util import assert_that, equal_to
+
+from transforms.aggregate import BuildLabelMap, CountShards, FindDuplicates
+from transforms.formats import FORMATS
+from transforms.join import JoinImages
+from transforms.model import ITEM_ANNOTATION, Box, ImageRecord, Rejection
+from transforms.read import ListImages, ParseAnnotations
+from transforms.write import TARGET_SHARD_BYTES
+
+
+def _record(key, source, *labels, size=0):
+    return ImageRecord(key=key, source=source, source_id=key, boxes=tuple(Box(l, 0, 0, 1, 1) for l in labels),
+                       image_bytes=size)
+
+
+def test_join_reports_orphans_both_ways_and_keeps_the_first_annotation():
+    records = [
+        _record("a.jpg", "ann/a.xml", "cat"),
+        _record("a.jpg", "ann/z.xml", "dog", "dog"),
+        _record("missing.jpg", "ann/m.xml", "cat"),
+    ]
+    images = [("a.jpg", 1234), ("orphan.png", 10)]
+    with TestPipeline() as p:
+        joined = (p | "R" >> beam.Create(records), p | "I" >> beam.Create(images)) | JoinImages("/data/images")
+        assert_that(joined.records, equal_to([_record("a.jpg", "ann/a.xml", "cat", size=1234)]), label="records")
+        assert_that(
+            joined.rejected,
+            equal_to([
+                Rejection("ann/z.xml", "annotation_duplicate", "a.jpg is already annotated by ann/a.xml", ITEM_ANNOTATION, 2),
+                Rejection("ann/m.xml", "image_missing", "missing.jpg is not under --images", boxes=1),
+                Rejection("/data/images/orphan.png", "image_unannotated", "no annotation names this image"),
+            ]),
+            label="rejected",
+        )
+        assert_that(joined.tally, equal_to([("images_read", 1)] * 3), label="tally")
+
+
+def test_label_map_extends_the_seed_in_name_order():
+    records = [_record("1", "s", "zebra", "cat"), _record("2", "s", "ant", "cat"), _record("3", "s")]
+    with TestPipeline() as p:
+        ids = p | beam.Create(records) | BuildLabelMap({"cat": 7})
+        assert_that(ids, equal_to([{"cat": 7, "ant": 8, "zebra": 9}]))
+
+
+def test_label_map_of_no_records_is_the_seed():
+    with TestPipeline() as p:
+        ids = p | beam.Create([]) | BuildLabelMap({"cat": 2})
+        assert_that(ids, equal_to([{"cat": 2}]))
+
+
+@pytest.mark.parametrize("requested, sizes, expected", [
+    (4, [10], 4),
+    (0, [10, 20], 1),
+    (0, [TARGET_SHARD_BYTES] * 5, 4),  # 80 % of 5 targets in train -> 4 shards
+    (0, [], 1),
+])
+def test_shard_count(requested, sizes, expected):
+    with TestPipeline() as p:
+        records = p | beam.Create([_record(str(i), "s", size=size) for i, size in enumerate(sizes)])
+        assert_that(records | CountShards(requested, (("train", 0.8), ("val", 0.2))), equal_to([expected]))
+
+
+def test_duplicates_are_groups_of_keys_sharing_bytes():
+    content = [("h1", ("b.jpg", "train")), ("h1", ("a.jpg", "train")), ("h2", ("c.jpg", "val"))]
+    with TestPipeline() as p:
+        assert_that(p | beam.Create(content) | FindDuplicates(), equal_to([["a.jpg", "b.jpg"]]))
+
+
+def test_parse_and_list_real_files(tmp_path):
+    (tmp_path / "ann" / "sub").mkdir(parents=True)
+    (tmp_path / "ann" / "a.xml").write_text(
+        "<annotation><filename>a.jpg</filename><object><name>cat</name><bndbox><xmin>1</xmin><ymin>2</ymin>"
+        "<xmax>3</xmax><ymax>4</ymax></bndbox></object></annotation>")
+    (tmp_path / "ann" / "sub" / "b.xml").write_text("<annotation>")
+    (tmp_path / "img" / "deep").mkdir(parents=True)
+    (tmp_path / "img" / "deep" / "x.JPG").write_bytes(b"12345")
+    (tmp_path / "img" / "readme.txt").write_text("skip me")
+    patterns = [f"{tmp_path}/ann/**.xml", f"{tmp_path}/ann/*.xml"]  # overlapping: each file parsed once
+    with TestPipeline() as p:
+        parsed = p | ParseAnnotations(FORMATS["voc"], patterns)
+        assert_that(parsed.records | beam.Map(lambda r: (r.key, r.source_id, r.boxes)),
+                    equal_to([("a.jpg", "a.jpg", (Box("cat", 1, 2, 3, 4),))]), label="records")
+        assert_that(parsed.rejected | beam.Map(lambda r: (r.source, r.reason)),
+                    equal_to([(f"{tmp_path}/ann/sub/b.xml", "xml_malformed")]), label="rejected")
+        assert_that(parsed.tally | beam.CombinePerKey(sum),
+                    equal_to([("annotation_files_read", 2), ("boxes_read", 1)]), label="tally")
+        images = p | ListImages(str(tmp_path / "img"))
+        assert_that(images, equal_to([("deep/x.JPG", 5)]), label="images")
