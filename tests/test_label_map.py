@@ -1,0 +1,232 @@
+"""transforms/label_map.py: reading, extending and writing label_map.pbtxt."""
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from transforms.label_map import LabelMapError, extend_label_map, format_label_map, parse_label_map
+
+RACCOON_LABEL_MAP = Path("/work/shared/datasets/raccoon/label_map.pbtxt")
+
+
+def test_raccoon_label_map():
+    assert parse_label_map(RACCOON_LABEL_MAP.read_text()) == {"raccoon": 1}
+
+
+def test_od_api_style_map_with_double_quotes_and_display_names():
+    text = '''
+item {
+  name: "/m/01g317"
+  id: 1
+  display_name: "person"
+}
+item {
+  name: "/m/0199g"
+  id: 2
+  display_name: "bicycle"
+}
+'''
+    assert parse_label_map(text) == {"/m/01g317": 1, "/m/0199g": 2}
+
+
+def test_comments_and_compact_items():
+    text = """# a label map
+item { id: 2 name: 'dog' }  # the second class
+# item { id: 3 name: 'ghost' }
+item{name:'cat' id:1}
+"""
+    assert parse_label_map(text) == {"dog": 2, "cat": 1}
+
+
+def test_escaped_quotes_and_backslashes():
+    text = r"""item { id: 1 name: 'it\'s' }
+item { id: 2 name: "say \"hi\"" }
+item { id: 3 name: 'back\\slash' }"""
+    assert parse_label_map(text) == {"it's": 1, 'say "hi"': 2, "back\\slash": 3}
+
+
+def test_empty_or_comment_only_text_is_an_empty_map():
+    assert parse_label_map("") == {}
+    assert parse_label_map("  \n# nothing here\n") == {}
+
+
+def test_format_label_map_exact_text_ordered_by_id():
+    assert format_label_map({"dog": 2, "cat": 1}) == (
+        "item {\n  id: 1\n  name: 'cat'\n}\nitem {\n  id: 2\n  name: 'dog'\n}\n"
+    )
+    assert format_label_map({}) == ""
+
+
+def test_escapes_round_trip_through_format_label_map():
+    ids = {"it's": 1, "back\\slash": 2, 'double "quoted"': 3, "\\'": 4, "café": 5, "tab\there": 6, "": 7}
+    text = format_label_map(ids)
+    assert "name: 'it\\'s'" in text
+    assert "name: 'back\\\\slash'" in text
+    assert parse_label_map(text) == ids
+
+
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        ("item { id: 1 name: 'a' }\nitem { id: 1 name: 'b' }", "id 1 to two classes"),
+        ("item { id: 1 name: 'a' }\nitem { id: 2 name: 'a' }", "names 'a' twice"),
+        ("item { id: 0 name: 'background' }", "ids start at 1"),
+        ("item { id: -3 name: 'neg' }", "ids start at 1"),
+        ("item { id: 1 }", "without name or id"),
+        ("item { name: 'a' }", "without name or id"),
+        ("item { id: 1 display_name: 'a' }", "without name or id"),
+        ("this is not a label map", "no `item"),
+    ],
+)
+def test_invalid_maps_raise_label_map_error(text, words):
+    with pytest.raises(LabelMapError) as raised:
+        parse_label_map(text)
+    assert words in str(raised.value)
+
+
+def test_label_map_error_is_a_value_error():
+    assert issubclass(LabelMapError, ValueError)
+
+
+def test_same_item_twice_is_accepted():
+    assert parse_label_map("item { id: 1 name: 'a' }\nitem { id: 1 name: 'a' }") == {"a": 1}
+
+
+def test_extend_keeps_seed_ids_and_numbers_new_names_in_sorted_order():
+    seed = {"zebra": 3, "ant": 7}
+    extended = extend_label_map(seed, ["cat", "zebra", "bee", "cat", "ant", "aardvark"])
+    assert extended == {"zebra": 3, "ant": 7, "aardvark": 8, "bee": 9, "cat": 10}
+    assert seed == {"zebra": 3, "ant": 7}  # not modified
+
+
+def test_extend_without_seed_numbers_from_one():
+    assert extend_label_map({}, iter(["b", "a", "c", "a"])) == {"a": 1, "b": 2, "c": 3}
+
+
+def test_extend_does_not_depend_on_name_order():
+    names = ["person", "car", "bicycle", "dog"]
+    assert extend_label_map({"car": 1}, names) == extend_label_map({"car": 1}, reversed(names))
+
+
+def test_extend_with_nothing_new_is_the_seed():
+    assert extend_label_map({"a": 4}, ["a"]) == {"a": 4}
+
+
+def test_extended_map_survives_format_and_parse():
+    ids = extend_label_map(parse_label_map(RACCOON_LABEL_MAP.read_text()), ["squirrel", "fox"])
+    assert ids == {"raccoon": 1, "fox": 2, "squirrel": 3}
+    assert parse_label_map(format_label_map(ids)) == ids
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: parse_label_map strips '#' comments and matches item { ... } without regard to quotes, "
+    "so a class name containing '#', '{' or '}' written by format_label_map cannot be read back",
+)
+@pytest.mark.parametrize("name", ["C#", "sign #3", "a{b", "a}b"])
+def test_names_with_comment_or_brace_characters_round_trip(name):
+    ids = {name: 1, "other": 2}
+    assert parse_label_map(format_label_map(ids)) == ids
+
+
+# Names without '#', '{', '}' (the xfail case above); anything else, quotes, backslashes, newlines,
+# non-ASCII, must come back unchanged.
+_NAME = st.text(
+    st.characters(blacklist_categories=("Cs",), blacklist_characters="#{}"),
+    max_size=15,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.sets(_NAME, max_size=8), st.integers(1, 1000))
+def test_format_then_parse_is_identity(names, first_id):
+    ids = {name: first_id + index for index, name in enumerate(sorted(names))}
+    assert parse_label_map(format_label_map(ids)) == ids
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.dictionaries(_NAME, st.integers(1, 50), max_size=6), st.lists(_NAME, max_size=6))
+def test_extend_then_round_trip(seed_names, new_names):
+    seed = {}
+    for name, class_id in seed_names.items():
+        if class_id not in seed.values():
+            seed[name] = class_id
+    extended = extend_label_map(seed, new_names)
+    assert {name: extended[name] for name in seed} == seed
+    new_ids = [extended[name] for name in sorted(set(new_names) - set(seed))]
+    top = max(seed.values(), default=0)
+    assert new_ids == list(range(top + 1, top + 1 + len(new_ids)))
+    assert parse_label_map(format_label_map(extended)) == extended
+
+
+# --- the OD API reads label_map.pbtxt with protobuf's text format parser -------------------------
+
+
+def _string_int_label_map_class():
+    """object_detection.protos.StringIntLabelMap, built here so the test needs no OD API install."""
+    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+
+    field = descriptor_pb2.FieldDescriptorProto
+    proto = descriptor_pb2.FileDescriptorProto(name="string_int_label_map.proto", package="od", syntax="proto2")
+    item = proto.message_type.add(name="StringIntLabelMapItem")
+    item.field.add(name="name", number=1, type=field.TYPE_STRING, label=field.LABEL_OPTIONAL)
+    item.field.add(name="id", number=2, type=field.TYPE_INT32, label=field.LABEL_OPTIONAL)
+    item.field.add(name="display_name", number=3, type=field.TYPE_STRING, label=field.LABEL_OPTIONAL)
+    label_map = proto.message_type.add(name="StringIntLabelMap")
+    label_map.field.add(
+        name="item", number=1, type=field.TYPE_MESSAGE, type_name=".od.StringIntLabelMapItem",
+        label=field.LABEL_REPEATED,
+    )
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(proto)
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName("od.StringIntLabelMap"))
+
+
+def _protobuf_parse(text):
+    from google.protobuf import text_format
+
+    message = text_format.Parse(text, _string_int_label_map_class()())
+    return {item.name: item.id for item in message.item}
+
+
+def _protobuf_format(ids):
+    from google.protobuf import text_format
+
+    message = _string_int_label_map_class()()
+    for name, class_id in ids.items():
+        item = message.item.add()
+        item.name, item.id = name, class_id
+    return text_format.MessageToString(message, as_utf8=True)
+
+
+def test_protobuf_reads_what_format_label_map_writes():
+    ids = {"raccoon": 1, "it's": 2, "back\\slash": 3, 'say "hi"': 4, "café": 5}
+    assert _protobuf_parse(format_label_map(ids)) == ids
+
+
+def test_parse_reads_what_protobuf_writes():
+    ids = {"raccoon": 1, "it's": 2, "back\\slash": 3, 'say "hi"': 4, "café": 5}
+    assert parse_label_map(_protobuf_format(ids)) == ids
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: format_label_map writes a newline inside a quoted name as a raw line break, which "
+    "protobuf's text format (the OD API's reader) refuses: 'String missing ending quote'",
+)
+def test_protobuf_reads_a_name_with_a_newline():
+    ids = {"two\nlines": 1}
+    assert _protobuf_parse(format_label_map(ids)) == ids
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: parse_label_map unescapes '\\n' to 'n' (drops the backslash) instead of decoding "
+    "protobuf text-format escapes, so a map protobuf wrote with a newline in a name reads back wrong",
+)
+def test_parse_decodes_protobuf_escapes():
+    ids = {"two\nlines": 1}
+    text = _protobuf_format(ids)
+    assert "\\n" in text
+    assert parse_label_map(text) == ids
