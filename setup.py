@@ -17,7 +17,6 @@ setuptools.setup(
         "test": [
             "tensorflow-cpu>=2.15,<3",
             "Pillow>=10,<13",
-            "tensorflow-datasets>=4.9,<5",
             "pytest>=8",
             "hypothesis>=6.100",
         ],

@@ -1,5 +1,6 @@
 """transforms/formats: Pascal VOC and COCO parsers and the shared path checks (DESIGN.md section 5)."""
 import json
+from xml.sax.saxutils import escape as xml_escape
 from pathlib import Path
 
 import pytest
@@ -510,6 +511,50 @@ _XML = st.recursive(
 )
 
 
+_NUMBER_TEXT = st.one_of(
+    st.integers(-100, 5000).map(str),
+    st.floats(-100, 5000).map(repr),
+    st.sampled_from(["nan", "-0", " 12 ", "1,5", "", "x"]),
+)
+_LEAF = st.one_of(_NUMBER_TEXT, _XML_TEXT.map(xml_escape))
+
+
+def _optional(tag, text):
+    return st.one_of(st.just(""), text.map(lambda value: f"<{tag}>{value}</{tag}>"))
+
+
+def _concat(*parts):
+    return st.tuples(*parts).map("".join)
+
+
+_VOC_OBJECT = _concat(
+    st.just("<object>"),
+    _optional("name", st.one_of(st.sampled_from(["dog", "cat", ""]), _LEAF)),
+    _optional("difficult", st.one_of(st.sampled_from(["0", "1", "true", "no"]), _LEAF)),
+    _optional("truncated", st.one_of(st.sampled_from(["0", "1"]), _LEAF)),
+    _optional("bndbox", _concat(*(_optional(corner, _NUMBER_TEXT) for corner in ("xmin", "ymin", "xmax", "ymax")))),
+    st.just("</object>"),
+)
+_VOC_DOCUMENT = _concat(
+    st.just("<annotation>"),
+    _optional("filename", st.one_of(st.sampled_from(["a.jpg", "../a.jpg", "./b/c.png", "/abs.jpg"]), _LEAF)),
+    _optional("size", _concat(_optional("width", _NUMBER_TEXT), _optional("height", _NUMBER_TEXT))),
+    st.lists(_VOC_OBJECT, max_size=4).map("".join),
+    st.just("</annotation>"),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(_VOC_DOCUMENT)
+def test_random_voc_documents_never_raise(document):
+    items = list(voc.parse(SOURCE, document.encode("utf-8")))
+    _check(items)
+    assert sum(isinstance(item, ImageRecord) for item in items) <= 1
+    checked = list(parse_annotation_file(voc.FORMAT, SOURCE, document.encode("utf-8")))
+    _check(checked)
+    assert not any(getattr(item, "reason", None) == "annotation_unreadable" for item in checked)
+
+
 @settings(max_examples=200, deadline=None)
 @given(_XML, st.booleans())
 def test_random_xml_never_raises(xml, annotation_root):
@@ -531,14 +576,18 @@ _JSON = st.recursive(
 )
 # Lists, objects, strings or null: a number or bool in these sections is the xfail case above.
 _ITERABLE_JSON = st.lists(_JSON, max_size=4) | st.dictionaries(st.text(max_size=5), _JSON, max_size=3) | st.text(max_size=4) | st.none()
-_ID = st.one_of(st.integers(-2, 4), st.sampled_from(["1", "a", None, True, 1.0, [1]]))
+_ID = st.one_of(st.integers(1, 3), st.integers(1, 3), st.integers(-2, 4), st.sampled_from(["1", "a", None, True, 1.0, [1]]))
+_NUMBER = st.one_of(st.integers(-10, 1000), st.floats(), st.floats(-10, 1000))
+_FILE_NAME = st.one_of(
+    st.sampled_from(["a.jpg", "b/c.jpg", "./d.png"]),
+    st.sampled_from(["a.jpg", "", "../b.jpg", "/abs.jpg", "C:\\e.jpg"]),
+    _JSON,
+)
 _COCO_IMAGE = st.fixed_dictionaries(
-    {},
+    {"id": _ID, "file_name": _FILE_NAME},
     optional={
-        "id": _ID,
-        "file_name": st.one_of(st.sampled_from(["a.jpg", "", "../b.jpg", "/abs.jpg", "./c/d.jpg"]), _JSON),
-        "width": _JSON,
-        "height": _JSON,
+        "width": st.one_of(_NUMBER, _JSON),
+        "height": st.one_of(_NUMBER, _JSON),
     },
 )
 _COCO_ANNOTATION = st.fixed_dictionaries(
@@ -547,12 +596,19 @@ _COCO_ANNOTATION = st.fixed_dictionaries(
         "id": _JSON,
         "image_id": _ID,
         "category_id": _ID,
-        "bbox": st.one_of(st.lists(st.one_of(st.floats(), st.integers(), _JSON), max_size=5), _JSON),
-        "area": _JSON,
-        "iscrowd": _JSON,
+        "bbox": st.one_of(
+            st.lists(_NUMBER, min_size=4, max_size=4),
+            st.lists(_NUMBER, min_size=4, max_size=4),
+            st.lists(st.one_of(_NUMBER, _JSON), max_size=5),
+            _JSON,
+        ),
+        "area": st.one_of(_NUMBER, _JSON),
+        "iscrowd": st.one_of(st.sampled_from([0, 1, True]), _JSON),
     },
 )
-_COCO_CATEGORY = st.fixed_dictionaries({}, optional={"id": _ID, "name": st.one_of(st.text(max_size=5), _JSON)})
+_COCO_CATEGORY = st.fixed_dictionaries(
+    {}, optional={"id": _ID, "name": st.one_of(st.sampled_from(["dog", "cat", ""]), st.text(max_size=5), _JSON)}
+)
 _COCO = st.fixed_dictionaries(
     {},
     optional={
