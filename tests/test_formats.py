@@ -390,6 +390,22 @@ def test_coco_non_list_sections_do_not_raise(field, value):
     assert all(isinstance(item, (ImageRecord, Rejection)) for item in items)
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: coco._number calls float() on any JSON int; an integer literal beyond float range "
+    "(e.g. 1 followed by 400 zeros, valid JSON) in bbox or area raises OverflowError out of coco.parse "
+    "instead of a box_malformed rejection (bbox) or an ignored area",
+)
+@pytest.mark.parametrize("field", ["bbox", "area"])
+def test_coco_huge_integer_does_not_raise(field):
+    huge = 10**400
+    annotation = {"id": 5, "image_id": 1, "category_id": 1, "bbox": [huge, 0, 1, 1] if field == "bbox" else [0, 0, 1, 1]}
+    if field == "area":
+        annotation["area"] = huge
+    items = list(coco.parse(COCO_SOURCE, _coco_document(annotations=[annotation])))
+    assert all(isinstance(item, (ImageRecord, Rejection)) for item in items)
+
+
 # --- parse_annotation_file ----------------------------------------------------------------------------
 
 
@@ -576,7 +592,8 @@ _JSON = st.recursive(
 )
 # Lists, objects, strings or null: a number or bool in these sections is the xfail case above.
 _ITERABLE_JSON = st.lists(_JSON, max_size=4) | st.dictionaries(st.text(max_size=5), _JSON, max_size=3) | st.text(max_size=4) | st.none()
-_ID = st.one_of(st.integers(1, 3), st.integers(1, 3), st.integers(-2, 4), st.sampled_from(["1", "a", None, True, 1.0, [1]]))
+# Mostly 1..3, so images, categories and annotations meet; sometimes an id no COCO tool writes.
+_ID = st.sampled_from([1, 2, 1, 2, 3, 1, 2, 3, 1, 0, -1, "1", "a", None, True, 1.0, [1], {}])
 _NUMBER = st.one_of(st.integers(-10, 1000), st.floats(), st.floats(-10, 1000))
 _FILE_NAME = st.one_of(
     st.sampled_from(["a.jpg", "b/c.jpg", "./d.png"]),
@@ -591,9 +608,7 @@ _COCO_IMAGE = st.fixed_dictionaries(
     },
 )
 _COCO_ANNOTATION = st.fixed_dictionaries(
-    {},
-    optional={
-        "id": _JSON,
+    {
         "image_id": _ID,
         "category_id": _ID,
         "bbox": st.one_of(
@@ -602,20 +617,33 @@ _COCO_ANNOTATION = st.fixed_dictionaries(
             st.lists(st.one_of(_NUMBER, _JSON), max_size=5),
             _JSON,
         ),
+    },
+    optional={
+        "id": _JSON,
         "area": st.one_of(_NUMBER, _JSON),
         "iscrowd": st.one_of(st.sampled_from([0, 1, True]), _JSON),
     },
 )
 _COCO_CATEGORY = st.fixed_dictionaries(
-    {}, optional={"id": _ID, "name": st.one_of(st.sampled_from(["dog", "cat", ""]), st.text(max_size=5), _JSON)}
+    {"id": _ID, "name": st.one_of(st.sampled_from(["dog", "cat", ""]), st.text(max_size=5), _JSON)}
 )
-_COCO = st.fixed_dictionaries(
-    {},
-    optional={
-        "images": st.one_of(st.lists(st.one_of(_COCO_IMAGE, _COCO_IMAGE, _JSON), max_size=4), _JSON),
-        "annotations": st.one_of(st.lists(st.one_of(_COCO_ANNOTATION, _COCO_ANNOTATION, _JSON), max_size=6), _ITERABLE_JSON),
-        "categories": st.one_of(st.lists(st.one_of(_COCO_CATEGORY, _COCO_CATEGORY, _JSON), max_size=4), _ITERABLE_JSON),
-    },
+_COCO = st.one_of(
+    # mostly well-formed sections whose entries have random fields, so ids match and boxes get through
+    st.fixed_dictionaries(
+        {
+            "images": st.lists(_COCO_IMAGE, min_size=1, max_size=4),
+            "annotations": st.lists(_COCO_ANNOTATION | _JSON, min_size=1, max_size=6),
+            "categories": st.lists(_COCO_CATEGORY | _JSON, min_size=1, max_size=4),
+        }
+    ),
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "images": st.one_of(st.lists(st.one_of(_COCO_IMAGE, _COCO_IMAGE, _JSON), max_size=4), _JSON),
+            "annotations": st.one_of(st.lists(st.one_of(_COCO_ANNOTATION, _JSON), max_size=6), _ITERABLE_JSON),
+            "categories": st.one_of(st.lists(st.one_of(_COCO_CATEGORY, _JSON), max_size=4), _ITERABLE_JSON),
+        },
+    ),
 )
 
 
@@ -628,6 +656,51 @@ def test_random_coco_documents_never_raise(document):
     _check(list(parse_annotation_file(coco.FORMAT, COCO_SOURCE, data)))
     assert not any(isinstance(item, Rejection) and item.reason == "annotation_unreadable"
                    for item in parse_annotation_file(coco.FORMAT, COCO_SOURCE, data))
+
+
+@st.composite
+def _valid_coco(draw):
+    """Well-formed COCO with random numbers: every annotation ends as a box or a box rejection."""
+    images = [
+        {"id": index, "file_name": f"img/{index}.jpg", "width": draw(st.integers(0, 4000)), "height": 480}
+        for index in range(1, draw(st.integers(1, 4)) + 1)
+    ]
+    annotations = draw(
+        st.lists(
+            st.fixed_dictionaries(
+                {
+                    "id": st.integers(1, 10**6),
+                    "image_id": st.integers(0, len(images) + 1),
+                    "category_id": st.sampled_from([1, 2, 3]),
+                    "bbox": st.lists(st.one_of(st.integers(-10, 5000), st.floats(-1e6, 1e6)), min_size=4, max_size=4),
+                },
+                optional={"area": _NUMBER, "iscrowd": st.sampled_from([0, 1])},
+            ),
+            max_size=8,
+        )
+    )
+    return {"images": images, "annotations": annotations, "categories": [{"id": 1, "name": "dog"}, {"id": 2, "name": "cat"}]}
+
+
+@settings(max_examples=200, deadline=None)
+@given(_valid_coco())
+def test_every_coco_annotation_becomes_a_box_or_a_box_rejection(document):
+    items = list(coco.parse(COCO_SOURCE, json.dumps(document).encode()))
+    records = [item for item in items if isinstance(item, ImageRecord)]
+    rejections = [item for item in items if isinstance(item, Rejection)]
+    assert [record.key for record in records] == [image["file_name"] for image in document["images"]]
+    assert all(rejection.item == ITEM_BOX for rejection in rejections)
+    assert sum(len(record.boxes) for record in records) + len(rejections) == len(document["annotations"])
+    expected = {}
+    for annotation in document["annotations"]:
+        if 1 <= annotation["image_id"] <= len(document["images"]) and annotation["category_id"] in (1, 2):
+            x, y, width, height = (float(value) for value in annotation["bbox"])
+            expected.setdefault(f"img/{annotation['image_id']}.jpg", []).append(
+                (["dog", "cat"][annotation["category_id"] - 1], x, y, x + width, y + height)
+            )
+    for record in records:
+        got = [(box.label, box.xmin, box.ymin, box.xmax, box.ymax) for box in record.boxes]
+        assert got == expected.get(record.key, [])
 
 
 @settings(max_examples=200, deadline=None)
