@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import struct
 from typing import List, Sequence, Tuple
 
 from transforms.model import ITEM_BOX, PIXELS, Box, Rejection
@@ -49,14 +50,20 @@ def normalize_boxes(
             continue
         (xmin, xmax), x_clipped = _clip(box.xmin, box.xmax, scale_x)
         (ymin, ymax), y_clipped = _clip(box.ymin, box.ymax, scale_y)
-        if xmax <= xmin or ymax <= ymin:
+        xmin, xmax, ymin, ymax = xmin / scale_x, xmax / scale_x, ymin / scale_y, ymax / scale_y
+        # Records store float32: a box must still have width and height once rounded to it.
+        if _float32(xmax) <= _float32(xmin) or _float32(ymax) <= _float32(ymin):
             rejected.append(
                 Rejection(source, "box_empty", f"{where}: no area inside the {width}x{height} image", ITEM_BOX)
             )
             continue
         clipped += x_clipped or y_clipped
-        kept.append(NormalizedBox(box, xmin / scale_x, ymin / scale_y, xmax / scale_x, ymax / scale_y))
+        kept.append(NormalizedBox(box, xmin, ymin, xmax, ymax))
     return BoxOutcome(kept, rejected, clipped)
+
+
+def _float32(value: float) -> float:
+    return struct.unpack("<f", struct.pack("<f", value))[0]
 
 
 def _clip(low: float, high: float, limit: float) -> Tuple[Tuple[float, float], bool]:

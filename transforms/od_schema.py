@@ -8,9 +8,17 @@ from transforms.example import bytes_feature, encode_example, float_feature, int
 from transforms.images import ImageInfo
 from transforms.model import ImageRecord
 
+_FLOAT32_MAX = 3.4028234663852886e38
+
+
+def _float32_range(value) -> float:
+    """A float that float32 can hold: beyond its range, the largest it has (an area is never negative)."""
+    return min(float(value), _FLOAT32_MAX)
+
+
 # Optional per-object keys are written only when the source gives the value for every box.
 _OPTIONAL_OBJECT_FIELDS = (
-    ("image/object/area", "area", float_feature, float),
+    ("image/object/area", "area", float_feature, _float32_range),
     ("image/object/is_crowd", "is_crowd", int64_feature, int),
     ("image/object/difficult", "difficult", int64_feature, int),
     ("image/object/truncated", "truncated", int64_feature, int),

@@ -19,10 +19,17 @@ def _id(value: Any) -> Any:
     return value if isinstance(value, (int, str)) and not isinstance(value, bool) else None
 
 
+_FLOAT32_MAX = 3.4028234663852886e38
+
+
 def _number(value: Any) -> Optional[float]:
+    """A JSON number as a float; None for anything else, including integers beyond float range."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:
+        return None
 
 
 def _box(annotation: dict, label: str) -> Optional[Box]:
@@ -33,6 +40,8 @@ def _box(annotation: dict, label: str) -> Optional[Box]:
     if None in (x, y, width, height):
         return None
     area = _number(annotation.get("area"))
+    if area is not None and not 0 <= area <= _FLOAT32_MAX:  # NaN, negative or beyond float32: not an area
+        area = None
     crowd = annotation.get("iscrowd")
     return Box(
         label,
@@ -54,6 +63,10 @@ def parse(source: str, data: bytes) -> Iterator[Parsed]:
     if not isinstance(document, dict) or not isinstance(document.get("images"), list):
         yield Rejection(source, "coco_invalid", "no `images` list at the top level", ITEM_ANNOTATION)
         return
+    for section in ("categories", "annotations"):
+        if not isinstance(document.get(section) or [], list):
+            yield Rejection(source, "coco_invalid", f"`{section}` is not a list", ITEM_ANNOTATION)
+            return
     categories: Dict[Any, str] = {}
     for category in document.get("categories") or []:
         if isinstance(category, dict) and isinstance(category.get("name"), str):
@@ -83,7 +96,9 @@ def parse(source: str, data: bytes) -> Iterator[Parsed]:
     for index, image in enumerate(document["images"]):
         file_name = image.get("file_name") if isinstance(image, dict) else None
         if not isinstance(file_name, str) or not file_name:
-            yield Rejection(source, "coco_invalid", f"image {index} has no file_name", ITEM_ANNOTATION)
+            image_id = _id(image.get("id")) if isinstance(image, dict) else None
+            lost = len(boxes_by_image.get(image_id, ())) if image_id is not None else 0
+            yield Rejection(source, "coco_invalid", f"image {index} has no file_name", ITEM_ANNOTATION, lost)
             continue
         width, height = _positive_int(image.get("width")), _positive_int(image.get("height"))
         yield ImageRecord(

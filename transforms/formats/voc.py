@@ -35,7 +35,7 @@ def _number(element: ElementTree.Element, path: str) -> float:
 def _size(root: ElementTree.Element) -> Optional[tuple]:
     try:
         width, height = int(_number(root, "size/width")), int(_number(root, "size/height"))
-    except ValueError:
+    except (ValueError, OverflowError):  # "abc", "nan", "inf", "1e999"
         return None
     return (width, height) if width > 0 and height > 0 else None
 
@@ -47,7 +47,7 @@ def parse(source: str, data: bytes) -> Iterator[Parsed]:
     except defusedxml.DefusedXmlException as error:
         yield Rejection(source, "xml_unsafe", f"refused: {type(error).__name__}", ITEM_ANNOTATION)
         return
-    except (ElementTree.ParseError, ValueError) as error:
+    except (ElementTree.ParseError, ValueError, LookupError) as error:  # LookupError: unknown encoding
         yield Rejection(source, "xml_malformed", str(error).splitlines()[0][:200], ITEM_ANNOTATION)
         return
     if root.tag != "annotation":
