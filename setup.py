@@ -12,11 +12,12 @@ setuptools.setup(
         "google-crc32c>=1.5,<2",
         "defusedxml>=0.7,<1",
         "PyYAML>=6,<7",
+        "Pillow>=10,<13",
     ],
     extras_require={
         "test": [
             "tensorflow-cpu>=2.15,<3",
-            "Pillow>=10,<13",
+            "numpy",
             "pytest>=8",
             "hypothesis>=6.100",
         ],

@@ -13,7 +13,7 @@ import apache_beam as beam
 
 from pipeline.options import ConvertJob
 from transforms import paths
-from transforms.aggregate import BuildLabelMap, CountShards, FindDuplicates
+from transforms.aggregate import BuildLabelMap, CountShards, DropDuplicates, FindDuplicates
 from transforms.join import JoinImages
 from transforms.publish import Publish
 from transforms.read import ListImages, ParseAnnotations
@@ -29,21 +29,28 @@ def build_convert_pipeline(p: beam.Pipeline, job: ConvertJob) -> beam.PCollectio
     parsed = p | "ParseAnnotations" >> ParseAnnotations(job.format, job.annotation_patterns)
     image_files = p | "ListImages" >> ListImages(job.images)
     joined = (parsed.records, image_files) | "JoinImages" >> JoinImages(job.images)
+    steps = [parsed, joined]
+    records = joined.records
+    if job.drop_duplicates:
+        distinct = records | "DropDuplicates" >> DropDuplicates(job.images, job.image_policy)
+        steps.append(distinct)
+        records = distinct.records
 
-    label_ids = joined.records | "LabelMap" >> BuildLabelMap(job.label_map_seed)
-    num_shards = joined.records | "CountShards" >> CountShards(job.num_shards, job.splits)
-    written = joined.records | "WriteShards" >> WriteShards(
+    label_ids = records | "LabelMap" >> BuildLabelMap(job.label_map_seed)
+    num_shards = records | "CountShards" >> CountShards(job.num_shards, job.splits)
+    written = records | "WriteShards" >> WriteShards(
         images_root=job.images,
         staging_dir=staging_dir,
         name=job.name,
         seed=job.seed,
         splits=job.splits,
+        policy=job.image_policy,
         num_shards=num_shards,
         label_ids=label_ids,
     )
     duplicates = written.content | "FindDuplicates" >> FindDuplicates()
 
-    steps = (parsed, joined, written)
+    steps.append(written)
     rejections = [step.rejected for step in steps] | "AllRejections" >> beam.Flatten()
     tallies = [step.tally for step in steps] | "AllTallies" >> beam.Flatten() | "Sum" >> beam.CombinePerKey(sum)
     return p | "Publish" >> Publish(

@@ -18,7 +18,9 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from pipeline.config import beam_flags, load_config, split_settings
 from pipeline.errors import UsageError
 from transforms import storage
+from transforms.encode import ImagePolicy
 from transforms.formats import FORMATS, AnnotationFormat
+from transforms.image_prep import EXIF_AUTO, EXIF_MODES, VALIDATE_MODES, VALIDATE_STRUCTURE
 from transforms.label_map import LabelMapError, parse_label_map
 from transforms.read import read_file
 from transforms.splits import SplitError, Splits, parse_splits
@@ -33,6 +35,9 @@ DEFAULTS: Dict[str, Any] = {
     "num_shards": 0,
     "name": "dataset",
     "label_map": None,
+    "exif_orientation": EXIF_AUTO,
+    "validate_images": VALIDATE_STRUCTURE,
+    "drop_duplicates": False,
 }
 _DATASET_NAME = re.compile(r"^[A-Za-z0-9_]+$")
 _GLOB = re.compile(r"[*?\[]")
@@ -49,6 +54,8 @@ class ConvertJob:
     num_shards: int  # 0: sized from the data
     name: str
     label_map_seed: Dict[str, int]
+    image_policy: ImagePolicy
+    drop_duplicates: bool
     settings: Dict[str, Any]  # the effective settings, recorded in summary.json
     beam_args: List[str]
     started_at: float
@@ -66,6 +73,13 @@ def add_convert_arguments(parser: argparse.ArgumentParser) -> None:
     add("--num_shards", type=int, metavar="N", help="shards per split; 0 sizes them from the data (default)")
     add("--name", metavar="NAME", help="dataset name, the prefix of the shard files (default dataset)")
     add("--label_map", metavar="FILE", help="existing label_map.pbtxt whose ids are kept; new classes get the next ids")
+    add("--exif_orientation", metavar="MODE",
+        help="auto (default): rotate photos upright unless the annotation states the stored size; "
+        "apply: always rotate; ignore: never")
+    add("--validate_images", metavar="MODE",
+        help="structure (default): headers and end markers; full: decode every pixel too")
+    add("--drop_duplicates", action="store_true",
+        help="keep one of each set of byte-identical images (the first by path); costs a second read of each image")
     add("--config", metavar="YAML", help="YAML file with any of these settings and Beam options; flags win")
 
 
@@ -139,6 +153,13 @@ def _integer(settings: Dict[str, Any], key: str, minimum: int) -> int:
     return value
 
 
+def _choice(settings: Dict[str, Any], key: str, choices: Sequence[str]) -> str:
+    value = str(settings[key])
+    if value not in choices:
+        raise UsageError(f"--{key} {value!r}: choose one of {', '.join(choices)}")
+    return value
+
+
 def _checked_beam_args(flags: List[str]) -> List[str]:
     known = set(PipelineOptions([]).get_all_options())
     given = PipelineOptions(flags).get_all_options(retain_unknown_options=True)
@@ -184,6 +205,10 @@ def resolve_convert(given: Dict[str, Any], extra_beam_args: List[str]) -> Conver
         splits = parse_splits(str(settings["splits"]))
     except SplitError as error:
         raise UsageError(f"--splits: {error}") from None
+    exif_orientation = _choice(settings, "exif_orientation", EXIF_MODES)
+    validate_images = _choice(settings, "validate_images", VALIDATE_MODES)
+    if not isinstance(settings["drop_duplicates"], bool):
+        raise UsageError(f"drop_duplicates must be true or false, not {settings['drop_duplicates']!r}")
     name = str(settings["name"])
     if not _DATASET_NAME.match(name):
         raise UsageError(f"--name {name!r}: use letters, digits and _ only (it starts every shard file name)")
@@ -199,6 +224,8 @@ def resolve_convert(given: Dict[str, Any], extra_beam_args: List[str]) -> Conver
         num_shards=_integer(settings, "num_shards", 0),
         name=name,
         label_map_seed=_label_map_seed(settings["label_map"]),
+        image_policy=ImagePolicy(exif_orientation=exif_orientation, validate=validate_images),
+        drop_duplicates=settings["drop_duplicates"],
         settings=settings,
         beam_args=_checked_beam_args(beam_flags(beam_file) + list(extra_beam_args)),
         started_at=time.time(),

@@ -1,11 +1,19 @@
 """Dataset-wide facts computed once: the label map, the shard count, the duplicate groups."""
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 from typing import Dict
 
 import apache_beam as beam
 
+from transforms import paths
+from transforms.encode import ImagePolicy, prepare_record_image
+from transforms.image_prep import VALIDATE_STRUCTURE
 from transforms.label_map import extend_label_map
+from transforms.model import Rejection
+from transforms.read import REJECTED, read_file
+from transforms.tally import TALLY, count
 from transforms.splits import Splits
 from transforms.write import auto_num_shards
 
@@ -60,4 +68,54 @@ class FindDuplicates(beam.PTransform):
             | "BySha256" >> beam.GroupByKey()
             | "Keys" >> beam.Map(lambda item: sorted(key for key, _ in item[1]))
             | "Shared" >> beam.Filter(lambda keys: len(keys) > 1)
+        )
+
+
+class _HashImage(beam.DoFn):
+    """(sha256 of the bytes the record will hold, record): the same content the writer's split uses."""
+
+    def __init__(self, images_root: str, policy: ImagePolicy):
+        self._images_root = images_root
+        self._policy = dataclasses.replace(policy, validate=VALIDATE_STRUCTURE)  # the writer validates
+
+    def process(self, record):
+        try:
+            data = read_file(paths.join(self._images_root, record.key))
+            digest = hashlib.sha256(prepare_record_image(record, data, self._policy).encoded).hexdigest()
+        except Exception:  # unusable: the writer reads it again and rejects it with the reason
+            digest = "unusable:" + record.key
+        yield digest, record
+
+
+class _KeepFirst(beam.DoFn):
+    def process(self, element):
+        _, records = element
+        kept, *copies = sorted(records, key=lambda record: record.key)
+        yield kept
+        yield count("duplicate_images_dropped", len(copies))
+        for copy in copies:
+            yield beam.pvalue.TaggedOutput(
+                REJECTED,
+                Rejection(copy.source, "image_duplicate", f"{copy.key} has the same bytes as {kept.key}", boxes=len(copy.boxes)),
+            )
+
+
+class DropDuplicates(beam.PTransform):
+    """Records -> one record per distinct image content (the first by path); the others rejected.
+
+    Deciding before the writer needs each image's hash before the shuffle, so this reads every image
+    a second time (and converts the few that need it twice); it runs only when --drop_duplicates asks.
+    """
+
+    def __init__(self, images_root: str, policy: ImagePolicy):
+        super().__init__()
+        self._images_root = images_root
+        self._policy = policy
+
+    def expand(self, records):
+        return (
+            records
+            | "Hash" >> beam.ParDo(_HashImage(self._images_root, self._policy))
+            | "ByContent" >> beam.GroupByKey()
+            | "KeepFirst" >> beam.ParDo(_KeepFirst()).with_outputs(REJECTED, TALLY, main="records")
         )

@@ -15,6 +15,7 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 # Start-of-frame markers carry the size; C4 (DHT), C8 (JPG) and CC (DAC) share the range but do not.
 _SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+_LOSSLESS_SOF_MARKERS = frozenset([0xC3, 0xC7, 0xCB, 0xCF])
 _STANDALONE_MARKERS = frozenset([0x01, 0xD8]) | frozenset(range(0xD0, 0xD8))
 _EXIF_ORIENTATION_TAG = 0x0112
 
@@ -63,7 +64,10 @@ def sniff_format(data: bytes) -> Optional[str]:
 
 
 def probe_image(data: bytes) -> ImageInfo:
-    """Format, size and orientation of JPEG or PNG bytes; raises ImageProblem when they are unusable."""
+    """Format, size and orientation of JPEG or PNG bytes; raises ImageProblem when they are unusable.
+
+    Other image formats raise image_unsupported_format here; image_prep converts them first.
+    """
     if not data:
         raise ImageProblem("image_empty", "the file is empty")
     kind = sniff_format(data)
@@ -98,6 +102,9 @@ def _probe_jpeg(data: bytes) -> ImageInfo:
             raise ImageProblem("image_truncated", "JPEG ends inside its headers")
         segment = data[position + 4 : segment_end]
         if marker in _SOF_MARKERS and len(segment) >= 6:
+            if marker in _LOSSLESS_SOF_MARKERS or segment[0] != 8:
+                # TensorFlow's decoder (and Pillow) read only 8-bit lossy JPEG: there is nothing to convert from.
+                raise ImageProblem("image_unsupported_format", f"{segment[0]}-bit or lossless JPEG cannot be decoded")
             height = int.from_bytes(segment[1:3], "big")
             width = int.from_bytes(segment[3:5], "big")
             size = (width, height, segment[5])
@@ -134,7 +141,7 @@ def _exif_orientation(tiff: bytes) -> int:
     return 1
 
 
-_PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}  # by colour type: grey, RGB, palette, grey+alpha, RGBA
+_PNG_CHANNELS = {0: 1, 2: 3, 3: 3, 4: 2, 6: 4}  # by colour type: grey, RGB, palette (expanded), grey+alpha, RGBA
 
 
 def _probe_png(data: bytes) -> ImageInfo:

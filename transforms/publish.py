@@ -48,6 +48,8 @@ def build_summary(
         },
         "annotation_files_read": tallies.get("annotation_files_read", 0),
         "annotation_size_mismatches": tallies.get("annotation_size_mismatch", 0),
+        "conversions": _by_kind(tallies, "conversion"),
+        "exif_orientation": _by_kind(tallies, "exif_orientation"),
         "splits": {
             split: {
                 "images": tallies.get(("split_images", split), 0),
@@ -65,8 +67,13 @@ def build_summary(
             "groups": len(duplicate_groups),
             "images": sum(len(group) for group in duplicate_groups),
             "examples": [list(group) for group in sorted(duplicate_groups)[:DUPLICATE_EXAMPLES]],
+            "dropped": tallies.get("duplicate_images_dropped", 0),
         },
     }
+
+
+def _by_kind(tallies: Mapping, name: str) -> Dict[str, int]:
+    return dict(sorted((key[1], n) for key, n in tallies.items() if isinstance(key, tuple) and key[0] == name and n))
 
 
 class _Publish(beam.DoFn):

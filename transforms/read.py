@@ -1,7 +1,9 @@
 """Finding and parsing annotation files, and listing the image files they may name."""
 from __future__ import annotations
 
+import os
 import posixpath
+import stat
 from typing import Sequence
 
 import apache_beam as beam
@@ -9,7 +11,7 @@ from apache_beam.io import fileio
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
-from transforms import paths
+from transforms import paths, storage
 from transforms.formats import AnnotationFormat, parse_annotation_file
 from transforms.model import ITEM_ANNOTATION, ITEM_BOX, ITEM_IMAGE, ImageRecord, Rejection
 from transforms.tally import TALLY, count
@@ -20,6 +22,9 @@ IMAGE_EXTENSIONS = frozenset([".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".gif", "
 
 
 def read_file(path: str) -> bytes:
+    """The whole file; a local path that is not a regular file (a FIFO, a device) is refused, not read."""
+    if storage.is_local(path) and not stat.S_ISREG(os.stat(path).st_mode):
+        raise OSError(f"{path} is not a regular file")
     with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
         return handle.read()
 

@@ -7,7 +7,6 @@ holds one image in memory, and writes one file per split: an image's split depen
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import math
 from typing import Dict, Iterable, Tuple
 
@@ -16,17 +15,21 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from transforms import paths
-from transforms.boxes import normalize_boxes
+from transforms.encode import ImagePolicy, encode_record
 from transforms.example import tfrecord_frame
-from transforms.images import ImageProblem, probe_image
+from transforms.images import ImageProblem
 from transforms.model import ImageRecord, Rejection
-from transforms.od_schema import od_example
 from transforms.read import REJECTED, read_file
 from transforms.splits import Splits, assign_shard, assign_split
 from transforms.tally import TALLY, count
 
 CONTENT = "content"
 TARGET_SHARD_BYTES = 150 * 1024 * 1024  # TF's guidance: shards of 100-200 MB
+MAX_IMAGE_BYTES = 512 * 1024 * 1024  # no photo is this big; reading one would cost the worker its memory
+
+
+def _one_line(error: Exception) -> str:
+    return " ".join(str(error).split())[:200]
 
 
 def shard_file_name(name: str, split: str, index: int, num_shards: int) -> str:
@@ -49,8 +52,9 @@ class _AssignShard(beam.DoFn):
 
 
 class _WriteShard(beam.DoFn):
-    def __init__(self, images_root: str, staging_dir: str, name: str, seed: int, splits: Splits):
+    def __init__(self, images_root: str, staging_dir: str, name: str, seed: int, splits: Splits, policy: ImagePolicy):
         self._images_root = images_root
+        self._policy = policy
         self._staging_dir = staging_dir
         self._name = name
         self._seed = seed
@@ -71,35 +75,48 @@ class _WriteShard(beam.DoFn):
 
     def _write_record(self, record: ImageRecord, label_ids, shard, num_shards, files):
         image_path = paths.join(self._images_root, record.key)
-        try:
-            encoded = read_file(image_path)
-        except Exception as error:  # missing since the listing, permissions, a flaky store: one rejection
-            yield from self._reject(record, Rejection(image_path, "image_unreadable", str(error)[:200]))
+        if record.image_bytes > MAX_IMAGE_BYTES:
+            detail = f"{record.image_bytes} bytes; images over {MAX_IMAGE_BYTES} bytes are not read"
+            yield from self._reject(record, Rejection(image_path, "image_too_large", detail))
             return
         try:
-            info = probe_image(encoded)
+            data = read_file(image_path)
+        except Exception as error:  # gone since the listing, permissions, a flaky store: one rejection
+            yield from self._reject(record, Rejection(image_path, "image_unreadable", _one_line(error)))
+            return
+        try:
+            encoded = encode_record(record, data, self._policy, label_ids)
         except ImageProblem as problem:
             yield from self._reject(record, problem.rejection(image_path))
             return
-        if record.annotated_size and record.annotated_size != (info.width, info.height):
-            yield count("annotation_size_mismatch")
-        outcome = normalize_boxes(record.boxes, record.units, info.width, info.height, record.source)
-        for rejection in outcome.rejected:
+        except Exception as error:  # a decoder's surprise costs this image, not the run
+            detail = f"{type(error).__name__}: {_one_line(error)}"
+            yield from self._reject(record, Rejection(image_path, "image_unprocessable", detail))
+            return
+        for rejection in encoded.boxes.rejected:
             yield beam.pvalue.TaggedOutput(REJECTED, rejection)
-        sha256 = hashlib.sha256(encoded).hexdigest()
-        split = record.source_split or assign_split(sha256, self._seed, self._splits)
-        example = od_example(record, encoded, sha256, info, outcome.kept, label_ids)
+        split = record.source_split or assign_split(encoded.sha256, self._seed, self._splits)
         if split not in files:
             path = paths.join(self._staging_dir, shard_file_name(self._name, split, shard, num_shards))
             files[split] = FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED)
-        files[split].write(tfrecord_frame(example))
-        yield beam.pvalue.TaggedOutput(CONTENT, (sha256, (record.key, split)))
+        files[split].write(tfrecord_frame(encoded.example))
+        yield beam.pvalue.TaggedOutput(CONTENT, (encoded.sha256, (record.key, split)))
+        yield from self._tally(encoded, split)
+
+    @staticmethod
+    def _tally(encoded, split):
+        kept = encoded.boxes.kept
         yield count("images_written")
         yield count(("split_images", split))
-        yield count(("split_boxes", split), len(outcome.kept))
-        yield count("boxes_written", len(outcome.kept))
-        yield count("boxes_clipped", outcome.clipped)
-        for box in outcome.kept:
+        yield count(("split_boxes", split), len(kept))
+        yield count("boxes_written", len(kept))
+        yield count("boxes_clipped", encoded.boxes.clipped)
+        yield count("annotation_size_mismatch", int(encoded.size_mismatch))
+        if encoded.image.conversion:
+            yield count(("conversion", encoded.image.conversion))
+        if encoded.image.exif:
+            yield count(("exif_orientation", encoded.image.exif))
+        for box in kept:
             yield count(("class_boxes", box.box.label))
 
     @staticmethod
@@ -110,8 +127,9 @@ class _WriteShard(beam.DoFn):
 class WriteShards(beam.PTransform):
     """Records -> shard files in the staging folder; outputs rejections, (sha256, (key, split)) and tallies."""
 
-    def __init__(self, *, images_root, staging_dir, name, seed, splits, num_shards, label_ids):
+    def __init__(self, *, images_root, staging_dir, name, seed, splits, policy, num_shards, label_ids):
         super().__init__()
+        self._policy = policy
         self._images_root = images_root
         self._staging_dir = staging_dir
         self._name = name
@@ -127,7 +145,7 @@ class WriteShards(beam.PTransform):
             | "GroupByShard" >> beam.GroupByKey()
             | "Write"
             >> beam.ParDo(
-                _WriteShard(self._images_root, self._staging_dir, self._name, self._seed, self._splits),
+                _WriteShard(self._images_root, self._staging_dir, self._name, self._seed, self._splits, self._policy),
                 beam.pvalue.AsSingleton(self._label_ids),
             ).with_outputs(REJECTED, CONTENT, TALLY)
         )

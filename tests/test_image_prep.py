@@ -1,0 +1,140 @@
+"""prepare_image: what passes through unchanged, what is converted once, what is refused."""
+from __future__ import annotations
+
+import io
+
+import pytest
+from PIL import Image
+
+from tests import image_factory as make
+from tests.conftest import RACCOON
+from transforms.image_prep import EXIF_APPLY, EXIF_IGNORE, VALIDATE_FULL, prepare_image
+from transforms.images import ImageProblem
+
+
+@pytest.fixture(scope="module")
+def photo() -> bytes:
+    return (RACCOON / "images" / "raccoon-1.jpg").read_bytes()  # 650 x 417, RGB
+
+
+def _pixels(data: bytes) -> Image.Image:
+    return Image.open(io.BytesIO(data))
+
+
+@pytest.mark.parametrize(
+    "name, data_factory, fmt, channels",
+    [
+        ("grayscale jpeg", lambda: make.encode(make.gradient(mode="L"), "JPEG"), "jpeg", 1),
+        ("rgb png", lambda: make.encode(make.gradient(), "PNG"), "png", 3),
+        ("rgba png", lambda: make.encode(make.gradient(mode="RGBA"), "PNG"), "png", 4),
+        ("palette png", lambda: make.encode(make.gradient(mode="P"), "PNG"), "png", 3),
+        ("grey+alpha png", lambda: make.encode(make.gradient(mode="LA"), "PNG"), "png", 2),
+        ("16-bit png", lambda: make.png16(64, 48), "png", 1),
+    ],
+)
+def test_tensorflow_readable_images_pass_through_unchanged(name, data_factory, fmt, channels):
+    data = data_factory()
+    prepared = prepare_image(data)
+    assert prepared.encoded is data and prepared.conversion is None
+    assert (prepared.info.format, prepared.info.width, prepared.info.height) == (fmt, 64, 48)
+    assert prepared.info.channels == channels
+
+
+def test_cmyk_jpeg_passes_through(photo):
+    data = make.cmyk_jpeg(photo)
+    prepared = prepare_image(data)
+    assert prepared.encoded is data and prepared.info.channels == 4 and prepared.conversion is None
+
+
+@pytest.mark.parametrize(
+    "fmt, mode, conversion, target",
+    [
+        ("BMP", "RGB", "bmp_to_jpeg", "jpeg"),
+        ("TIFF", "RGB", "tiff_to_jpeg", "jpeg"),
+        ("WEBP", "RGB", "webp_to_jpeg", "jpeg"),
+        ("TIFF", "RGBA", "tiff_to_png", "png"),
+        ("WEBP", "RGBA", "webp_to_png", "png"),
+        ("BMP", "L", "bmp_to_jpeg", "jpeg"),
+    ],
+)
+def test_other_formats_are_converted_once(fmt, mode, conversion, target):
+    source = make.gradient(mode=mode)
+    prepared = prepare_image(make.encode(source, fmt, **({"lossless": True} if fmt == "WEBP" else {})))
+    assert prepared.conversion == conversion
+    assert prepared.info.format == target and (prepared.info.width, prepared.info.height) == (64, 48)
+    decoded = _pixels(prepared.encoded)
+    assert decoded.format == target.upper()
+    reference = source.convert("RGBA" if target == "png" else decoded.mode)
+    difference = max(abs(a - b) for a, b in zip(decoded.tobytes(), reference.tobytes()))
+    assert difference <= (0 if target == "png" else 16)  # JPEG at quality 95: close, not equal
+
+
+def test_animated_gif_becomes_its_first_frame():
+    prepared = prepare_image(make.animated_gif())
+    assert prepared.conversion == "gif_to_jpeg"
+    first = make.gradient()
+    decoded = _pixels(prepared.encoded).convert("RGB")
+    assert decoded.getpixel((2, 2))[0] < 60 and decoded.getpixel((61, 2))[0] > 190  # not the mirrored frame
+    assert decoded.size == first.size
+
+
+def test_16_bit_tiff_is_scaled_to_8_bits():
+    image = Image.fromarray(__import__("numpy").full((10, 12), 40000, dtype="uint16"))
+    prepared = prepare_image(make.encode(image, "TIFF"))
+    assert prepared.conversion == "tiff_to_jpeg"
+    assert abs(_pixels(prepared.encoded).getpixel((5, 5)) - 40000 // 256) <= 2
+
+
+@pytest.mark.parametrize("orientation, size", [(6, (417, 650)), (8, (417, 650)), (3, (650, 417)), (2, (650, 417))])
+def test_exif_orientation_is_applied(photo, orientation, size):
+    data = make.jpeg_with_orientation(photo, orientation)
+    prepared = prepare_image(data)
+    assert (prepared.conversion, prepared.exif) == ("exif_rotated", "applied")
+    assert (prepared.info.width, prepared.info.height) == size
+    assert prepared.info.orientation == 1  # the tag is gone: nobody rotates twice
+    expected = make.encode(Image.open(io.BytesIO(data)), "PNG")
+    from PIL import ImageOps
+
+    upright = ImageOps.exif_transpose(Image.open(io.BytesIO(data))).convert("RGB")
+    got = _pixels(prepared.encoded).convert("RGB")
+    assert got.size == upright.size
+    assert abs(got.getpixel((10, 10))[0] - upright.getpixel((10, 10))[0]) <= 12
+    assert expected  # the source decodes
+
+
+def test_exif_auto_keeps_raw_pixels_when_the_annotation_states_the_stored_size(photo):
+    data = make.jpeg_with_orientation(photo, 6)
+    prepared = prepare_image(data, annotated_size=(650, 417))
+    assert prepared.encoded is data and prepared.exif == "kept_raw" and prepared.conversion is None
+    assert (prepared.info.width, prepared.info.height) == (650, 417)
+
+
+def test_exif_modes_apply_and_ignore(photo):
+    data = make.jpeg_with_orientation(photo, 6)
+    assert prepare_image(data, annotated_size=(650, 417), exif_mode=EXIF_APPLY).exif == "applied"
+    ignored = prepare_image(data, exif_mode=EXIF_IGNORE)
+    assert ignored.encoded is data and ignored.exif is None
+
+
+@pytest.mark.parametrize(
+    "data, reason",
+    [
+        (b"", "image_empty"),
+        (b"GIF89a" + b"\x00" * 20, "image_corrupt"),
+        (b"BM" + b"\x00" * 30, "image_corrupt"),
+        (make.png_claiming_size(30000, 30000), "image_too_large"),
+    ],
+)
+def test_refused(data, reason):
+    with pytest.raises(ImageProblem) as problem:
+        prepare_image(data)
+    assert problem.value.reason == reason
+
+
+def test_full_validation_catches_what_the_structure_check_cannot(photo):
+    broken = make.jpeg_with_undefined_quantization_table(photo)
+    assert prepare_image(broken).encoded is broken  # headers and end marker are fine
+    with pytest.raises(ImageProblem) as problem:
+        prepare_image(broken, validate=VALIDATE_FULL)
+    assert problem.value.reason == "image_corrupt"
+    assert prepare_image(photo, validate=VALIDATE_FULL).encoded is photo

@@ -1,0 +1,54 @@
+"""One image record and its file's bytes -> one serialized OD API Example. Pure: no Beam, no I/O."""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from typing import Mapping
+
+from transforms.boxes import BoxOutcome, normalize_boxes
+from transforms.image_prep import (
+    DEFAULT_MAX_PIXELS,
+    EXIF_AUTO,
+    VALIDATE_STRUCTURE,
+    PreparedImage,
+    prepare_image,
+)
+from transforms.model import ImageRecord
+from transforms.od_schema import od_example
+
+
+@dataclasses.dataclass(frozen=True)
+class ImagePolicy:
+    """How images are checked and when they are re-encoded (--exif_orientation, --validate_images)."""
+
+    exif_orientation: str = EXIF_AUTO
+    validate: str = VALIDATE_STRUCTURE
+    max_pixels: int = DEFAULT_MAX_PIXELS
+
+
+@dataclasses.dataclass(frozen=True)
+class EncodedRecord:
+    example: bytes
+    sha256: str  # of the record's image bytes: the content that decides the split
+    image: PreparedImage
+    boxes: BoxOutcome
+    size_mismatch: bool  # the annotation states a size other than the image's (beyond a 90 degree turn)
+
+
+def prepare_record_image(record: ImageRecord, data: bytes, policy: ImagePolicy) -> PreparedImage:
+    """The bytes that go into the record: the file's own, or converted once (see image_prep)."""
+    return prepare_image(data, record.annotated_size, policy.exif_orientation, policy.validate, policy.max_pixels)
+
+
+def encode_record(
+    record: ImageRecord, data: bytes, policy: ImagePolicy, label_ids: Mapping[str, int]
+) -> EncodedRecord:
+    """Raises ImageProblem when the bytes are not a usable image; box problems are in `boxes.rejected`."""
+    image = prepare_record_image(record, data, policy)
+    size = (image.info.width, image.info.height)
+    turned = image.exif is not None and record.annotated_size == size[::-1]
+    size_mismatch = record.annotated_size is not None and record.annotated_size != size and not turned
+    boxes = normalize_boxes(record.boxes, record.units, image.info.width, image.info.height, record.source)
+    sha256 = hashlib.sha256(image.encoded).hexdigest()
+    example = od_example(record, image.encoded, sha256, image.info, boxes.kept, label_ids)
+    return EncodedRecord(example, sha256, image, boxes, size_mismatch)
