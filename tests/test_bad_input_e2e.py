@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 
 import pytest
 from PIL import Image
@@ -102,6 +103,10 @@ def corpus(raccoon, tmp_path_factory):
     for name, text in annotations.items():
         (root / "annotations" / name).write_text(text)
     (root / "secret.jpg").write_bytes(photo)
+    # Named pipes would block a reader forever: they must be refused, not read.
+    os.mkfifo(root / "images" / "pipe.jpg")
+    (root / "annotations" / "pipe_image.xml").write_text(voc("pipe.jpg", (10, 10), (1, 1, 5, 5)))
+    os.mkfifo(root / "annotations" / "pipe.xml")
     return root, images
 
 
@@ -145,6 +150,8 @@ EXPECTED_REJECTIONS = [
     ("malformed.xml", "xml_malformed", "annotation"),
     ("missing.xml", "image_missing", "image"),
     ("orphan.jpg", "image_unannotated", "image"),
+    ("pipe.jpg", "image_unreadable", "image"),
+    ("pipe.xml", "annotation_unreadable", "annotation"),
     ("outside.xml", "path_outside_images", "image"),
     ("text.jpg", "image_not_an_image", "image"),
     ("truncated.jpg", "image_truncated", "image"),
@@ -203,16 +210,16 @@ def test_boxes_are_clipped_normalized_and_follow_the_real_size(default_run):
 def test_counts_add_up(default_run):
     summary = default_run["summary"]
     assert summary["images_read"] == summary["images_written"] + summary["images_rejected"]
-    assert (summary["images_written"], summary["images_rejected"]) == (16, 9)
+    assert (summary["images_written"], summary["images_rejected"]) == (16, 10)
     boxes = summary["boxes"]
     assert boxes["read"] == boxes["written"] + boxes["rejected"] + boxes["on_rejected_items"]
-    assert (boxes["clipped"], boxes["rejected"], boxes["on_rejected_items"]) == (1, 4, 4)
+    assert (boxes["clipped"], boxes["rejected"], boxes["on_rejected_items"]) == (1, 4, 5)
     assert summary["annotation_size_mismatches"] == 1  # b.jpg; the rotated ones are a 90 degree turn
-    assert summary["annotation_files_read"] == 28
+    assert summary["annotation_files_read"] == 30
     # photo.bmp and photo.tif hold the same pixels, so they convert to the same JPEG bytes
     assert summary["duplicates"]["examples"] == [["a.jpg", "a_copy.jpg"], ["photo.bmp", "photo.tif"]]
     assert summary["rejections"]["xml_unsafe"] == 2
-    assert "rejected.jsonl: 9 images, 4 boxes rejected" in default_run["stdout"]
+    assert "rejected.jsonl: 10 images, 4 boxes rejected" in default_run["stdout"]
 
 
 def test_full_validation_duplicate_dropping_and_ignored_orientation(corpus, strict_run):
