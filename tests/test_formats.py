@@ -443,11 +443,11 @@ def test_rejections_from_the_parser_pass_through():
 
 
 def test_a_parser_that_raises_costs_one_file():
-    def broken(source, data):
+    def broken(source, data, context):
         yield ImageRecord(key="a.jpg", source=source)
         raise RuntimeError("parser bug")
 
-    fmt = AnnotationFormat("broken", "", "", ("*",), broken)
+    fmt = AnnotationFormat("broken", "", "", ("*",), broken, sniff=lambda path, head: False)
     assert list(parse_annotation_file(fmt, "f.txt", b"")) == [
         Rejection("f.txt", "annotation_unreadable", "RuntimeError: parser bug", ITEM_ANNOTATION)
     ]

@@ -16,18 +16,36 @@ Parsed = Union[ImageRecord, Rejection]
 
 
 @dataclasses.dataclass(frozen=True)
+class ParseContext:
+    """What a parser may need besides the file itself."""
+
+    classes: Tuple[str, ...] = ()  # class names by index, for formats that store indices (YOLO)
+
+
+NO_CONTEXT = ParseContext()
+
+
+@dataclasses.dataclass(frozen=True)
 class AnnotationFormat:
     name: str
     summary: str  # one line for `convert --help`
     example: str  # a command line a user can adapt
     folder_patterns: Tuple[str, ...]  # which files of an --annotations folder are annotations
-    parse: Callable[[str, bytes], Iterable[Parsed]]  # (source path, file bytes) -> records, rejections
+    # (source path, file bytes, context) -> records and rejections; never raises on bad bytes
+    parse: Callable[[str, bytes, ParseContext], Iterable[Parsed]]
+    # (path, the file's first SNIFF_BYTES bytes) -> does this file look like this format?
+    sniff: Callable[[str, bytes], bool]
 
 
-def parse_annotation_file(fmt: AnnotationFormat, source: str, data: bytes) -> Iterator[Parsed]:
+SNIFF_BYTES = 4096
+
+
+def parse_annotation_file(
+    fmt: AnnotationFormat, source: str, data: bytes, context: ParseContext = NO_CONTEXT
+) -> Iterator[Parsed]:
     """Records whose image paths are safe to open, and a rejection for everything else."""
     try:
-        parsed = list(fmt.parse(source, data))
+        parsed = list(fmt.parse(source, data, context))
     except Exception as error:  # a parser bug must cost one file, not the run
         yield Rejection(source, "annotation_unreadable", f"{type(error).__name__}: {error}", ITEM_ANNOTATION)
         return

@@ -6,7 +6,7 @@ import math
 from collections import defaultdict
 from typing import Any, Dict, Iterator, List, Optional
 
-from transforms.formats import AnnotationFormat, Parsed
+from transforms.formats import NO_CONTEXT, AnnotationFormat, ParseContext, Parsed
 from transforms.model import ITEM_ANNOTATION, ITEM_BOX, Box, ImageRecord, Rejection
 
 
@@ -54,7 +54,12 @@ def _box(annotation: dict, label: str) -> Optional[Box]:
     )
 
 
-def parse(source: str, data: bytes) -> Iterator[Parsed]:
+def sniff(path: str, head: bytes) -> bool:
+    """A JSON object with an `images` list (LabelMe and CreateML files have none)."""
+    return path.lower().endswith(".json") and head.lstrip()[:1] == b"{" and b'"images"' in head
+
+
+def parse(source: str, data: bytes, context: ParseContext = NO_CONTEXT) -> Iterator[Parsed]:
     try:
         document = json.loads(data)
     except (ValueError, RecursionError) as error:
@@ -116,4 +121,5 @@ FORMAT = AnnotationFormat(
     example="--format coco --annotations annotations/instances_val2017.json --images val2017",
     folder_patterns=("*.json",),
     parse=parse,
+    sniff=sniff,
 )

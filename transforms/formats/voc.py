@@ -1,13 +1,14 @@
 """Pascal VOC XML: one file per image (LabelImg, CVAT and Roboflow exports)."""
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ElementTree
 from typing import Iterator, Optional
 
 import defusedxml
 import defusedxml.ElementTree as SafeElementTree
 
-from transforms.formats import AnnotationFormat, Parsed
+from transforms.formats import NO_CONTEXT, AnnotationFormat, ParseContext, Parsed
 from transforms.model import ITEM_ANNOTATION, ITEM_BOX, Box, ImageRecord, Rejection
 
 
@@ -40,7 +41,12 @@ def _size(root: ElementTree.Element) -> Optional[tuple]:
     return (width, height) if width > 0 and height > 0 else None
 
 
-def parse(source: str, data: bytes) -> Iterator[Parsed]:
+def sniff(path: str, head: bytes) -> bool:
+    """An XML file whose root element is <annotation> (CVAT's is <annotations>)."""
+    return path.lower().endswith(".xml") and re.search(rb"<annotation[\s>]", head) is not None
+
+
+def parse(source: str, data: bytes, context: ParseContext = NO_CONTEXT) -> Iterator[Parsed]:
     try:
         # forbid_dtd: no DOCTYPE at all, so no entity can be declared, expanded or fetched.
         root = SafeElementTree.fromstring(data, forbid_dtd=True)
@@ -82,4 +88,5 @@ FORMAT = AnnotationFormat(
     example="--format voc --annotations data/Annotations --images data/JPEGImages",
     folder_patterns=("**.xml",),
     parse=parse,
+    sniff=sniff,
 )
