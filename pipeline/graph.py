@@ -1,9 +1,10 @@
 """The conversion pipeline, top to bottom.
 
-Annotation files are parsed in parallel and joined with the image files by path; the label map and
-the shard count are computed once for the whole dataset; records (metadata only) are grouped by shard
-and each shard's writer reads its images, validates them and writes the split files; finally the
-dataset, its label map, its rejections and its summary are published together.
+Each source's annotation files are parsed in parallel and joined with its image files by path, and
+the sources merge into one dataset; the label map and the shard count are computed once for all of
+it; records (metadata only) are grouped by shard and each shard's writer reads its images, validates
+them and writes the split files; finally the dataset, its label map, its rejections and its summary
+are published together.
 """
 from __future__ import annotations
 
@@ -26,20 +27,25 @@ def build_convert_pipeline(p: beam.Pipeline, job: ConvertJob) -> beam.PCollectio
     """Adds the conversion to `p`; returns the one-element PCollection of the published summary."""
     staging_dir = paths.join(paths.join(job.output, STAGING), uuid.uuid4().hex)
 
-    parsed = p | "ParseAnnotations" >> ParseAnnotations(job.format, job.annotation_patterns)
-    image_files = p | "ListImages" >> ListImages(job.images)
-    joined = (parsed.records, image_files) | "JoinImages" >> JoinImages(job.images)
-    steps = [parsed, joined]
-    records = joined.records
+    steps, joined_records = [], []
+    for index, source in enumerate(job.sources):
+        label = f"Source{index}" if len(job.sources) > 1 else "Source"
+        parsed = p | f"{label}/ParseAnnotations" >> ParseAnnotations(
+            source.format, source.patterns, source.context, job.class_map
+        )
+        image_files = p | f"{label}/ListImages" >> ListImages(source.images)
+        joined = (parsed.records, image_files) | f"{label}/JoinImages" >> JoinImages(source.images, source.format)
+        steps += [parsed, joined]
+        joined_records.append(joined.records)
+    records = joined_records | "AllSources" >> beam.Flatten()
     if job.drop_duplicates:
-        distinct = records | "DropDuplicates" >> DropDuplicates(job.images, job.image_policy)
+        distinct = records | "DropDuplicates" >> DropDuplicates(job.image_policy)
         steps.append(distinct)
         records = distinct.records
 
     label_ids = records | "LabelMap" >> BuildLabelMap(job.label_map_seed)
     num_shards = records | "CountShards" >> CountShards(job.num_shards, job.splits)
     written = records | "WriteShards" >> WriteShards(
-        images_root=job.images,
         staging_dir=staging_dir,
         name=job.name,
         seed=job.seed,

@@ -6,20 +6,20 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import fnmatch
 import os
 import re
 import time
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from apache_beam.io.filesystems import FileSystems
+import yaml
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline.config import beam_flags, load_config, split_settings
 from pipeline.errors import UsageError
+from pipeline.sources import Source, absolute, as_list, resolve_sources
 from transforms import storage
 from transforms.encode import ImagePolicy
-from transforms.formats import FORMATS, AnnotationFormat
+from transforms.formats import FORMATS
 from transforms.image_prep import EXIF_AUTO, EXIF_MODES, VALIDATE_MODES, VALIDATE_STRUCTURE
 from transforms.label_map import LabelMapError, parse_label_map
 from transforms.read import read_file
@@ -38,24 +38,25 @@ DEFAULTS: Dict[str, Any] = {
     "exif_orientation": EXIF_AUTO,
     "validate_images": VALIDATE_STRUCTURE,
     "drop_duplicates": False,
+    "classes": None,
+    "class_map": None,
 }
 _DATASET_NAME = re.compile(r"^[A-Za-z0-9_]+$")
-_GLOB = re.compile(r"[*?\[]")
+SOURCE_SPLITS = "source"
 
 
 @dataclasses.dataclass(frozen=True)
 class ConvertJob:
-    format: AnnotationFormat
-    annotation_patterns: Tuple[str, ...]
-    images: str
+    sources: Tuple[Source, ...]
     output: str
-    splits: Splits
+    splits: Optional[Splits]  # None: each image keeps the split its source names (--splits source)
     seed: int
     num_shards: int  # 0: sized from the data
     name: str
     label_map_seed: Dict[str, int]
     image_policy: ImagePolicy
     drop_duplicates: bool
+    class_map: Dict[str, Optional[str]]
     settings: Dict[str, Any]  # the effective settings, recorded in summary.json
     beam_args: List[str]
     started_at: float
@@ -65,14 +66,23 @@ def add_convert_arguments(parser: argparse.ArgumentParser) -> None:
     """The convert flags. Defaults are applied after the config file, so flags are SUPPRESSed here."""
     add = lambda *names, **kwargs: parser.add_argument(*names, default=argparse.SUPPRESS, **kwargs)
     add("--format", metavar="FORMAT", help=f"one of {', '.join(FORMATS)}; detected from the files when omitted")
-    add("--annotations", metavar="PATH", help="annotation folder, file or glob (local or gs://)")
-    add("--images", metavar="PATH", help="folder the annotations' image file names are relative to")
+    add("--annotations", metavar="PATH", action="append",
+        help="annotation folder, file or glob (local or gs://); repeat it to merge sources, "
+        "optionally prefixed with their format (coco:path/instances.json)")
+    add("--images", metavar="PATH", action="append",
+        help="folder the annotations' image file names are relative to; once, or once per --annotations")
     add("--output", metavar="PATH", help="output folder or gs:// prefix")
-    add("--splits", metavar="SPEC", help=f"NAME=FRACTION,... summing to 1 (default {DEFAULTS['splits']})")
+    add("--splits", metavar="SPEC",
+        help=f"NAME=FRACTION,... summing to 1 (default {DEFAULTS['splits']}), or `source` to keep the "
+        "splits the dataset came with (train/ valid/ test/ folders, instances_train.json, CVAT subsets)")
     add("--seed", type=int, metavar="N", help="seed of the split and shard assignment (default 0)")
     add("--num_shards", type=int, metavar="N", help="shards per split; 0 sizes them from the data (default)")
     add("--name", metavar="NAME", help="dataset name, the prefix of the shard files (default dataset)")
     add("--label_map", metavar="FILE", help="existing label_map.pbtxt whose ids are kept; new classes get the next ids")
+    add("--classes", metavar="FILE",
+        help="class names by index for YOLO: a names file (one per line) or a data.yaml; found beside the labels when omitted")
+    add("--class_map", metavar="YAML",
+        help="rename classes across sources: `source name: target name`, or `: null` to drop that class's boxes")
     add("--exif_orientation", metavar="MODE",
         help="auto (default): rotate photos upright unless the annotation states the stored size; "
         "apply: always rotate; ignore: never")
@@ -83,46 +93,6 @@ def add_convert_arguments(parser: argparse.ArgumentParser) -> None:
     add("--config", metavar="YAML", help="YAML file with any of these settings and Beam options; flags win")
 
 
-def _absolute(path: str) -> str:
-    return path if not storage.is_local(path) else os.path.abspath(os.path.expanduser(path))
-
-
-def _count_matches(patterns: Sequence[str]) -> int:
-    try:
-        return sum(len(result.metadata_list) for result in FileSystems.match(list(patterns)))
-    except Exception as error:
-        raise UsageError(f"cannot list {', '.join(patterns)}: {error}") from None
-
-
-def _is_folder(path: str) -> bool:
-    if storage.is_local(path):
-        return os.path.isdir(path)
-    return _count_matches([path.rstrip("/") + "/**"]) > 0
-
-
-def _annotation_patterns(path: str, fmt: AnnotationFormat) -> Tuple[str, ...]:
-    if _GLOB.search(path) or not _is_folder(path):
-        return (path,)
-    return tuple(path.rstrip("/") + "/" + pattern for pattern in fmt.folder_patterns)
-
-
-def _detect_format(path: str) -> AnnotationFormat:
-    if _GLOB.search(path) or not _is_folder(path):
-        file_name = path.rsplit("/", 1)[-1]
-        candidates = [
-            fmt for fmt in FORMATS.values()
-            if any(fnmatch.fnmatch(file_name, pattern.replace("**", "*")) for pattern in fmt.folder_patterns)
-        ]
-    else:
-        candidates = [fmt for fmt in FORMATS.values() if _count_matches(_annotation_patterns(path, fmt))]
-    if len(candidates) == 1:
-        return candidates[0]
-    if not candidates:
-        raise UsageError(f"cannot tell the annotation format of {path}; pass --format ({', '.join(FORMATS)})")
-    names = ", ".join(fmt.name for fmt in candidates)
-    raise UsageError(f"{path} could be any of {names}; pass --format to choose")
-
-
 def _required(settings: Dict[str, Any], key: str) -> str:
     value = settings.get(key)
     if value in (None, ""):
@@ -130,11 +100,25 @@ def _required(settings: Dict[str, Any], key: str) -> str:
     return str(value)
 
 
+def _class_map(path: Optional[str]) -> Dict[str, Optional[str]]:
+    if not path:
+        return {}
+    try:
+        mapping = yaml.safe_load(read_file(absolute(path)))
+    except Exception as error:
+        raise UsageError(f"cannot read --class_map {path}: {' '.join(str(error).split())[:200]}") from None
+    if not isinstance(mapping, dict) or not all(
+        isinstance(target, (str, type(None))) for target in mapping.values()
+    ):
+        raise UsageError(f"--class_map {path} must map class names to class names or null")
+    return {str(source): target for source, target in mapping.items()}
+
+
 def _label_map_seed(path: Optional[str]) -> Dict[str, int]:
     if not path:
         return {}
     try:
-        return parse_label_map(read_file(_absolute(path)).decode("utf-8"))
+        return parse_label_map(read_file(absolute(path)).decode("utf-8"))
     except LabelMapError as error:
         raise UsageError(f"--label_map {path}: {error}") from None
     except Exception as error:
@@ -177,34 +161,25 @@ def _checked_beam_args(flags: List[str]) -> List[str]:
 
 def resolve_convert(given: Dict[str, Any], extra_beam_args: List[str]) -> ConvertJob:
     """Merge defaults < config file < flags, check every value, and resolve paths."""
-    file_settings = load_config(_absolute(given["config"])) if given.get("config") else {}
+    file_settings = load_config(absolute(given["config"])) if given.get("config") else {}
     own_file, beam_file = split_settings(file_settings, set(DEFAULTS) | {"config"})
     settings = {**DEFAULTS, **own_file, **{key: value for key, value in given.items() if key != "config"}}
 
-    annotations = _absolute(_required(settings, "annotations"))
-    images = _absolute(_required(settings, "images")).rstrip("/")
-    output = _absolute(_required(settings, "output")).rstrip("/")
-    if not _count_matches([annotations]) and not _is_folder(annotations):
-        raise UsageError(f"--annotations {annotations}: no such file, folder or matching files")
-    if not _is_folder(images):
-        raise UsageError(f"--images {images}: no such folder (or it is empty)")
+    _required(settings, "annotations")
+    _required(settings, "images")
+    output = absolute(_required(settings, "output")).rstrip("/")
+    sources = resolve_sources(
+        as_list(settings["annotations"]), as_list(settings["images"]), settings["format"], settings["classes"]
+    )
     if storage.is_local(output) and os.path.exists(output) and not os.path.isdir(output):
         raise UsageError(f"--output {output} is a file; give a folder")
 
-    if settings["format"] is None:
-        fmt = _detect_format(annotations)
-    elif settings["format"] in FORMATS:
-        fmt = FORMATS[settings["format"]]
-    else:
-        raise UsageError(f"unknown --format {settings['format']!r}; choose one of {', '.join(FORMATS)}")
-    patterns = _annotation_patterns(annotations, fmt)
-    if not _count_matches(patterns):
-        raise UsageError(f"no {fmt.name} annotation files at {annotations} (looked for {', '.join(fmt.folder_patterns)})")
-
-    try:
-        splits = parse_splits(str(settings["splits"]))
-    except SplitError as error:
-        raise UsageError(f"--splits: {error}") from None
+    splits = None
+    if str(settings["splits"]) != SOURCE_SPLITS:
+        try:
+            splits = parse_splits(str(settings["splits"]))
+        except SplitError as error:
+            raise UsageError(f"--splits: {error}") from None
     exif_orientation = _choice(settings, "exif_orientation", EXIF_MODES)
     validate_images = _choice(settings, "validate_images", VALIDATE_MODES)
     if not isinstance(settings["drop_duplicates"], bool):
@@ -213,11 +188,15 @@ def resolve_convert(given: Dict[str, Any], extra_beam_args: List[str]) -> Conver
     if not _DATASET_NAME.match(name):
         raise UsageError(f"--name {name!r}: use letters, digits and _ only (it starts every shard file name)")
 
-    settings.update(format=fmt.name, annotations=annotations, images=images, output=output, splits=str(settings["splits"]))
+    settings.update(
+        format=sorted({source.format.name for source in sources}),
+        annotations=[source.annotations for source in sources],
+        images=[source.images for source in sources],
+        output=output,
+        splits=str(settings["splits"]),
+    )
     return ConvertJob(
-        format=fmt,
-        annotation_patterns=patterns,
-        images=images,
+        sources=sources,
         output=output,
         splits=splits,
         seed=_integer(settings, "seed", 0),
@@ -226,6 +205,7 @@ def resolve_convert(given: Dict[str, Any], extra_beam_args: List[str]) -> Conver
         label_map_seed=_label_map_seed(settings["label_map"]),
         image_policy=ImagePolicy(exif_orientation=exif_orientation, validate=validate_images),
         drop_duplicates=settings["drop_duplicates"],
+        class_map=_class_map(settings["class_map"]),
         settings=settings,
         beam_args=_checked_beam_args(beam_flags(beam_file) + list(extra_beam_args)),
         started_at=time.time(),

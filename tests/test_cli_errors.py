@@ -66,7 +66,7 @@ def test_bad_label_map(dataset, capsys):
 
 
 def test_ambiguous_format_names_the_candidates(dataset, capsys):
-    (dataset / "annotations" / "instances.json").write_text("{}")
+    (dataset / "annotations" / "instances.json").write_text('{"images": [], "annotations": []}')
     assert _convert(dataset) == 2
     assert "could be any of voc, coco; pass --format" in capsys.readouterr().err
 

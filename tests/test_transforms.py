@@ -1,15 +1,17 @@
 """The composite transforms on Beam's TestPipeline, checked with assert_that."""
 from __future__ import annotations
 
+import dataclasses
+
 import apache_beam as beam
 import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
 from transforms.aggregate import BuildLabelMap, CountShards, FindDuplicates
-from transforms.formats import FORMATS
+from transforms.formats import FORMATS, ParseContext
 from transforms.join import JoinImages
-from transforms.model import ITEM_ANNOTATION, Box, ImageRecord, Rejection
+from transforms.model import ITEM_ANNOTATION, RELATIVE, Box, ImageRecord, Rejection
 from transforms.read import ListImages, ParseAnnotations
 from transforms.write import TARGET_SHARD_BYTES
 
@@ -27,8 +29,9 @@ def test_join_reports_orphans_both_ways_and_keeps_the_first_annotation():
     ]
     images = [("a.jpg", 1234), ("orphan.png", 10)]
     with TestPipeline() as p:
-        joined = (p | "R" >> beam.Create(records), p | "I" >> beam.Create(images)) | JoinImages("/data/images")
-        assert_that(joined.records, equal_to([_record("a.jpg", "ann/a.xml", "cat", size=1234)]), label="records")
+        joined = (p | "R" >> beam.Create(records), p | "I" >> beam.Create(images)) | JoinImages("/data/images", FORMATS["voc"])
+        expected = dataclasses.replace(_record("a.jpg", "ann/a.xml", "cat", size=1234), images_root="/data/images")
+        assert_that(joined.records, equal_to([expected]), label="records")
         assert_that(
             joined.rejected,
             equal_to([
@@ -83,7 +86,7 @@ def test_parse_and_list_real_files(tmp_path):
     (tmp_path / "img" / "readme.txt").write_text("skip me")
     patterns = [f"{tmp_path}/ann/**.xml", f"{tmp_path}/ann/*.xml"]  # overlapping: each file parsed once
     with TestPipeline() as p:
-        parsed = p | ParseAnnotations(FORMATS["voc"], patterns)
+        parsed = p | ParseAnnotations(FORMATS["voc"], patterns, ParseContext(), class_map={})
         assert_that(parsed.records | beam.Map(lambda r: (r.key, r.source_id, r.boxes)),
                     equal_to([("a.jpg", "a.jpg", (Box("cat", 1, 2, 3, 4),))]), label="records")
         assert_that(parsed.rejected | beam.Map(lambda r: (r.source, r.reason)),
@@ -92,3 +95,19 @@ def test_parse_and_list_real_files(tmp_path):
                     equal_to([("annotation_files_read", 2), ("boxes_read", 1)]), label="tally")
         images = p | ListImages(str(tmp_path / "img"))
         assert_that(images, equal_to([("deep/x.JPG", 5)]), label="images")
+
+
+def test_yolo_join_matches_by_stem_and_makes_unlabeled_images_negatives():
+    labeled = ImageRecord(key="images/train/a", source="/d/labels/train/a.txt", source_id="images/train/a",
+                          boxes=(Box("cat", 0.1, 0.1, 0.5, 0.5),), units=RELATIVE)
+    images = [("images/train/a.png", 5), ("images/train/b.jpg", 7), ("images/train/a.jpg", 6)]
+    with TestPipeline() as p:
+        joined = (p | "R" >> beam.Create([labeled]), p | "I" >> beam.Create(images)) | JoinImages("/d", FORMATS["yolo"])
+        assert_that(joined.records, equal_to([
+            dataclasses.replace(labeled, key="images/train/a.jpg", source_id="images/train/a.jpg",
+                                image_bytes=6, images_root="/d"),
+            ImageRecord(key="images/train/b.jpg", source="/d/images/train/b.jpg", source_id="images/train/b.jpg",
+                        units=RELATIVE, image_bytes=7, images_root="/d"),
+        ]), label="records")
+        assert_that(joined.rejected | beam.Map(lambda r: (r.source, r.reason)),
+                    equal_to([("/d/images/train/a.png", "image_label_ambiguous")]), label="rejected")

@@ -74,13 +74,12 @@ class FindDuplicates(beam.PTransform):
 class _HashImage(beam.DoFn):
     """(sha256 of the bytes the record will hold, record): the same content the writer's split uses."""
 
-    def __init__(self, images_root: str, policy: ImagePolicy):
-        self._images_root = images_root
+    def __init__(self, policy: ImagePolicy):
         self._policy = dataclasses.replace(policy, validate=VALIDATE_STRUCTURE)  # the writer validates
 
     def process(self, record):
         try:
-            data = read_file(paths.join(self._images_root, record.key))
+            data = read_file(paths.join(record.images_root, record.key))
             digest = hashlib.sha256(prepare_record_image(record, data, self._policy).encoded).hexdigest()
         except Exception:  # unusable: the writer reads it again and rejects it with the reason
             digest = "unusable:" + record.key
@@ -107,15 +106,14 @@ class DropDuplicates(beam.PTransform):
     a second time (and converts the few that need it twice); it runs only when --drop_duplicates asks.
     """
 
-    def __init__(self, images_root: str, policy: ImagePolicy):
+    def __init__(self, policy: ImagePolicy):
         super().__init__()
-        self._images_root = images_root
         self._policy = policy
 
     def expand(self, records):
         return (
             records
-            | "Hash" >> beam.ParDo(_HashImage(self._images_root, self._policy))
+            | "Hash" >> beam.ParDo(_HashImage(self._policy))
             | "ByContent" >> beam.GroupByKey()
             | "KeepFirst" >> beam.ParDo(_KeepFirst()).with_outputs(REJECTED, TALLY, main="records")
         )

@@ -48,6 +48,7 @@ class ImageRecord:
     annotated_size: Optional[Tuple[int, int]] = None  # (width, height) as the annotation states
     source_split: Optional[str] = None
     image_bytes: int = 0  # file size, known after the join; used to size shards
+    images_root: str = ""  # the --images folder the key is relative to, set by the join
 
 
 @dataclasses.dataclass(frozen=True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
-from typing import Dict, Iterable, List, Mapping, Sequence, Tuple
+from typing import Dict, List, Mapping, Optional, Sequence
 
 import apache_beam as beam
 
@@ -24,12 +24,19 @@ REJECTED_FILE = "rejected.jsonl"
 DUPLICATE_EXAMPLES = 20
 
 
+def split_names(splits: Optional[Splits], tallies: Mapping) -> List[str]:
+    """The configured splits in their order, or with --splits source the ones the data named."""
+    if splits is not None:
+        return [name for name, _ in splits]
+    return sorted(key[1] for key in tallies if isinstance(key, tuple) and key[0] == "split_images")
+
+
 def build_summary(
     tallies: Mapping,
     rejections: Sequence[Rejection],
     duplicate_groups: Sequence[Sequence[str]],
     label_ids: Mapping[str, int],
-    splits: Splits,
+    splits: Optional[Splits],
     num_shards: int,
 ) -> dict:
     """summary.json's counts (DESIGN.md section 2) from the steps' tallies and rejections."""
@@ -45,6 +52,7 @@ def build_summary(
             "clipped": tallies.get("boxes_clipped", 0),
             "rejected": boxes_rejected,
             "on_rejected_items": sum(rejection.boxes for rejection in rejections),
+            "dropped_by_class_map": tallies.get("boxes_dropped_by_class_map", 0),
         },
         "annotation_files_read": tallies.get("annotation_files_read", 0),
         "annotation_size_mismatches": tallies.get("annotation_size_mismatch", 0),
@@ -56,7 +64,7 @@ def build_summary(
                 "boxes": tallies.get(("split_boxes", split), 0),
                 "shards": num_shards,
             }
-            for split, _ in splits
+            for split in split_names(splits, tallies)
         },
         "classes": [
             {"id": class_id, "name": name, "boxes": tallies.get(("class_boxes", name), 0)}
@@ -93,7 +101,7 @@ class _Publish(beam.DoFn):
 
         shard_names = [
             shard_file_name(self._name, split, index, num_shards)
-            for split, _ in self._splits
+            for split in split_names(self._splits, tallies)
             for index in range(num_shards)
         ]
         staged = set(storage.list_files(paths.join(self._staging_dir, "*")))

@@ -12,7 +12,8 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from transforms import paths, storage
-from transforms.formats import AnnotationFormat, parse_annotation_file
+from transforms.class_map import ClassMap, apply_class_map
+from transforms.formats import AnnotationFormat, ParseContext, parse_annotation_file
 from transforms.model import ITEM_ANNOTATION, ITEM_BOX, ITEM_IMAGE, ImageRecord, Rejection
 from transforms.tally import TALLY, count
 
@@ -30,8 +31,10 @@ def read_file(path: str) -> bytes:
 
 
 class _ParseAnnotationFile(beam.DoFn):
-    def __init__(self, fmt: AnnotationFormat):
+    def __init__(self, fmt: AnnotationFormat, context: ParseContext, class_map: ClassMap):
         self._format = fmt
+        self._context = context
+        self._class_map = class_map
 
     def process(self, path: str):
         yield count("annotation_files_read")
@@ -42,10 +45,13 @@ class _ParseAnnotationFile(beam.DoFn):
                 REJECTED, Rejection(path, "annotation_unreadable", str(error)[:200], ITEM_ANNOTATION)
             )
             return
-        for item in parse_annotation_file(self._format, path, data):
+        for item in parse_annotation_file(self._format, path, data, self._context):
             if isinstance(item, ImageRecord):
                 yield count("boxes_read", len(item.boxes))
-                yield item
+                record, dropped = apply_class_map(item, self._class_map)
+                if dropped:
+                    yield count("boxes_dropped_by_class_map", dropped)
+                yield record
             else:
                 yield count("boxes_read", 1 if item.item == ITEM_BOX else item.boxes)
                 if item.item == ITEM_IMAGE:  # named, but refused before the join (e.g. an unsafe path)
@@ -60,10 +66,12 @@ class ParseAnnotations(beam.PTransform):
     files are parsed in parallel rather than by whichever worker listed them.
     """
 
-    def __init__(self, fmt: AnnotationFormat, patterns: Sequence[str]):
+    def __init__(self, fmt: AnnotationFormat, patterns: Sequence[str], context: ParseContext, class_map: ClassMap):
         super().__init__()
         self._format = fmt
         self._patterns = list(patterns)
+        self._context = context
+        self._class_map = dict(class_map)
 
     def expand(self, pbegin):
         return (
@@ -72,7 +80,7 @@ class ParseAnnotations(beam.PTransform):
             | "Match" >> fileio.MatchAll(fileio.EmptyMatchTreatment.ALLOW)
             | "Paths" >> beam.Map(lambda metadata: metadata.path)
             | "Distinct" >> beam.Distinct()  # overlapping globs must not parse a file twice
-            | "Parse" >> beam.ParDo(_ParseAnnotationFile(self._format)).with_outputs(REJECTED, TALLY, main="records")
+            | "Parse" >> beam.ParDo(_ParseAnnotationFile(self._format, self._context, self._class_map)).with_outputs(REJECTED, TALLY, main="records")
         )
 
 

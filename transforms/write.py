@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Dict, Iterable, Tuple
+from typing import Dict, Iterable, Optional, Tuple
 
 import apache_beam as beam
 from apache_beam.io.filesystem import CompressionTypes
@@ -37,9 +37,9 @@ def shard_file_name(name: str, split: str, index: int, num_shards: int) -> str:
     return f"{name}-{split}.tfrecord-{index:05d}-of-{num_shards:05d}"
 
 
-def auto_num_shards(total_image_bytes: int, splits: Splits) -> int:
+def auto_num_shards(total_image_bytes: int, splits: Optional[Splits]) -> int:
     """Shards per split so the largest split's shards hold about TARGET_SHARD_BYTES each."""
-    largest = max(fraction for _, fraction in splits)
+    largest = max(fraction for _, fraction in splits) if splits else 1.0  # source splits: sizes unknown
     return max(1, math.ceil(total_image_bytes * largest / TARGET_SHARD_BYTES))
 
 
@@ -52,8 +52,7 @@ class _AssignShard(beam.DoFn):
 
 
 class _WriteShard(beam.DoFn):
-    def __init__(self, images_root: str, staging_dir: str, name: str, seed: int, splits: Splits, policy: ImagePolicy):
-        self._images_root = images_root
+    def __init__(self, staging_dir: str, name: str, seed: int, splits: Splits, policy: ImagePolicy):
         self._policy = policy
         self._staging_dir = staging_dir
         self._name = name
@@ -74,7 +73,11 @@ class _WriteShard(beam.DoFn):
             yield count(("split_shards_written", split))
 
     def _write_record(self, record: ImageRecord, label_ids, shard, num_shards, files):
-        image_path = paths.join(self._images_root, record.key)
+        image_path = paths.join(record.images_root, record.key)
+        if self._splits is None and record.source_split is None:
+            detail = "--splits source, but neither the image's path nor its annotation file names a split"
+            yield from self._reject(record, Rejection(image_path, "split_unknown", detail))
+            return
         if record.image_bytes > MAX_IMAGE_BYTES:
             detail = f"{record.image_bytes} bytes; images over {MAX_IMAGE_BYTES} bytes are not read"
             yield from self._reject(record, Rejection(image_path, "image_too_large", detail))
@@ -95,7 +98,10 @@ class _WriteShard(beam.DoFn):
             return
         for rejection in encoded.boxes.rejected:
             yield beam.pvalue.TaggedOutput(REJECTED, rejection)
-        split = record.source_split or assign_split(encoded.sha256, self._seed, self._splits)
+        if self._splits is None:
+            split = record.source_split
+        else:
+            split = assign_split(encoded.sha256, self._seed, self._splits)
         if split not in files:
             path = paths.join(self._staging_dir, shard_file_name(self._name, split, shard, num_shards))
             files[split] = FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED)
@@ -127,10 +133,9 @@ class _WriteShard(beam.DoFn):
 class WriteShards(beam.PTransform):
     """Records -> shard files in the staging folder; outputs rejections, (sha256, (key, split)) and tallies."""
 
-    def __init__(self, *, images_root, staging_dir, name, seed, splits, policy, num_shards, label_ids):
+    def __init__(self, *, staging_dir, name, seed, splits, policy, num_shards, label_ids):
         super().__init__()
         self._policy = policy
-        self._images_root = images_root
         self._staging_dir = staging_dir
         self._name = name
         self._seed = seed
@@ -145,7 +150,7 @@ class WriteShards(beam.PTransform):
             | "GroupByShard" >> beam.GroupByKey()
             | "Write"
             >> beam.ParDo(
-                _WriteShard(self._images_root, self._staging_dir, self._name, self._seed, self._splits, self._policy),
+                _WriteShard(self._staging_dir, self._name, self._seed, self._splits, self._policy),
                 beam.pvalue.AsSingleton(self._label_ids),
             ).with_outputs(REJECTED, CONTENT, TALLY)
         )

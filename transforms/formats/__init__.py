@@ -10,6 +10,7 @@ import dataclasses
 from typing import Callable, Dict, Iterable, Iterator, Tuple, Union
 
 from transforms import paths
+from transforms.source_splits import canonical_split, split_from_path
 from transforms.model import ITEM_ANNOTATION, ImageRecord, Rejection
 
 Parsed = Union[ImageRecord, Rejection]
@@ -20,6 +21,7 @@ class ParseContext:
     """What a parser may need besides the file itself."""
 
     classes: Tuple[str, ...] = ()  # class names by index, for formats that store indices (YOLO)
+    annotations_root: str = ""  # the --annotations folder, for formats whose file paths mean something
 
 
 NO_CONTEXT = ParseContext()
@@ -35,6 +37,9 @@ class AnnotationFormat:
     parse: Callable[[str, bytes, ParseContext], Iterable[Parsed]]
     # (path, the file's first SNIFF_BYTES bytes) -> does this file look like this format?
     sniff: Callable[[str, bytes], bool]
+    images_by_stem: bool = False  # records name images without extension (YOLO): join by stem
+    unlabeled_images_are_negatives: bool = False  # an image without annotation file is a negative, not an orphan
+    needs_classes: bool = False  # class names come from --classes
 
 
 SNIFF_BYTES = 4096
@@ -58,14 +63,20 @@ def parse_annotation_file(
             yield Rejection(
                 source, "path_outside_images", f"image path {item.key!r} is not inside --images", boxes=len(item.boxes)
             )
-        else:
-            yield dataclasses.replace(item, key=key, source_id=item.source_id or key)
+            continue
+        relative_source = (
+            context.annotations_root and paths.relative_to(context.annotations_root, source)
+        ) or source.rsplit("/", 1)[-1]
+        source_split = (
+            canonical_split(item.source_split) if item.source_split else None
+        ) or split_from_path(key) or split_from_path(relative_source)
+        yield dataclasses.replace(item, key=key, source_id=item.source_id or key, source_split=source_split)
 
 
 def _registry() -> Dict[str, AnnotationFormat]:
-    from transforms.formats import coco, voc
+    from transforms.formats import coco, voc, yolo
 
-    return {fmt.name: fmt for fmt in (voc.FORMAT, coco.FORMAT)}
+    return {fmt.name: fmt for fmt in (voc.FORMAT, coco.FORMAT, yolo.FORMAT)}
 
 
 FORMATS = _registry()

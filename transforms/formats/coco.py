@@ -1,12 +1,12 @@
 """COCO object-detection JSON: one file lists every image, category and box of a split."""
 from __future__ import annotations
 
-import json
 import math
+import re
 from collections import defaultdict
 from typing import Any, Dict, Iterator, List, Optional
 
-from transforms.formats import NO_CONTEXT, AnnotationFormat, ParseContext, Parsed
+from transforms.formats import NO_CONTEXT, AnnotationFormat, ParseContext, Parsed, _json
 from transforms.model import ITEM_ANNOTATION, ITEM_BOX, Box, ImageRecord, Rejection
 
 
@@ -20,16 +20,8 @@ def _id(value: Any) -> Any:
 
 
 _FLOAT32_MAX = 3.4028234663852886e38
-
-
-def _number(value: Any) -> Optional[float]:
-    """A JSON number as a float; None for anything else, including integers beyond float range."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    try:
-        return float(value)
-    except OverflowError:
-        return None
+_number = _json.number
+_IMAGES_KEY = re.compile(rb'"images"\s*:')
 
 
 def _box(annotation: dict, label: str) -> Optional[Box]:
@@ -55,15 +47,21 @@ def _box(annotation: dict, label: str) -> Optional[Box]:
 
 
 def sniff(path: str, head: bytes) -> bool:
-    """A JSON object with an `images` list (LabelMe and CreateML files have none)."""
-    return path.lower().endswith(".json") and head.lstrip()[:1] == b"{" and b'"images"' in head
+    """A JSON object with an `images` key (LabelMe files have none; CreateML files are lists).
+
+    The key, not the word: a LabelMe shape labelled "images" is not COCO.
+    """
+    return (
+        path.lower().endswith(".json")
+        and _json.head_start(head) == b"{"
+        and _IMAGES_KEY.search(head) is not None
+    )
 
 
 def parse(source: str, data: bytes, context: ParseContext = NO_CONTEXT) -> Iterator[Parsed]:
-    try:
-        document = json.loads(data)
-    except (ValueError, RecursionError) as error:
-        yield Rejection(source, "json_malformed", str(error)[:200], ITEM_ANNOTATION)
+    document = _json.load(source, data)
+    if isinstance(document, Rejection):
+        yield document
         return
     if not isinstance(document, dict) or not isinstance(document.get("images"), list):
         yield Rejection(source, "coco_invalid", "no `images` list at the top level", ITEM_ANNOTATION)

@@ -5,10 +5,8 @@ import re
 import xml.etree.ElementTree as ElementTree
 from typing import Iterator, Optional
 
-import defusedxml
-import defusedxml.ElementTree as SafeElementTree
-
 from transforms.formats import NO_CONTEXT, AnnotationFormat, ParseContext, Parsed
+from transforms.formats._xml import parse_xml
 from transforms.model import ITEM_ANNOTATION, ITEM_BOX, Box, ImageRecord, Rejection
 
 
@@ -47,14 +45,9 @@ def sniff(path: str, head: bytes) -> bool:
 
 
 def parse(source: str, data: bytes, context: ParseContext = NO_CONTEXT) -> Iterator[Parsed]:
-    try:
-        # forbid_dtd: no DOCTYPE at all, so no entity can be declared, expanded or fetched.
-        root = SafeElementTree.fromstring(data, forbid_dtd=True)
-    except defusedxml.DefusedXmlException as error:
-        yield Rejection(source, "xml_unsafe", f"refused: {type(error).__name__}", ITEM_ANNOTATION)
-        return
-    except (ElementTree.ParseError, ValueError, LookupError) as error:  # LookupError: unknown encoding
-        yield Rejection(source, "xml_malformed", str(error).splitlines()[0][:200], ITEM_ANNOTATION)
+    root = parse_xml(source, data)
+    if isinstance(root, Rejection):
+        yield root
         return
     if root.tag != "annotation":
         yield Rejection(source, "voc_invalid", f"root element is <{root.tag}>, not <annotation>", ITEM_ANNOTATION)
