@@ -107,7 +107,7 @@ def test_yolo_join_matches_by_stem_and_makes_unlabeled_images_negatives():
             dataclasses.replace(labeled, key="images/train/a.jpg", source_id="images/train/a.jpg",
                                 image_bytes=6, images_root="/d"),
             ImageRecord(key="images/train/b.jpg", source="/d/images/train/b.jpg", source_id="images/train/b.jpg",
-                        units=RELATIVE, image_bytes=7, images_root="/d"),
+                        units=RELATIVE, source_split="train", image_bytes=7, images_root="/d"),
         ]), label="records")
         assert_that(joined.rejected | beam.Map(lambda r: (r.source, r.reason)),
                     equal_to([("/d/images/train/a.png", "image_label_ambiguous")]), label="rejected")

@@ -10,6 +10,7 @@ from transforms import paths
 from transforms.formats import AnnotationFormat
 from transforms.model import ITEM_ANNOTATION, RELATIVE, ImageRecord, Rejection
 from transforms.read import REJECTED
+from transforms.source_splits import split_from_path
 from transforms.tally import TALLY, count
 
 
@@ -52,7 +53,7 @@ class _MatchRecordToImage(beam.DoFn):
         path = paths.join(self._images_root, relative)
         if self._negatives:
             yield ImageRecord(
-                key=relative, source=path, source_id=relative, units=RELATIVE,
+                key=relative, source=path, source_id=relative, units=RELATIVE, source_split=split_from_path(relative),
                 image_bytes=size, images_root=self._images_root,
             )
         else:
