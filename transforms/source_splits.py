@@ -17,9 +17,10 @@ _NAME_TOKEN = re.compile(r"^(train|training|val|valid|validation|test|testing)\d
 
 
 def canonical_split(name: str) -> str:
-    """A split name as the output uses it: lower case, `valid`/`validation` -> `val`."""
-    lowered = name.strip().lower()
-    return _CANONICAL.get(lowered, lowered)
+    """A split name as the output uses it: `valid`/`validation` -> `val`, and since it ends up in file
+    names, lower case with anything but letters, digits and _ made _ ("" when nothing is left)."""
+    cleaned = re.sub(r"[^a-z0-9_]+", "_", name.strip().lower()).strip("_")
+    return _CANONICAL.get(cleaned, cleaned)
 
 
 def split_from_path(relative_path: str) -> Optional[str]:

@@ -74,9 +74,9 @@ def parse_annotation_file(
 
 
 def _registry() -> Dict[str, AnnotationFormat]:
-    from transforms.formats import coco, voc, yolo
+    from transforms.formats import coco, csv_format, cvat, voc, yolo
 
-    return {fmt.name: fmt for fmt in (voc.FORMAT, coco.FORMAT, yolo.FORMAT)}
+    return {fmt.name: fmt for fmt in (voc.FORMAT, coco.FORMAT, yolo.FORMAT, csv_format.FORMAT, cvat.FORMAT)}
 
 
 FORMATS = _registry()

@@ -15,12 +15,11 @@ from typing import Iterator, List, Optional, Tuple
 from transforms.formats import NO_CONTEXT, AnnotationFormat, ParseContext, Parsed
 from transforms.formats._xml import parse_xml
 from transforms.model import ITEM_ANNOTATION, ITEM_BOX, Box, ImageRecord, Rejection
+from transforms.source_splits import canonical_split
 
 BOX_SHAPES = ("box", "polygon", "ellipse")
 NOT_OBJECTS = ("tag",)  # image-level labels: no geometry, nothing to drop
 
-# A CVAT subset name as a split name: Train/Validation/Test are CVAT's own suggestions.
-_SPLIT_ALIASES = {"valid": "val", "validation": "val"}
 # A task without a subset is exported as "default" (or "default_1" when a real subset took that name).
 _NO_SUBSET = re.compile(r"default(_\d+)?")
 _ROOT = re.compile(rb"(?:\xef\xbb\xbf)?(?:\s|<\?.*?\?>|<!--.*?-->)*<annotations[\s>/]", re.S)
@@ -55,11 +54,11 @@ def _flag(value: Optional[str]) -> Optional[bool]:
 
 
 def _split(subset: Optional[str]) -> Optional[str]:
-    """CVAT's subset as a split name (lower-case letters, digits, _); None when there is none."""
-    name = re.sub(r"[^a-z0-9_]+", "_", (subset or "").strip().lower()).strip("_")
+    """CVAT's subset (Train, Validation, Test or free text) as a split name; None when there is none."""
+    name = canonical_split(subset or "")  # valid/validation -> val, training -> train, ...
     if not name or _NO_SUBSET.fullmatch(name):
         return None
-    return _SPLIT_ALIASES.get(name, name)
+    return name
 
 
 def _turn(rotation: float) -> Tuple[float, float]:
