@@ -15,7 +15,9 @@ setuptools.setup(
         "Pillow>=10,<13",
     ],
     extras_require={
+        "masks": ["pycocotools>=2.0.7,<3"],
         "test": [
+            "pycocotools>=2.0.7,<3",
             "tensorflow-cpu>=2.15,<3",
             "numpy",
             "pytest>=8",

@@ -38,6 +38,7 @@ DEFAULTS: Dict[str, Any] = {
     "exif_orientation": EXIF_AUTO,
     "validate_images": VALIDATE_STRUCTURE,
     "drop_duplicates": False,
+    "include_masks": False,
     "classes": None,
     "class_map": None,
 }
@@ -90,6 +91,8 @@ def add_convert_arguments(parser: argparse.ArgumentParser) -> None:
         help="structure (default): headers and end markers; full: decode every pixel too")
     add("--drop_duplicates", action="store_true",
         help="keep one of each set of byte-identical images (the first by path); costs a second read of each image")
+    add("--include_masks", action="store_true",
+        help="write image/object/mask: COCO polygon and RLE segmentations as PNG instance masks (needs pycocotools)")
     add("--config", metavar="YAML", help="YAML file with any of these settings and Beam options; flags win")
 
 
@@ -182,8 +185,14 @@ def resolve_convert(given: Dict[str, Any], extra_beam_args: List[str]) -> Conver
             raise UsageError(f"--splits: {error}") from None
     exif_orientation = _choice(settings, "exif_orientation", EXIF_MODES)
     validate_images = _choice(settings, "validate_images", VALIDATE_MODES)
-    if not isinstance(settings["drop_duplicates"], bool):
-        raise UsageError(f"drop_duplicates must be true or false, not {settings['drop_duplicates']!r}")
+    for flag in ("drop_duplicates", "include_masks"):
+        if not isinstance(settings[flag], bool):
+            raise UsageError(f"{flag} must be true or false, not {settings[flag]!r}")
+    if settings["include_masks"]:
+        try:
+            import pycocotools.mask  # noqa: F401  (checked here so a missing install is one clear line)
+        except ImportError:
+            raise UsageError("--include_masks needs pycocotools: pip install pycocotools") from None
     name = str(settings["name"])
     if not _DATASET_NAME.match(name):
         raise UsageError(f"--name {name!r}: use letters, digits and _ only (it starts every shard file name)")
@@ -203,7 +212,9 @@ def resolve_convert(given: Dict[str, Any], extra_beam_args: List[str]) -> Conver
         num_shards=_integer(settings, "num_shards", 0),
         name=name,
         label_map_seed=_label_map_seed(settings["label_map"]),
-        image_policy=ImagePolicy(exif_orientation=exif_orientation, validate=validate_images),
+        image_policy=ImagePolicy(
+            exif_orientation=exif_orientation, validate=validate_images, include_masks=settings["include_masks"]
+        ),
         drop_duplicates=settings["drop_duplicates"],
         class_map=_class_map(settings["class_map"]),
         settings=settings,

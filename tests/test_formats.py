@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from transforms.formats import FORMATS, AnnotationFormat, parse_annotation_file
 from transforms.formats import coco, voc
-from transforms.model import ITEM_ANNOTATION, ITEM_BOX, ITEM_IMAGE, Box, ImageRecord, Rejection
+from transforms.model import ITEM_ANNOTATION, ITEM_BOX, ITEM_IMAGE, Box, Ignored, ImageRecord, Rejection
 
 RACCOON = Path("/work/shared/datasets/raccoon")
 SOURCE = "annotations/a.xml"
@@ -364,7 +364,7 @@ def test_coco_rejected_image_carries_its_boxes():
 @pytest.mark.parametrize("field, value", [("categories", 5), ("annotations", 1), ("annotations", True)])
 def test_coco_non_list_sections_do_not_raise(field, value):
     items = list(coco.parse(COCO_SOURCE, _coco_document(**{field: value})))
-    assert all(isinstance(item, (ImageRecord, Rejection)) for item in items)
+    assert all(isinstance(item, (ImageRecord, Rejection, Ignored)) for item in items)
 
 
 @pytest.mark.parametrize("field", ["bbox", "area"])
@@ -374,7 +374,7 @@ def test_coco_huge_integer_does_not_raise(field):
     if field == "area":
         annotation["area"] = huge
     items = list(coco.parse(COCO_SOURCE, _coco_document(annotations=[annotation])))
-    assert all(isinstance(item, (ImageRecord, Rejection)) for item in items)
+    assert all(isinstance(item, (ImageRecord, Rejection, Ignored)) for item in items)
 
 
 # --- parse_annotation_file ----------------------------------------------------------------------------
@@ -457,7 +457,7 @@ def test_a_parser_that_raises_costs_one_file():
 
 
 def _check(items):
-    assert all(isinstance(item, (ImageRecord, Rejection)) for item in items)
+    assert all(isinstance(item, (ImageRecord, Rejection, Ignored)) for item in items)
     for item in items:
         if isinstance(item, Rejection):
             assert item.reason and item.item in (ITEM_ANNOTATION, ITEM_BOX, ITEM_IMAGE)

@@ -13,6 +13,7 @@ from transforms.image_prep import (
     PreparedImage,
     prepare_image,
 )
+from transforms.masks import mask_png
 from transforms.model import ImageRecord
 from transforms.od_schema import od_example
 
@@ -24,6 +25,7 @@ class ImagePolicy:
     exif_orientation: str = EXIF_AUTO
     validate: str = VALIDATE_STRUCTURE
     max_pixels: int = DEFAULT_MAX_PIXELS
+    include_masks: bool = False  # image/object/mask: one PNG per box (--include_masks)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,5 +52,11 @@ def encode_record(
     size_mismatch = record.annotated_size is not None and record.annotated_size != size and not turned
     boxes = normalize_boxes(record.boxes, record.units, image.info.width, image.info.height, record.source)
     sha256 = hashlib.sha256(image.encoded).hexdigest()
-    example = od_example(record, image.encoded, sha256, image.info, boxes.kept, label_ids)
+    masks = None
+    if policy.include_masks:
+        masks = [
+            mask_png(kept.box.segmentation, (kept.xmin, kept.ymin, kept.xmax, kept.ymax), *size)
+            for kept in boxes.kept
+        ]
+    example = od_example(record, image.encoded, sha256, image.info, boxes.kept, label_ids, masks)
     return EncodedRecord(example, sha256, image, boxes, size_mismatch)

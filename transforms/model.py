@@ -30,6 +30,7 @@ class Box:
     truncated: Optional[bool] = None
     is_crowd: Optional[bool] = None
     area: Optional[float] = None
+    segmentation: Optional[str] = None  # COCO polygons or RLE as JSON text, rendered only for --include_masks
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,6 +50,14 @@ class ImageRecord:
     source_split: Optional[str] = None
     image_bytes: int = 0  # file size, known after the join; used to size shards
     images_root: str = ""  # the --images folder the key is relative to, set by the join
+
+
+@dataclasses.dataclass(frozen=True)
+class Ignored:
+    """Source content the OD API record has no place for (COCO keypoints, ...): counted, not an error."""
+
+    what: str
+    count: int
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """The TensorFlow Object Detection API record: which keys, from which parts of an image record."""
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Mapping, Optional, Sequence
 
 from transforms.boxes import NormalizedBox
 from transforms.example import bytes_feature, encode_example, float_feature, int64_feature
@@ -32,6 +32,7 @@ def od_example(
     info: ImageInfo,
     boxes: Sequence[NormalizedBox],
     label_ids: Mapping[str, int],
+    masks: Optional[Sequence[bytes]] = None,
 ) -> bytes:
     """A serialized tf.train.Example in the OD API schema (DESIGN.md section 3)."""
     features = {
@@ -53,4 +54,6 @@ def od_example(
         values = [getattr(b.box, attribute) for b in boxes]
         if values and all(value is not None for value in values):
             features[key] = feature([cast(value) for value in values])
+    if masks is not None:
+        features["image/object/mask"] = bytes_feature(masks)
     return encode_example(features)

@@ -58,6 +58,7 @@ def build_summary(
         "annotation_size_mismatches": tallies.get("annotation_size_mismatch", 0),
         "conversions": _by_kind(tallies, "conversion"),
         "exif_orientation": _by_kind(tallies, "exif_orientation"),
+        "ignored": _by_kind(tallies, "ignored"),
         "splits": {
             split: {
                 "images": tallies.get(("split_images", split), 0),

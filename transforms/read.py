@@ -14,7 +14,7 @@ from apache_beam.io.filesystems import FileSystems
 from transforms import paths, storage
 from transforms.class_map import ClassMap, apply_class_map
 from transforms.formats import AnnotationFormat, ParseContext, parse_annotation_file
-from transforms.model import ITEM_ANNOTATION, ITEM_BOX, ITEM_IMAGE, ImageRecord, Rejection
+from transforms.model import ITEM_ANNOTATION, ITEM_BOX, ITEM_IMAGE, Ignored, ImageRecord, Rejection
 from transforms.tally import TALLY, count
 
 REJECTED = "rejected"
@@ -46,7 +46,9 @@ class _ParseAnnotationFile(beam.DoFn):
             )
             return
         for item in parse_annotation_file(self._format, path, data, self._context):
-            if isinstance(item, ImageRecord):
+            if isinstance(item, Ignored):
+                yield count(("ignored", item.what), item.count)
+            elif isinstance(item, ImageRecord):
                 yield count("boxes_read", len(item.boxes))
                 record, dropped = apply_class_map(item, self._class_map)
                 if dropped:

@@ -11,9 +11,9 @@ from typing import Callable, Dict, Iterable, Iterator, Tuple, Union
 
 from transforms import paths
 from transforms.source_splits import canonical_split, split_from_path
-from transforms.model import ITEM_ANNOTATION, ImageRecord, Rejection
+from transforms.model import ITEM_ANNOTATION, Ignored, ImageRecord, Rejection
 
-Parsed = Union[ImageRecord, Rejection]
+Parsed = Union[ImageRecord, Rejection, Ignored]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,7 +55,7 @@ def parse_annotation_file(
         yield Rejection(source, "annotation_unreadable", f"{type(error).__name__}: {error}", ITEM_ANNOTATION)
         return
     for item in parsed:
-        if isinstance(item, Rejection):
+        if not isinstance(item, ImageRecord):
             yield item
             continue
         key = paths.image_key(item.key)

@@ -1,13 +1,15 @@
 """COCO object-detection JSON: one file lists every image, category and box of a split."""
 from __future__ import annotations
 
+import json
+
 import math
 import re
 from collections import defaultdict
 from typing import Any, Dict, Iterator, List, Optional
 
 from transforms.formats import NO_CONTEXT, AnnotationFormat, ParseContext, Parsed, _json
-from transforms.model import ITEM_ANNOTATION, ITEM_BOX, Box, ImageRecord, Rejection
+from transforms.model import ITEM_ANNOTATION, ITEM_BOX, Box, Ignored, ImageRecord, Rejection
 
 
 def _positive_int(value: Any) -> Optional[int]:
@@ -35,6 +37,7 @@ def _box(annotation: dict, label: str) -> Optional[Box]:
     if area is not None and not 0 <= area <= _FLOAT32_MAX:  # NaN, negative or beyond float32: not an area
         area = None
     crowd = annotation.get("iscrowd")
+    segmentation = annotation.get("segmentation")
     return Box(
         label,
         x,
@@ -43,6 +46,22 @@ def _box(annotation: dict, label: str) -> Optional[Box]:
         y + height if math.isfinite(height) else height,
         is_crowd=bool(crowd) if isinstance(crowd, (int, bool)) else None,
         area=area,
+        segmentation=json.dumps(segmentation, separators=(",", ":")) if _is_segmentation(segmentation) else None,
+    )
+
+
+def _is_segmentation(value) -> bool:
+    """Polygons ([[x, y, ...], ...]) or RLE ({"counts": ..., "size": [h, w]}), as COCO stores them."""
+    if isinstance(value, list):
+        return bool(value) and all(
+            isinstance(polygon, list) and all(_number(v) is not None for v in polygon) for polygon in value
+        )
+    return (
+        isinstance(value, dict)
+        and isinstance(value.get("counts"), (str, list))
+        and isinstance(value.get("size"), list)
+        and len(value["size"]) == 2
+        and all(isinstance(v, int) and not isinstance(v, bool) for v in value["size"])
     )
 
 
@@ -76,6 +95,7 @@ def parse(source: str, data: bytes, context: ParseContext = NO_CONTEXT) -> Itera
             categories[_id(category.get("id"))] = category["name"]
 
     boxes_by_image: Dict[Any, List[Box]] = defaultdict(list)
+    keypoints = 0
     known_images = {_id(image.get("id")) for image in document["images"] if isinstance(image, dict)}
     for index, annotation in enumerate(document.get("annotations") or []):
         if not isinstance(annotation, dict):
@@ -95,6 +115,10 @@ def parse(source: str, data: bytes, context: ParseContext = NO_CONTEXT) -> Itera
             yield Rejection(source, "box_malformed", f"{where}: bbox {annotation.get('bbox')!r} is not [x, y, w, h]", ITEM_BOX)
             continue
         boxes_by_image[image_id].append(box)
+        if annotation.get("keypoints"):
+            keypoints += 1
+    if keypoints:
+        yield Ignored("coco_keypoints", keypoints)
 
     for index, image in enumerate(document["images"]):
         file_name = image.get("file_name") if isinstance(image, dict) else None
