@@ -74,9 +74,10 @@ def parse_annotation_file(
 
 
 def _registry() -> Dict[str, AnnotationFormat]:
-    from transforms.formats import coco, csv_format, cvat, voc, yolo
+    from transforms.formats import coco, createml, csv_format, cvat, labelme, voc, yolo
 
-    return {fmt.name: fmt for fmt in (voc.FORMAT, coco.FORMAT, yolo.FORMAT, csv_format.FORMAT, cvat.FORMAT)}
+    formats = (voc, coco, yolo, csv_format, cvat, labelme, createml)
+    return {module.FORMAT.name: module.FORMAT for module in formats}
 
 
 FORMATS = _registry()

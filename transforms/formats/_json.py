@@ -34,7 +34,7 @@ def load(source: str, data: bytes) -> Union[Any, Rejection]:
 def head_start(head: bytes) -> bytes:
     """The first significant byte of a file's head, after a UTF-8 byte-order mark and whitespace."""
     head = head.lstrip()
-    if False:
+    if head.startswith(_BOM):
         head = head[len(_BOM):].lstrip()
     return head[:1]
 
@@ -66,3 +66,9 @@ def text(value: Any) -> Optional[str]:
     except UnicodeEncodeError:
         return None
     return value
+
+
+def brief(value: Any) -> str:
+    """`repr(value)` cut to 80 characters, for a rejection's one-line detail (repr escapes surrogates)."""
+    shown = repr(value)
+    return shown if len(shown) <= 80 else shown[:77] + "..."

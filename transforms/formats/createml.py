@@ -19,18 +19,13 @@ _COORDINATES_KEY = re.compile(rb'"coordinates"\s*:')
 _FIELDS = ("x", "y", "width", "height")
 
 
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
-
-
 def _box(source: str, where: str, annotation: Any) -> Union[Box, Rejection]:
     if not isinstance(annotation, dict):
         return Rejection(source, "box_malformed", f"{where} is not an object", ITEM_BOX)
     label = annotation.get("label")
     label = "" if label is None else _json.text(label)  # no label: the writer rejects it as box_no_label
     if label is None:
-        return Rejection(source, "box_malformed", f"{where}: label {_short(annotation.get('label'))} is not text", ITEM_BOX)
+        return Rejection(source, "box_malformed", f"{where}: label {_json.brief(annotation.get('label'))} is not text", ITEM_BOX)
     where = f"{where} ({label or 'no label'})"
     coordinates = annotation.get("coordinates")
     values = [_json.number(coordinates.get(field)) for field in _FIELDS] if isinstance(coordinates, dict) else [None]
@@ -38,7 +33,7 @@ def _box(source: str, where: str, annotation: Any) -> Union[Box, Rejection]:
         return Rejection(
             source,
             "box_malformed",
-            f"{where}: coordinates {_short(coordinates)} are not {{x, y, width, height}} numbers",
+            f"{where}: coordinates {_json.brief(coordinates)} are not {{x, y, width, height}} numbers",
             ITEM_BOX,
         )
     x, y, width, height = values
@@ -75,7 +70,7 @@ def parse(source: str, data: bytes, context: ParseContext = NO_CONTEXT) -> Itera
             yield Rejection(
                 source,
                 "createml_invalid",
-                f"item {index} has no image name ({_short(item.get('image'))})",
+                f"item {index} has no image name ({_json.brief(item.get('image'))})",
                 ITEM_ANNOTATION,
                 boxes_named,
             )

@@ -88,27 +88,22 @@ def _box(source: str, index: int, shape: Any) -> Union[Box, Rejection]:
     label = "" if label is None else _json.text(label)
     where = f"shape {index} ({label or 'no label'})"
     if label is None:
-        return Rejection(source, "box_malformed", f"shape {index}: label {shape.get('label')!r} is not text", ITEM_BOX)
+        return Rejection(source, "box_malformed", f"shape {index}: label {_json.brief(shape.get('label'))} is not text", ITEM_BOX)
     shape_type = shape.get("shape_type", "polygon")
     if shape_type not in _BOX_SHAPES:
         return Rejection(
-            source, "shape_unsupported", f"{where}: a {_short(shape_type)} shape outlines no box", ITEM_BOX
+            source, "shape_unsupported", f"{where}: a {_json.brief(shape_type)} shape outlines no box", ITEM_BOX
         )
     points = _points(shape.get("points"))
     if points is None:
         return Rejection(
-            source, "box_malformed", f"{where}: points {_short(shape.get('points'))} are not [[x, y], ...]", ITEM_BOX
+            source, "box_malformed", f"{where}: points {_json.brief(shape.get('points'))} are not [[x, y], ...]", ITEM_BOX
         )
     if len(points) < _MIN_POINTS[shape_type] or (shape_type == "circle" and len(points) != 2):
         return Rejection(
             source, "box_malformed", f"{where}: a {shape_type} with {len(points)} point(s)", ITEM_BOX
         )
     return Box(label, *_corners(shape_type, points))
-
-
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def sniff(path: str, head: bytes) -> bool:
@@ -141,7 +136,7 @@ def parse(source: str, data: bytes, context: ParseContext = NO_CONTEXT) -> Itera
         yield Rejection(
             source,
             "labelme_invalid",
-            f"no usable imagePath ({_short(document.get('imagePath'))})",
+            f"no usable imagePath ({_json.brief(document.get('imagePath'))})",
             ITEM_ANNOTATION,
             len(shapes),
         )
