@@ -14,7 +14,6 @@ import re
 from typing import Any, List, Optional, Sequence, Tuple
 
 import yaml
-from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from pipeline.errors import UsageError
@@ -56,9 +55,8 @@ def is_folder(path: str) -> bool:
 
 def _head(path: str) -> bytes:
     try:
-        with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
-            return handle.read(SNIFF_BYTES)
-    except Exception:
+        return read_file(path, SNIFF_BYTES)
+    except Exception:  # unreadable or not a regular file: it tells nothing about the format
         return b""
 
 

@@ -90,7 +90,8 @@ def test_labelme_5_file_with_image_data_null():
     ]
 
 
-def test_embedded_image_data_is_not_used():
+def test_embedded_image_data_does_not_travel_in_the_record():
+    """parse ignores imageData: the bytes stay in the JSON file (records cross the shuffle; images must not)."""
     photo = make.encode(make.gradient(64, 48), "JPEG", quality=90)
     with_data = labelme_file(image_data=base64.b64encode(photo).decode(), width=64, height=48)
     without = labelme_file(width=64, height=48)

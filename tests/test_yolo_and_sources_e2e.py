@@ -109,3 +109,30 @@ def test_yolo_without_classes_is_a_usage_error(yolo_dataset, tmp_path):
                      "--output", tmp_path / "out")
     assert result.returncode == 2
     assert "pass --classes classes.txt or data.yaml" in result.stderr
+
+
+def test_labelme_image_embedded_as_image_data_is_used_when_the_file_is_absent(raccoon, tmp_path):
+    import base64
+
+    photo = (raccoon / "images" / "raccoon-1.jpg").read_bytes()
+    (tmp_path / "labelme").mkdir()
+    (tmp_path / "images").mkdir()
+    (tmp_path / "images" / "present.jpg").write_bytes((raccoon / "images" / "raccoon-2.jpg").read_bytes())
+
+    def labelme(image_path, image_data):
+        return json.dumps({"version": "5.4.1", "flags": {}, "imagePath": image_path, "imageData": image_data,
+                           "imageWidth": 650, "imageHeight": 417, "shapes": [
+                               {"label": "raccoon", "points": [[81, 88], [522, 408]], "shape_type": "rectangle",
+                                "group_id": None, "flags": {}}]})
+
+    (tmp_path / "labelme" / "embedded.json").write_text(labelme("embedded.jpg", base64.b64encode(photo).decode()))
+    (tmp_path / "labelme" / "nothing.json").write_text(labelme("nothing.jpg", None))
+    (tmp_path / "labelme" / "present.json").write_text(labelme("present.jpg", None))
+    output = tmp_path / "out"
+    run_cli("convert", "--annotations", tmp_path / "labelme", "--images", tmp_path / "images", "--output", output,
+            "--splits", "train=1.0", check_exit=0)
+    examples = {e["image/filename"][0].decode(): e for e in read_examples(shard_files(output))}
+    assert sorted(examples) == ["embedded.jpg", "present.jpg"]
+    assert examples["embedded.jpg"]["image/encoded"] == [photo]
+    rejected = [json.loads(line) for line in (output / "rejected.jsonl").read_text().splitlines()]
+    assert [(Path(r["source"]).name, r["reason"]) for r in rejected] == [("nothing.json", "image_missing")]

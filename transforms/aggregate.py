@@ -7,12 +7,11 @@ from typing import Dict
 
 import apache_beam as beam
 
-from transforms import paths
 from transforms.encode import ImagePolicy, prepare_record_image
 from transforms.image_prep import VALIDATE_STRUCTURE
 from transforms.label_map import extend_label_map
 from transforms.model import Rejection
-from transforms.read import REJECTED, read_file
+from transforms.read import REJECTED, read_record_image
 from transforms.tally import TALLY, count
 from transforms.splits import Splits
 from transforms.write import auto_num_shards
@@ -79,7 +78,7 @@ class _HashImage(beam.DoFn):
 
     def process(self, record):
         try:
-            data = read_file(paths.join(record.images_root, record.key))
+            data = read_record_image(record)
             digest = hashlib.sha256(prepare_record_image(record, data, self._policy).encoded).hexdigest()
         except Exception:  # unusable: the writer reads it again and rejects it with the reason
             digest = "unusable:" + record.key

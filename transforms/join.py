@@ -21,6 +21,7 @@ def _reject(rejection: Rejection):
 class _MatchRecordToImage(beam.DoFn):
     def __init__(self, images_root: str, fmt: AnnotationFormat):
         self._images_root = images_root
+        self._format = fmt
         self._negatives = fmt.unlabeled_images_are_negatives
         self._by_stem = fmt.images_by_stem
 
@@ -37,6 +38,10 @@ class _MatchRecordToImage(beam.DoFn):
         for duplicate in extra:  # two annotation files describing one image: the first by path wins
             detail = f"{key} is already annotated by {kept.source}"
             yield _reject(Rejection(duplicate.source, "annotation_duplicate", detail, ITEM_ANNOTATION, len(duplicate.boxes)))
+        if not images and self._format.embedded_image is not None:
+            # The writer takes the image from the annotation file itself, if it embeds one.
+            yield dataclasses.replace(kept, embedded_format=self._format.name)
+            return
         if not images:
             yield _reject(Rejection(kept.source, "image_missing", f"{key} is not under --images", boxes=len(kept.boxes)))
             return

@@ -50,6 +50,7 @@ class ImageRecord:
     source_split: Optional[str] = None
     image_bytes: int = 0  # file size, known after the join; used to size shards
     images_root: str = ""  # the --images folder the key is relative to, set by the join
+    embedded_format: str = ""  # set when the image is not a file but embedded in `source`, in this format
 
 
 @dataclasses.dataclass(frozen=True)

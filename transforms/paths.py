@@ -16,6 +16,10 @@ def image_key(name: str) -> Optional[str]:
     """
     if not name or "\x00" in name:
         return None
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate from a JSON escape names no file
+        return None
     name = name.replace("\\", "/")
     if name.startswith("/") or _WINDOWS_DRIVE.match(name) or "://" in name:
         return None

@@ -109,7 +109,10 @@ class _Publish(beam.DoFn):
         for shard in shard_names:  # a split with no image in a shard still gets its (empty) file
             if paths.join(self._staging_dir, shard) not in staged:
                 storage.write_bytes(paths.join(self._staging_dir, shard), b"")
-        stage = lambda file_name, text: storage.write_bytes(paths.join(self._staging_dir, file_name), text.encode())
+        # backslashreplace: a lone surrogate from a crafted JSON escape becomes \udXXX, still valid JSON
+        stage = lambda file_name, text: storage.write_bytes(
+            paths.join(self._staging_dir, file_name), text.encode("utf-8", "backslashreplace")
+        )
         stage(LABEL_MAP, format_label_map(label_ids))
         stage(REJECTED_FILE, "".join(rejection.to_json() + "\n" for rejection in rejections))
         stage(SUMMARY, json.dumps(summary, indent=2, sort_keys=False) + "\n")

@@ -13,7 +13,8 @@ from apache_beam.io.filesystems import FileSystems
 
 from transforms import paths, storage
 from transforms.class_map import ClassMap, apply_class_map
-from transforms.formats import AnnotationFormat, ParseContext, parse_annotation_file
+from transforms.formats import FORMATS, AnnotationFormat, ParseContext, parse_annotation_file
+from transforms.images import ImageProblem
 from transforms.model import ITEM_ANNOTATION, ITEM_BOX, ITEM_IMAGE, Ignored, ImageRecord, Rejection
 from transforms.tally import TALLY, count
 
@@ -22,12 +23,30 @@ REJECTED = "rejected"
 IMAGE_EXTENSIONS = frozenset([".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"])
 
 
-def read_file(path: str) -> bytes:
-    """The whole file; a local path that is not a regular file (a FIFO, a device) is refused, not read."""
+def read_file(path: str, limit: int = -1) -> bytes:
+    """The file's bytes (the first `limit` only, if given).
+
+    A local path that is not a regular file (a named pipe, a device) is refused, never opened: reading
+    one would block or never end.
+    """
     if storage.is_local(path) and not stat.S_ISREG(os.stat(path).st_mode):
         raise OSError(f"{path} is not a regular file")
     with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
-        return handle.read()
+        return handle.read(limit)
+
+
+def read_record_image(record: ImageRecord) -> bytes:
+    """The bytes of a record's image: its file under --images, or the copy its annotation file embeds.
+
+    Raises ImageProblem("image_missing") when an annotation embeds no image after all; OSError and
+    filesystem errors when the file cannot be read.
+    """
+    if not record.embedded_format:
+        return read_file(paths.join(record.images_root, record.key))
+    embedded = FORMATS[record.embedded_format].embedded_image(read_file(record.source))
+    if embedded is None:
+        raise ImageProblem("image_missing", f"{record.key} is not under --images, nor embedded in the annotation")
+    return embedded
 
 
 class _ParseAnnotationFile(beam.DoFn):

@@ -19,7 +19,7 @@ from transforms.encode import ImagePolicy, encode_record
 from transforms.example import tfrecord_frame
 from transforms.images import ImageProblem
 from transforms.model import ImageRecord, Rejection
-from transforms.read import REJECTED, read_file
+from transforms.read import REJECTED, read_record_image
 from transforms.splits import Splits, assign_shard, assign_split
 from transforms.tally import TALLY, count
 
@@ -73,7 +73,7 @@ class _WriteShard(beam.DoFn):
             yield count(("split_shards_written", split))
 
     def _write_record(self, record: ImageRecord, label_ids, shard, num_shards, files):
-        image_path = paths.join(record.images_root, record.key)
+        image_path = record.source if record.embedded_format else paths.join(record.images_root, record.key)
         if self._splits is None and record.source_split is None:
             detail = "--splits source, but neither the image's path nor its annotation file names a split"
             yield from self._reject(record, Rejection(image_path, "split_unknown", detail))
@@ -83,7 +83,10 @@ class _WriteShard(beam.DoFn):
             yield from self._reject(record, Rejection(image_path, "image_too_large", detail))
             return
         try:
-            data = read_file(image_path)
+            data = read_record_image(record)
+        except ImageProblem as problem:
+            yield from self._reject(record, problem.rejection(image_path))
+            return
         except Exception as error:  # gone since the listing, permissions, a flaky store: one rejection
             yield from self._reject(record, Rejection(image_path, "image_unreadable", _one_line(error)))
             return

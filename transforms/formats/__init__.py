@@ -7,7 +7,7 @@ fails on a hostile file) live here once, in `parse_annotation_file`.
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Dict, Iterable, Iterator, Tuple, Union
+from typing import Callable, Dict, Iterable, Iterator, Optional, Tuple, Union
 
 from transforms import paths
 from transforms.source_splits import canonical_split, split_from_path
@@ -40,6 +40,8 @@ class AnnotationFormat:
     images_by_stem: bool = False  # records name images without extension (YOLO): join by stem
     unlabeled_images_are_negatives: bool = False  # an image without annotation file is a negative, not an orphan
     needs_classes: bool = False  # class names come from --classes
+    # (annotation file bytes) -> the image the file embeds (LabelMe's imageData), used when no file matches
+    embedded_image: Optional[Callable[[bytes], Optional[bytes]]] = None
 
 
 SNIFF_BYTES = 4096

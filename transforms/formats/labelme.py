@@ -6,8 +6,9 @@ used as the image's path under --images, except when it climbs out of the JSON f
 (`a.jpg`), so point --images at the folder that holds the images themselves. Any other path that
 leaves --images (absolute, a drive letter) is rejected as `path_outside_images`.
 
-`imageData`, the base64 copy of the image LabelMe can embed, is not used: the image must exist under
---images, like every other format's (one image source, read once, in the writer).
+`imageData`, the base64 copy of the image LabelMe can embed, is used when no file under --images
+matches: the shard writer then reads it from the JSON file itself, so the bytes never travel through
+the pipeline's shuffle.
 
 Shapes become boxes: a rectangle (two opposite corners, in either order) its corners; a polygon or an
 oriented rectangle (newer LabelMe) its bounding box; a circle (its center and a point on it) the
@@ -17,6 +18,7 @@ its type, so nothing is dropped silently. `imageWidth`/`imageHeight` are the ann
 """
 from __future__ import annotations
 
+import base64
 import math
 import posixpath
 import re
@@ -156,6 +158,18 @@ def parse(source: str, data: bytes, context: ParseContext = NO_CONTEXT) -> Itera
     )
 
 
+def embedded_image(data: bytes) -> Optional[bytes]:
+    """The image a LabelMe file embeds as base64 `imageData`, or None."""
+    document = _json.load("", data)
+    encoded = document.get("imageData") if isinstance(document, dict) else None
+    if not isinstance(encoded, str) or not encoded:
+        return None
+    try:
+        return base64.b64decode(encoded, validate=True)
+    except ValueError:
+        return None
+
+
 FORMAT = AnnotationFormat(
     name="labelme",
     summary="LabelMe JSON, one file per image (rectangles, polygons and circles become boxes)",
@@ -163,4 +177,5 @@ FORMAT = AnnotationFormat(
     folder_patterns=("**.json",),
     parse=parse,
     sniff=sniff,
+    embedded_image=embedded_image,
 )
