@@ -194,8 +194,8 @@ c.jpg,640,480,dog,1,2,3
     records, rejections = _split(_parse(text))
     assert rejections == [
         Rejection(SOURCE, "box_malformed", "row 2 (dog): xmin 'ten' is not a number", ITEM_BOX),
-        Rejection(SOURCE, "box_malformed", "row 4 (dog): no xmax", ITEM_BOX),
-        Rejection(SOURCE, "box_malformed", "row 5 (dog): no ymax", ITEM_BOX),
+        Rejection(SOURCE, "box_malformed", "row 4 (dog): xmax is missing", ITEM_BOX),
+        Rejection(SOURCE, "box_malformed", "row 5 (dog): ymax is missing", ITEM_BOX),
     ]
     # Every image keeps its record, so a rejected box never makes its image an orphan.
     assert records == [
@@ -213,8 +213,8 @@ def test_row_numbers_count_the_header_and_blank_lines_like_a_spreadsheet():
 def test_a_row_without_a_filename_is_box_malformed():
     items = _parse(f"{HEADER}\n,640,480,dog,1,2,3,4\n  ,640,480,cat,1,2,3,4\n")
     assert items == [
-        Rejection(SOURCE, "box_malformed", "row 2 (dog): no filename", ITEM_BOX),
-        Rejection(SOURCE, "box_malformed", "row 3 (cat): no filename", ITEM_BOX),
+        Rejection(SOURCE, "box_malformed", "row 2 (dog): filename is missing", ITEM_BOX),
+        Rejection(SOURCE, "box_malformed", "row 3 (cat): filename is missing", ITEM_BOX),
     ]
 
 

@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import csv
 import io
-import math
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 from transforms import paths
-from transforms.formats import NO_CONTEXT, AnnotationFormat, ParseContext, Parsed
+from transforms.formats import NO_CONTEXT, AnnotationFormat, ParseContext, Parsed, _text
 from transforms.model import ITEM_ANNOTATION, ITEM_BOX, Box, ImageRecord, Rejection
 
 REQUIRED = ("filename", "class", "xmin", "ymin", "xmax", "ymax")
@@ -33,21 +32,8 @@ def _cell(row: Sequence[str], columns: Dict[str, int], name: str) -> Optional[st
 
 
 def _number(row: Sequence[str], columns: Dict[str, int], name: str) -> float:
-    value = _cell(row, columns, name)
-    if value is None or value == "":
-        raise ValueError(f"no {name}")
-    try:
-        return float(value)
-    except ValueError:
-        raise ValueError(f"{name} {value[:50]!r} is not a number") from None
+    return _text.number(_cell(row, columns, name), name)
 
-
-def _positive_int(value: Optional[str]) -> Optional[int]:
-    try:
-        number = float(value) if value else math.nan
-    except ValueError:
-        return None
-    return int(number) if math.isfinite(number) and number > 0 and number.is_integer() else None
 
 
 def _blank(row: Sequence[str]) -> bool:
@@ -127,12 +113,12 @@ def _read_row(
     filename = _cell(row, columns, "filename") or ""
     label = _cell(row, columns, "class") or ""
     if not filename:
-        rejections.append(Rejection(source, "box_malformed", f"row {number} ({label}): no filename", ITEM_BOX))
+        rejections.append(Rejection(source, "box_malformed", f"row {number} ({label}): filename is missing", ITEM_BOX))
         return
     # "a.jpg" and "./a.jpg" are one image; the path check itself happens in parse_annotation_file.
     image = images.setdefault(paths.image_key(filename) or filename, _Image(filename))
     if image.size is None:
-        width, height = _positive_int(_cell(row, columns, "width")), _positive_int(_cell(row, columns, "height"))
+        width, height = _text.positive_int(_cell(row, columns, "width")), _text.positive_int(_cell(row, columns, "height"))
         image.size = (width, height) if width and height else None
     try:
         corners = [_number(row, columns, corner) for corner in CORNERS]

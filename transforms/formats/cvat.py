@@ -12,7 +12,7 @@ import re
 import xml.etree.ElementTree as ElementTree
 from typing import Iterator, List, Optional, Tuple
 
-from transforms.formats import NO_CONTEXT, AnnotationFormat, ParseContext, Parsed
+from transforms.formats import NO_CONTEXT, AnnotationFormat, ParseContext, Parsed, _text
 from transforms.formats._xml import parse_xml
 from transforms.model import ITEM_ANNOTATION, ITEM_BOX, Box, ImageRecord, Rejection
 from transforms.source_splits import canonical_split
@@ -28,29 +28,6 @@ _ROOT = re.compile(rb"(?:\xef\xbb\xbf)?(?:\s|<\?.*?\?>|<!--.*?-->)*<annotations[
 def sniff(path: str, head: bytes) -> bool:
     """An XML file whose root element is <annotations> (Pascal VOC's is <annotation>)."""
     return path.lower().endswith(".xml") and _ROOT.match(head) is not None
-
-
-def _float(value: Optional[str], name: str) -> float:
-    if value is None:
-        raise ValueError(f"{name} is missing")
-    try:
-        return float(value)
-    except ValueError:
-        raise ValueError(f"{name} {value[:50]!r} is not a number") from None
-
-
-def _positive_int(value: Optional[str]) -> Optional[int]:
-    try:
-        number = float(value) if value else math.nan
-    except ValueError:
-        return None
-    return int(number) if math.isfinite(number) and number > 0 and number.is_integer() else None
-
-
-def _flag(value: Optional[str]) -> Optional[bool]:
-    if value is None or not value.strip():
-        return None
-    return value.strip().lower() in ("1", "true", "yes")
 
 
 def _split(subset: Optional[str]) -> Optional[str]:
@@ -90,13 +67,13 @@ def _corners(shape: ElementTree.Element) -> Tuple[float, float, float, float]:
         pairs = [pair.split(",") for pair in text.split(";") if pair.strip()]
         if not pairs or any(len(pair) != 2 for pair in pairs):
             raise ValueError(f"points {text[:50]!r} is not x1,y1;x2,y2;...")
-        xs = [_float(x, "x") for x, _ in pairs]
-        ys = [_float(y, "y") for _, y in pairs]
+        xs = [_text.number(x, "x") for x, _ in pairs]
+        ys = [_text.number(y, "y") for _, y in pairs]
         (xmin, xmax), (ymin, ymax) = _span(xs), _span(ys)
         return xmin, ymin, xmax, ymax
-    cos, sin = _turn(_float(shape.get("rotation", "0"), "rotation"))
+    cos, sin = _turn(_text.number(shape.get("rotation", "0"), "rotation"))
     if shape.tag == "box":
-        xtl, ytl, xbr, ybr = (_float(shape.get(name), name) for name in ("xtl", "ytl", "xbr", "ybr"))
+        xtl, ytl, xbr, ybr = (_text.number(shape.get(name), name) for name in ("xtl", "ytl", "xbr", "ybr"))
         if sin == 0:
             return xtl, ytl, xbr, ybr
         # CVAT turns the box about its centre; its bounding box is what a detector can learn.
@@ -106,7 +83,7 @@ def _corners(shape: ElementTree.Element) -> Tuple[float, float, float, float]:
         else:
             half_w, half_h = half_w * cos + half_h * sin, half_w * sin + half_h * cos
         return cx - half_w, cy - half_h, cx + half_w, cy + half_h
-    cx, cy, rx, ry = (_float(shape.get(name), name) for name in ("cx", "cy", "rx", "ry"))
+    cx, cy, rx, ry = (_text.number(shape.get(name), name) for name in ("cx", "cy", "rx", "ry"))
     rx, ry = abs(rx), abs(ry)
     if sin == 0:
         half_w, half_h = rx, ry
@@ -162,8 +139,8 @@ def _image(source: str, index: int, image: ElementTree.Element) -> Iterator[Pars
         except ValueError as error:
             yield Rejection(source, "box_malformed", f"{where}: {error}", ITEM_BOX)
             continue
-        boxes.append(Box(label, *corners, truncated=_flag(shape.get("occluded"))))
-    width, height = _positive_int(image.get("width")), _positive_int(image.get("height"))
+        boxes.append(Box(label, *corners, truncated=_text.flag(shape.get("occluded"))))
+    width, height = _text.positive_int(image.get("width")), _text.positive_int(image.get("height"))
     yield ImageRecord(
         key=name,
         source=source,

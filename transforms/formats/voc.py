@@ -5,38 +5,22 @@ import re
 import xml.etree.ElementTree as ElementTree
 from typing import Iterator, Optional
 
-from transforms.formats import NO_CONTEXT, AnnotationFormat, ParseContext, Parsed
+from transforms.formats import NO_CONTEXT, AnnotationFormat, ParseContext, Parsed, _text
 from transforms.formats._xml import parse_xml
 from transforms.model import ITEM_ANNOTATION, ITEM_BOX, Box, ImageRecord, Rejection
 
 
-def _text(element: ElementTree.Element, path: str) -> Optional[str]:
+def _child(element: ElementTree.Element, path: str) -> Optional[str]:
     found = element.find(path)
     if found is None or found.text is None:
         return None
     return found.text.strip()
 
 
-def _flag(element: ElementTree.Element, path: str) -> Optional[bool]:
-    value = _text(element, path)
-    if value is None or value == "":
-        return None
-    return value.lower() in ("1", "true", "yes")
-
-
-def _number(element: ElementTree.Element, path: str) -> float:
-    value = _text(element, path)
-    if value is None:
-        raise ValueError(f"<{path}> is missing")
-    return float(value)
-
-
 def _size(root: ElementTree.Element) -> Optional[tuple]:
-    try:
-        width, height = int(_number(root, "size/width")), int(_number(root, "size/height"))
-    except (ValueError, OverflowError):  # "abc", "nan", "inf", "1e999"
-        return None
-    return (width, height) if width > 0 and height > 0 else None
+    width = _text.positive_int(_child(root, "size/width"))
+    height = _text.positive_int(_child(root, "size/height"))
+    return (width, height) if width and height else None
 
 
 def sniff(path: str, head: bytes) -> bool:
@@ -52,20 +36,28 @@ def parse(source: str, data: bytes, context: ParseContext = NO_CONTEXT) -> Itera
     if root.tag != "annotation":
         yield Rejection(source, "voc_invalid", f"root element is <{root.tag}>, not <annotation>", ITEM_ANNOTATION)
         return
-    filename = _text(root, "filename")
+    filename = _child(root, "filename")
     if not filename:
         yield Rejection(source, "voc_invalid", "no <filename>", ITEM_ANNOTATION)
         return
     boxes = []
     for index, obj in enumerate(root.iter("object")):
-        label = _text(obj, "name") or ""
+        label = _child(obj, "name") or ""
         try:
-            corners = [_number(obj, f"bndbox/{corner}") for corner in ("xmin", "ymin", "xmax", "ymax")]
+            corners = [
+                _text.number(_child(obj, f"bndbox/{corner}"), f"<bndbox/{corner}>")
+                for corner in ("xmin", "ymin", "xmax", "ymax")
+            ]
         except ValueError as error:
             yield Rejection(source, "box_malformed", f"object {index} ({label}): {error}", ITEM_BOX)
             continue
         boxes.append(
-            Box(label, *corners, difficult=_flag(obj, "difficult"), truncated=_flag(obj, "truncated"))
+            Box(
+                label,
+                *corners,
+                difficult=_text.flag(_child(obj, "difficult")),
+                truncated=_text.flag(_child(obj, "truncated")),
+            )
         )
     yield ImageRecord(
         key=filename,
