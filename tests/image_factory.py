@@ -37,6 +37,14 @@ def cmyk_jpeg(photo: bytes) -> bytes:
     return encode(Image.open(io.BytesIO(photo)).convert("CMYK"), "JPEG", quality=90)
 
 
+def ycck_jpeg(photo: bytes) -> bytes:
+    """A CMYK JPEG relabelled YCCK (Adobe transform 2), which Pillow cannot write directly."""
+    data = bytearray(cmyk_jpeg(photo))
+    adobe = data.find(b"Adobe")
+    data[adobe + 11] = 2  # the Adobe segment's transform byte
+    return bytes(data)
+
+
 def png16(width: int = 40, height: int = 30) -> bytes:
     values = (np.arange(width * height, dtype=np.uint32).reshape(height, width) * 53 % 65536).astype(np.uint16)
     return encode(Image.fromarray(values), "PNG")

@@ -48,6 +48,7 @@ def corpus(raccoon, tmp_path_factory):
         "orphan.jpg": second,
         "png_named.jpg": make.encode(rgb.resize((40, 30)), "PNG"),
         "cmyk.jpg": make.cmyk_jpeg(photo),
+        "ycck.jpg": make.ycck_jpeg(photo),
         "gray.jpg": gray,
         "photo.bmp": make.encode(rgb, "BMP"),
         "photo.tif": make.encode(rgb, "TIFF"),
@@ -81,6 +82,7 @@ def corpus(raccoon, tmp_path_factory):
         "text.xml": voc("text.jpg", (10, 10)),
         "png_named.xml": voc("png_named.jpg", (40, 30), (4, 3, 20, 15), label="zebra"),
         "cmyk.xml": voc("cmyk.jpg", (650, 417), (10, 20, 100, 200)),
+        "ycck.xml": voc("ycck.jpg", (650, 417), (10, 20, 100, 200)),
         "gray.xml": voc("gray.jpg", (275, 183), (10, 20, 100, 150)),
         "bmp.xml": voc("photo.bmp", (650, 417), (10, 20, 100, 200)),
         "tif.xml": voc("photo.tif", (650, 417), (10, 20, 100, 200)),
@@ -157,7 +159,7 @@ EXPECTED_REJECTIONS = [
     ("truncated.jpg", "image_truncated", "image"),
     ("truncated.png", "image_truncated", "image"),
 ]
-WRITTEN_UNCHANGED = ["a.jpg", "a_copy.jpg", "b.jpg", "png_named.jpg", "cmyk.jpg", "gray.jpg", "rgba.png",
+WRITTEN_UNCHANGED = ["a.jpg", "a_copy.jpg", "b.jpg", "png_named.jpg", "cmyk.jpg", "ycck.jpg", "gray.jpg", "rgba.png",
                      "palette.png", "sixteen.png", "rotated_raw.jpg", "badquant.jpg"]
 CONVERTED = {"photo.bmp": "jpeg", "photo.tif": "jpeg", "photo.webp": "jpeg", "anim.gif": "jpeg", "rotated.jpg": "jpeg"}
 
@@ -210,12 +212,12 @@ def test_boxes_are_clipped_normalized_and_follow_the_real_size(default_run):
 def test_counts_add_up(default_run):
     summary = default_run["summary"]
     assert summary["images_read"] == summary["images_written"] + summary["images_rejected"]
-    assert (summary["images_written"], summary["images_rejected"]) == (16, 10)
+    assert (summary["images_written"], summary["images_rejected"]) == (17, 10)
     boxes = summary["boxes"]
     assert boxes["read"] == boxes["written"] + boxes["rejected"] + boxes["on_rejected_items"]
     assert (boxes["clipped"], boxes["rejected"], boxes["on_rejected_items"]) == (1, 4, 5)
     assert summary["annotation_size_mismatches"] == 1  # b.jpg; the rotated ones are a 90 degree turn
-    assert summary["annotation_files_read"] == 30
+    assert summary["annotation_files_read"] == 31
     # photo.bmp and photo.tif hold the same pixels, so they convert to the same JPEG bytes
     assert summary["duplicates"]["examples"] == [["a.jpg", "a_copy.jpg"], ["photo.bmp", "photo.tif"]]
     assert summary["rejections"]["xml_unsafe"] == 2

@@ -40,8 +40,9 @@ def test_tensorflow_readable_images_pass_through_unchanged(name, data_factory, f
     assert prepared.info.channels == channels
 
 
-def test_cmyk_jpeg_passes_through(photo):
-    data = make.cmyk_jpeg(photo)
+@pytest.mark.parametrize("convert", [make.cmyk_jpeg, make.ycck_jpeg])
+def test_cmyk_and_ycck_jpeg_pass_through(photo, convert):
+    data = convert(photo)
     prepared = prepare_image(data)
     assert prepared.encoded is data and prepared.info.channels == 4 and prepared.conversion is None
 
