@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from transforms import splits as splits_module
-from transforms.splits import SplitError, assign_shard, assign_split, parse_splits, split_names
+from transforms.splits import SplitError, assign_shard, assign_split, parse_splits
 
 KEYS = [f"images/img_{index:05d}.jpg" for index in range(10000)]
 DEFAULT = (("train", 0.8), ("val", 0.1), ("test", 0.1))
@@ -36,7 +36,7 @@ def test_parse_valid_splits(text, expected):
 def test_ten_tenths_add_up_to_one_despite_rounding():
     text = ",".join(f"s{index}=0.1" for index in range(10))
     assert sum(fraction for _, fraction in parse_splits(text)) != 1.0  # 0.9999999999999999
-    assert split_names(parse_splits(text)) == [f"s{index}" for index in range(10)]
+    assert [name for name, _ in parse_splits(text)] == [f"s{index}" for index in range(10)]
 
 
 @pytest.mark.parametrize(

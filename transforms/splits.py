@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from typing import Sequence, Tuple
+from typing import Tuple
 
 Splits = Tuple[Tuple[str, float], ...]
 
@@ -61,6 +61,3 @@ def assign_split(content_group: str, seed: int, splits: Splits) -> str:
 def assign_shard(key: str, seed: int, num_shards: int) -> int:
     return int(_unit_interval("shard", seed, key) * num_shards)
 
-
-def split_names(splits: Splits) -> Sequence[str]:
-    return [name for name, _ in splits]
