@@ -12,7 +12,7 @@ from transforms.image_prep import VALIDATE_STRUCTURE
 from transforms.label_map import extend_label_map
 from transforms.model import Rejection
 from transforms.read import REJECTED, read_record_image
-from transforms.tally import TALLY, count
+from transforms.tally import TALLY, CountingDoFn
 from transforms.splits import Splits
 from transforms.write import auto_num_shards
 
@@ -85,12 +85,12 @@ class _HashImage(beam.DoFn):
         yield digest, record
 
 
-class _KeepFirst(beam.DoFn):
+class _KeepFirst(CountingDoFn):
     def process(self, element):
         _, records = element
         kept, *copies = sorted(records, key=lambda record: record.key)
         yield kept
-        yield count("duplicate_images_dropped", len(copies))
+        self.count("duplicate_images_dropped", len(copies))
         for copy in copies:
             yield beam.pvalue.TaggedOutput(
                 REJECTED,

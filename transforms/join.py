@@ -11,14 +11,14 @@ from transforms.formats import AnnotationFormat
 from transforms.model import ITEM_ANNOTATION, RELATIVE, ImageRecord, Rejection
 from transforms.read import REJECTED
 from transforms.source_splits import split_from_path
-from transforms.tally import TALLY, count
+from transforms.tally import TALLY, CountingDoFn
 
 
 def _reject(rejection: Rejection):
     return beam.pvalue.TaggedOutput(REJECTED, rejection)
 
 
-class _MatchRecordToImage(beam.DoFn):
+class _MatchRecordToImage(CountingDoFn):
     def __init__(self, images_root: str, fmt: AnnotationFormat):
         self._images_root = images_root
         self._format = fmt
@@ -29,7 +29,7 @@ class _MatchRecordToImage(beam.DoFn):
         key, grouped = element
         records = sorted(grouped["records"], key=lambda record: record.source)
         images = sorted(grouped["images"])  # (relative path, size); several only when matched by stem
-        yield count("images_read", max(1, len(images)))
+        self.count("images_read", max(1, len(images)))
         if not records:
             for relative, size in images:
                 yield from self._unannotated(relative, size)

@@ -16,7 +16,7 @@ from transforms.class_map import ClassMap, apply_class_map
 from transforms.formats import FORMATS, AnnotationFormat, ParseContext, parse_annotation_file
 from transforms.images import ImageProblem
 from transforms.model import ITEM_ANNOTATION, ITEM_BOX, ITEM_IMAGE, Ignored, ImageRecord, Rejection
-from transforms.tally import TALLY, count
+from transforms.tally import TALLY, CountingDoFn
 
 REJECTED = "rejected"
 
@@ -49,14 +49,14 @@ def read_record_image(record: ImageRecord) -> bytes:
     return embedded
 
 
-class _ParseAnnotationFile(beam.DoFn):
+class _ParseAnnotationFile(CountingDoFn):
     def __init__(self, fmt: AnnotationFormat, context: ParseContext, class_map: ClassMap):
         self._format = fmt
         self._context = context
         self._class_map = class_map
 
     def process(self, path: str):
-        yield count("annotation_files_read")
+        self.count("annotation_files_read")
         try:
             data = read_file(path)
         except Exception as error:  # an unreadable file is one rejection, whatever the filesystem raised
@@ -66,17 +66,17 @@ class _ParseAnnotationFile(beam.DoFn):
             return
         for item in parse_annotation_file(self._format, path, data, self._context):
             if isinstance(item, Ignored):
-                yield count(("ignored", item.what), item.count)
+                self.count(("ignored", item.what), item.count)
             elif isinstance(item, ImageRecord):
-                yield count("boxes_read", len(item.boxes))
+                self.count("boxes_read", len(item.boxes))
                 record, dropped = apply_class_map(item, self._class_map)
                 if dropped:
-                    yield count("boxes_dropped_by_class_map", dropped)
+                    self.count("boxes_dropped_by_class_map", dropped)
                 yield record
             else:
-                yield count("boxes_read", 1 if item.item == ITEM_BOX else item.boxes)
+                self.count("boxes_read", 1 if item.item == ITEM_BOX else item.boxes)
                 if item.item == ITEM_IMAGE:  # named, but refused before the join (e.g. an unsafe path)
-                    yield count("images_read")
+                    self.count("images_read")
                 yield beam.pvalue.TaggedOutput(REJECTED, item)
 
 

@@ -21,7 +21,7 @@ from transforms.images import ImageProblem
 from transforms.model import ImageRecord, Rejection
 from transforms.read import REJECTED, read_record_image
 from transforms.splits import Splits, assign_shard, assign_split
-from transforms.tally import TALLY, count
+from transforms.tally import TALLY, CountingDoFn
 
 CONTENT = "content"
 TARGET_SHARD_BYTES = 150 * 1024 * 1024  # TF's guidance: shards of 100-200 MB
@@ -51,7 +51,7 @@ class _AssignShard(beam.DoFn):
         yield (assign_shard(record.key, self._seed, num_shards), num_shards), record
 
 
-class _WriteShard(beam.DoFn):
+class _WriteShard(CountingDoFn):
     def __init__(self, staging_dir: str, name: str, seed: int, splits: Splits, policy: ImagePolicy):
         self._policy = policy
         self._staging_dir = staging_dir
@@ -69,8 +69,6 @@ class _WriteShard(beam.DoFn):
         finally:
             for handle in files.values():
                 handle.close()
-        for split in files:
-            yield count(("split_shards_written", split))
 
     def _write_record(self, record: ImageRecord, label_ids, shard, num_shards, files):
         image_path = record.source if record.embedded_format else paths.join(record.images_root, record.key)
@@ -110,23 +108,22 @@ class _WriteShard(beam.DoFn):
             files[split] = FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED)
         files[split].write(tfrecord_frame(encoded.example))
         yield beam.pvalue.TaggedOutput(CONTENT, (encoded.sha256, (record.key, split)))
-        yield from self._tally(encoded, split)
+        self._tally(encoded, split)
 
-    @staticmethod
-    def _tally(encoded, split):
+    def _tally(self, encoded, split):
         kept = encoded.boxes.kept
-        yield count("images_written")
-        yield count(("split_images", split))
-        yield count(("split_boxes", split), len(kept))
-        yield count("boxes_written", len(kept))
-        yield count("boxes_clipped", encoded.boxes.clipped)
-        yield count("annotation_size_mismatch", int(encoded.size_mismatch))
+        self.count("images_written")
+        self.count(("split_images", split))
+        self.count(("split_boxes", split), len(kept))
+        self.count("boxes_written", len(kept))
+        self.count("boxes_clipped", encoded.boxes.clipped)
+        self.count("annotation_size_mismatch", int(encoded.size_mismatch))
         if encoded.image.conversion:
-            yield count(("conversion", encoded.image.conversion))
+            self.count(("conversion", encoded.image.conversion))
         if encoded.image.exif:
-            yield count(("exif_orientation", encoded.image.exif))
+            self.count(("exif_orientation", encoded.image.exif))
         for box in kept:
-            yield count(("class_boxes", box.box.label))
+            self.count(("class_boxes", box.box.label))
 
     @staticmethod
     def _reject(record: ImageRecord, rejection: Rejection):
