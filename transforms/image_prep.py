@@ -55,7 +55,7 @@ def prepare_image(
     if exif_mode == EXIF_AUTO and info.orientation in _TURNED and annotated_size == raw_size:
         # The annotation states the stored, unrotated size: its tool showed raw pixels (old LabelImg did).
         return PreparedImage(data, info, exif="kept_raw")
-    return _rotate_upright(data, info)
+    return _rotate_upright(data, info, max_pixels)
 
 
 def _check_pixels(width: int, height: int, max_pixels: int) -> None:
@@ -118,10 +118,10 @@ def _convert(data: bytes, kind: str, max_pixels: int) -> PreparedImage:
     return _encode(upright, kind)
 
 
-def _rotate_upright(data: bytes, info: ImageInfo) -> PreparedImage:
+def _rotate_upright(data: bytes, info: ImageInfo, max_pixels: int) -> PreparedImage:
     from PIL import ImageOps
 
-    image = _open(data, DEFAULT_MAX_PIXELS)
+    image = _open(data, max_pixels)
     try:
         upright = ImageOps.exif_transpose(image)
     except Exception as error:

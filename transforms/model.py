@@ -15,6 +15,7 @@ RELATIVE = "relative"  # box coordinates already divided by width and height (YO
 ITEM_ANNOTATION = "annotation"
 ITEM_IMAGE = "image"
 ITEM_BOX = "box"
+MAX_DETAIL = 300  # characters of a rejection's detail
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,6 +71,10 @@ class Rejection:
     detail: str
     item: str = ITEM_IMAGE
     boxes: int = 0  # boxes of the rejected image or annotation, which are therefore not written
+
+    def __post_init__(self):
+        # One line for a person, whatever an exception's message held: rejected.jsonl is read by eye too.
+        object.__setattr__(self, "detail", " ".join(str(self.detail).split())[:MAX_DETAIL])
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), sort_keys=True, ensure_ascii=False)

@@ -61,7 +61,7 @@ class _ParseAnnotationFile(CountingDoFn):
             data = read_file(path)
         except Exception as error:  # an unreadable file is one rejection, whatever the filesystem raised
             yield beam.pvalue.TaggedOutput(
-                REJECTED, Rejection(path, "annotation_unreadable", str(error)[:200], ITEM_ANNOTATION)
+                REJECTED, Rejection(path, "annotation_unreadable", str(error), ITEM_ANNOTATION)
             )
             return
         for item in parse_annotation_file(self._format, path, data, self._context):

@@ -28,10 +28,6 @@ TARGET_SHARD_BYTES = 150 * 1024 * 1024  # TF's guidance: shards of 100-200 MB
 MAX_IMAGE_BYTES = 512 * 1024 * 1024  # no photo is this big; reading one would cost the worker its memory
 
 
-def _one_line(error: Exception) -> str:
-    return " ".join(str(error).split())[:200]
-
-
 def shard_file_name(name: str, split: str, index: int, num_shards: int) -> str:
     """The TFDS file template, which OD API globs such as `{name}-train.tfrecord-*` also match."""
     return f"{name}-{split}.tfrecord-{index:05d}-of-{num_shards:05d}"
@@ -86,7 +82,7 @@ class _WriteShard(CountingDoFn):
             yield from self._reject(record, problem.rejection(image_path))
             return
         except Exception as error:  # gone since the listing, permissions, a flaky store: one rejection
-            yield from self._reject(record, Rejection(image_path, "image_unreadable", _one_line(error)))
+            yield from self._reject(record, Rejection(image_path, "image_unreadable", str(error)))
             return
         try:
             encoded = encode_record(record, data, self._policy, label_ids)
@@ -94,7 +90,7 @@ class _WriteShard(CountingDoFn):
             yield from self._reject(record, problem.rejection(image_path))
             return
         except Exception as error:  # a decoder's surprise costs this image, not the run
-            detail = f"{type(error).__name__}: {_one_line(error)}"
+            detail = f"{type(error).__name__}: {error}"
             yield from self._reject(record, Rejection(image_path, "image_unprocessable", detail))
             return
         for rejection in encoded.boxes.rejected:
