@@ -8,8 +8,6 @@ from typing import Sequence
 
 import apache_beam as beam
 from apache_beam.io import fileio
-from apache_beam.io.filesystem import CompressionTypes
-from apache_beam.io.filesystems import FileSystems
 
 from transforms import paths, storage
 from transforms.class_map import ClassMap, apply_class_map
@@ -31,8 +29,7 @@ def read_file(path: str, limit: int = -1) -> bytes:
     """
     if storage.is_local(path) and not stat.S_ISREG(os.stat(path).st_mode):
         raise OSError(f"{path} is not a regular file")
-    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
-        return handle.read(limit)
+    return storage.read_bytes(path, limit)  # gs://: one GET per file, a client per worker, retries
 
 
 def read_record_image(record: ImageRecord) -> bytes:

@@ -1,30 +1,207 @@
-"""The few file operations the publish step needs, the same for local folders and gs:// prefixes."""
+"""The few file operations the pipeline needs, the same for local folders and gs:// prefixes.
+
+Everything goes through Beam's FileSystems (so any scheme Beam knows works), except the two hot paths
+on gs://, which a worker repeats for every image and every staged file:
+
+- reading a whole object (or its first bytes) is one ranged GET with a storage client made once per
+  worker thread, instead of Beam's GcsIO.open, which builds a new client (a new connection pool, a new
+  TLS handshake) and sends two metadata requests before the download for every file;
+- writing a small object is one upload.
+
+Both retry transient errors (429, 5xx, dropped connections, timeouts) with exponential backoff and full
+jitter, and count the retries in the Beam counter `od_tfrecords:gcs_retries`; a missing object or a
+refused permission is not transient and is raised at once.
+
+When STORAGE_EMULATOR_HOST is set (a GCS emulator, in tests) no credentials are looked up: the storage
+client is anonymous, as google-cloud-storage's own default for an emulator, and Beam is told so too.
+Without that, Beam's credential lookup on a machine without Google credentials retries
+`google.auth.default()` with exponential backoff for about 20 seconds before it gives up and connects
+anonymously anyway, once per process.
+"""
 from __future__ import annotations
 
+import logging
 import os
+import random
 import shutil
-from typing import List, Sequence
+import threading
+import time
+from typing import Callable, List, Sequence, Tuple, TypeVar
 
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics import Metrics
+
+T = TypeVar("T")
+_LOG = logging.getLogger(__name__)
+EMULATOR_ENV = "STORAGE_EMULATOR_HOST"
+RETRY_ATTEMPTS = 6  # 0.5 + 1 + 2 + 4 + 8 s of waiting at most (each jittered) before giving up
+RETRY_INITIAL_SECONDS = 0.5
+RETRY_MAX_SECONDS = 16.0
+_RETRIES = Metrics.counter("od_tfrecords", "gcs_retries")
+_local = threading.local()
 
 
 def is_local(path: str) -> bool:
     return "://" not in path
 
 
+def is_gcs(path: str) -> bool:
+    return path.startswith("gs://")
+
+
+def split_gcs_path(path: str) -> Tuple[str, str]:
+    bucket, _, name = path[len("gs://"):].partition("/")
+    if not bucket or not name:
+        raise ValueError(f"{path} names no object (gs://BUCKET/NAME)")
+    return bucket, name
+
+
+# ---------------------------------------------------------------------------------------------------
+# transient errors and retries
+
+
+def is_transient(error: BaseException) -> bool:
+    """True for errors worth retrying: throttling, server errors, dropped connections, timeouts."""
+    try:
+        from google.api_core import exceptions as api
+        from google.auth import exceptions as auth_exceptions
+    except ImportError:  # no GCP libraries: only the built-in kinds can be judged
+        api = auth_exceptions = None
+    if api is not None:
+        if isinstance(error, (api.TooManyRequests, api.InternalServerError, api.BadGateway,
+                              api.ServiceUnavailable, api.GatewayTimeout, api.RequestTimeout)):
+            return True
+        if isinstance(error, api.GoogleAPICallError):
+            return getattr(error, "code", None) in (408, 429, 500, 502, 503, 504)
+        if isinstance(error, auth_exceptions.TransportError):
+            return True
+    try:
+        import requests
+
+        if isinstance(error, (requests.ConnectionError, requests.Timeout)):
+            return True
+    except ImportError:
+        pass
+    if isinstance(error, (ConnectionError, TimeoutError)):
+        return True
+    details = getattr(error, "exception_details", None)  # Beam's BeamIOError wraps per-path errors
+    if isinstance(details, dict) and details:
+        return all(isinstance(inner, BaseException) and is_transient(inner) for inner in details.values())
+    return False
+
+
+def with_retries(action: Callable[[], T], *, attempts: int = RETRY_ATTEMPTS, sleep=time.sleep) -> T:
+    """`action()`, retried on transient errors with exponential backoff and full jitter."""
+    for attempt in range(attempts):
+        try:
+            return action()
+        except Exception as error:
+            if attempt == attempts - 1 or not is_transient(error):
+                raise
+            _RETRIES.inc()
+            sleep(random.uniform(0, min(RETRY_MAX_SECONDS, RETRY_INITIAL_SECONDS * 2 ** attempt)))
+    raise AssertionError("unreachable")
+
+
+# ---------------------------------------------------------------------------------------------------
+# one storage client per worker thread
+
+
+def use_emulator_without_credentials() -> bool:
+    """With STORAGE_EMULATOR_HOST set, tell Beam there are no credentials to look for (anonymous).
+
+    An emulator accepts anonymous requests, and google-cloud-storage uses anonymous credentials for
+    it by default; Beam would otherwise retry its credential lookup for ~20 s first. Returns whether
+    an emulator is in use. Never called with a real GCS endpoint, where credentials are looked up
+    as usual.
+    """
+    if not os.environ.get(EMULATOR_ENV):
+        return False
+    try:
+        from apache_beam.internal.gcp import auth
+    except ImportError:
+        return True
+    credentials = getattr(auth, "_Credentials", None)
+    if credentials is not None and hasattr(credentials, "_credentials_init"):
+        with credentials._credentials_lock:
+            if not credentials._credentials_init:
+                credentials._credentials = None
+                credentials._credentials_init = True
+    return True
+
+
+def _pipeline_options():
+    from apache_beam.options.pipeline_options import PipelineOptions
+    from apache_beam.options.value_provider import RuntimeValueProvider
+
+    # The same options Beam's own GCSFileSystem uses: the pipeline's on the DirectRunner, the
+    # runtime options on a remote worker.
+    return FileSystems._pipeline_options or RuntimeValueProvider.runtime_options or PipelineOptions([])
+
+
+def gcs_client():
+    """This thread's google-cloud-storage client, made once (heavy: credentials, a connection pool)."""
+    client = getattr(_local, "client", None)
+    if client is None:
+        from google.cloud import storage
+
+        if use_emulator_without_credentials():
+            client = storage.Client.create_anonymous_client()
+        else:
+            from apache_beam.io.gcp.gcsio import create_storage_client
+
+            client = create_storage_client(_pipeline_options())
+        _local.client = client
+    return client
+
+
+def _read_gcs(path: str, limit: int) -> bytes:
+    bucket, name = split_gcs_path(path)
+    blob = gcs_client().bucket(bucket).blob(name)
+    if limit == 0:
+        return b""
+    # raw_download: the stored bytes, never gunzipped by decompressive transcoding (as Beam reads them)
+    if limit > 0:
+        try:
+            return blob.download_as_bytes(start=0, end=limit - 1, raw_download=True, checksum=None)
+        except Exception as error:
+            if getattr(error, "code", None) == 416:  # a range past the end of an empty object
+                return b""
+            raise
+    return blob.download_as_bytes(raw_download=True)
+
+
+# ---------------------------------------------------------------------------------------------------
+# the operations
+
+
+def read_bytes(path: str, limit: int = -1) -> bytes:
+    """The file's bytes (the first `limit` only, if given); gs:// in one GET, with retries."""
+    if is_gcs(path):
+        return with_retries(lambda: _read_gcs(path, limit))
+    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
+        return handle.read(limit)
+
+
 def write_bytes(path: str, data: bytes) -> None:
+    if is_gcs(path):
+        bucket, name = split_gcs_path(path)
+        blob = gcs_client().bucket(bucket).blob(name)
+        # A whole-object overwrite of our own staging file: safe to repeat, so retried.
+        with_retries(lambda: blob.upload_from_string(data, content_type="application/octet-stream", retry=None))
+        return
     with FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
         handle.write(data)
 
 
 def list_files(pattern: str) -> List[str]:
-    (result,) = FileSystems.match([pattern])
+    (result,) = with_retries(lambda: FileSystems.match([pattern]))
     return sorted(metadata.path for metadata in result.metadata_list)
 
 
 def move(sources: Sequence[str], destinations: Sequence[str]) -> None:
-    if sources:
+    if sources:  # not retried here: Beam's GCS rename retries its own batch copy and delete
         FileSystems.rename(list(sources), list(destinations))
 
 
@@ -42,7 +219,7 @@ def remove_tree(folder: str) -> None:
 
 
 def exists(path: str) -> bool:
-    return os.path.exists(path) if is_local(path) else FileSystems.exists(path)
+    return os.path.exists(path) if is_local(path) else with_retries(lambda: FileSystems.exists(path))
 
 
 def remove_empty_folder(folder: str) -> None:
@@ -52,3 +229,6 @@ def remove_empty_folder(folder: str) -> None:
             os.rmdir(folder)
         except OSError:
             pass  # not empty (another run is staging there) or already gone
+
+
+use_emulator_without_credentials()  # at import: before the first FileSystems call asks Beam for credentials
