@@ -18,7 +18,9 @@ class _OneLineErrorParser(argparse.ArgumentParser):
 
 
 def _build_parser() -> argparse.ArgumentParser:
+    from pipeline.inspect import add_inspect_arguments
     from pipeline.options import add_convert_arguments
+    from pipeline.verify import add_verify_arguments
     from transforms.formats import FORMATS
 
     parser = _OneLineErrorParser(
@@ -36,6 +38,20 @@ def _build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_convert_arguments(convert)
+    inspect = commands.add_parser(
+        "inspect",
+        help="draw what an OD API TFRecord folder holds: contact sheets, charts, index.html",
+        description="Contact sheets of sample records (boxes drawn with class names), charts of boxes per class "
+        "and of box sizes, and an index.html with the counts and rejections. Reads any OD API TFRecord folder.",
+    )
+    add_inspect_arguments(inspect)
+    verify = commands.add_parser(
+        "verify",
+        help="read every record of an OD API TFRecord folder and report what is wrong; exit 1 if anything is",
+        description="Read every record (CRC-checked) of any OD API TFRecord folder and report each kind of problem "
+        "with counts and examples. Exit 0 when no error was found, 1 when one was.",
+    )
+    add_verify_arguments(verify)
     return parser
 
 
@@ -85,6 +101,16 @@ def _convert(given: dict, beam_args: List[str]) -> int:
     return 0
 
 
+def _run_reader(args: argparse.Namespace) -> int:
+    if args.command == "inspect":
+        from pipeline.inspect import run_inspect
+
+        return run_inspect(args)
+    from pipeline.verify import run_verify
+
+    return run_verify(args)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
@@ -93,6 +119,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         if args.command is None:
             parser.print_help()
             return 2
+        if args.command in ("inspect", "verify"):
+            if extra:  # only convert passes unknown flags on (to Beam)
+                raise UsageError(f"unrecognized arguments: {' '.join(extra)} (see `python -m pipeline {args.command} --help`)")
+            return _run_reader(args)
         given = {key: value for key, value in vars(args).items() if key != "command"}
         return _convert(given, extra)
     except UsageError as error:
