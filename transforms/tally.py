@@ -1,23 +1,57 @@
 """Counts that every step reports and the summary adds up, as (name, n) pairs on the TALLY output.
 
-Beam metrics are for watching a run; these counts are part of the output, so they travel as data and
-are summed like any other PCollection, identically on every runner. A DoFn adds to them with
-`self.count(...)`; they are summed per bundle and emitted once when the bundle ends, so counting
-costs no extra elements per image.
+These counts are part of the output, so they travel as data and are summed like any other
+PCollection, identically on every runner: summary.json is built from them and is the source of truth.
+A DoFn adds to them with `self.count(...)`; they are summed per bundle and emitted once when the
+bundle ends, so counting costs no extra elements per image.
+
+The same sums are also added, once per bundle, to Beam metrics counters in the namespace
+`od_tfrecords` under the same names (a tuple name joined with "/": `split_images/train`,
+`class_boxes/raccoon`), so a running Dataflow job shows them live in its UI ("Custom counters").
+They agree with summary.json when the job has finished (a test checks it on the DirectRunner); while
+it runs, or if a runner retries a bundle (committed metrics count a bundle once, attempted ones may
+count it twice), the summary's numbers are the ones to trust.
 """
 from __future__ import annotations
 
 from collections import Counter
+from typing import Dict, Tuple, Union
 
 import apache_beam as beam
+from apache_beam.metrics import Metrics
 from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.windowed_value import WindowedValue
 
 TALLY = "tally"
+NAMESPACE = "od_tfrecords"
+
+Name = Union[str, Tuple[str, ...]]
+_REJECTED_ITEMS = {"annotation": "rejected_annotations", "image": "rejected_images", "box": "rejected_boxes"}
+
+
+def metric_name(name: Name) -> str:
+    """A tally's name as a Beam counter name: ("split_images", "train") -> "split_images/train"."""
+    return "/".join(str(part) for part in name) if isinstance(name, tuple) else str(name)
+
+
+class _Counters:
+    """Beam counter objects, made once per DoFn instance (per worker), not once per element."""
+
+    def __init__(self):
+        self._counters: Dict[Name, object] = {}
+
+    def inc(self, name: Name, n: int) -> None:
+        counter = self._counters.get(name)
+        if counter is None:
+            counter = self._counters[name] = Metrics.counter(NAMESPACE, metric_name(name))
+        counter.inc(n)
 
 
 class CountingDoFn(beam.DoFn):
     """A DoFn with `count(name, n)`; names are strings or tuples such as ("split_images", "train")."""
+
+    def setup(self):
+        self._metrics = _Counters()
 
     def start_bundle(self):
         self._counts = Counter()
@@ -28,6 +62,45 @@ class CountingDoFn(beam.DoFn):
 
     def finish_bundle(self):
         window = GlobalWindow()
+        metrics = getattr(self, "_metrics", None) or _Counters()  # a subclass's setup may not call ours
         for name, n in self._counts.items():
+            metrics.inc(name, n)
             yield beam.pvalue.TaggedOutput(TALLY, WindowedValue((name, n), window.max_timestamp(), [window]))
         self._counts = Counter()
+
+
+class CountRejections(beam.DoFn):
+    """Rejections pass through unchanged; counted as `rejected/<reason>` and `rejected_images` (`_boxes`, `_annotations`).
+
+    Rejections are data (rejected.jsonl, summary.json `rejections`); this only makes them visible as
+    counters while the job runs. Counts are summed per bundle, never logged per element.
+    """
+
+    def setup(self):
+        self._metrics = _Counters()
+
+    def start_bundle(self):
+        self._counts = Counter()
+
+    def process(self, rejection):
+        self._counts[("rejected", rejection.reason)] += 1
+        self._counts[_REJECTED_ITEMS.get(rejection.item, f"rejected_{rejection.item}")] += 1
+        if rejection.boxes:
+            self._counts["boxes_on_rejected_items"] += rejection.boxes
+        yield rejection
+
+    def finish_bundle(self):
+        for name, n in self._counts.items():
+            self._metrics.inc(name, n)
+        self._counts = Counter()
+
+
+def counters_from(metrics_result) -> Dict[str, int]:
+    """{name: committed value} of the od_tfrecords counters in a PipelineResult.metrics() query."""
+    from apache_beam.metrics.metric import MetricsFilter
+
+    counters = Counter()
+    for result in metrics_result.query(MetricsFilter().with_namespace(NAMESPACE))["counters"]:
+        value = result.committed if result.committed is not None else result.attempted
+        counters[result.key.metric.name] += value  # the same name in several steps adds up
+    return dict(counters)
