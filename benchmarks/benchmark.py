@@ -1,124 +1,469 @@
-"""Conversion speed and memory: the project's DirectRunner run beside a plain single-process loop.
+"""Conversion speed and memory: the project's DirectRunner run beside a plain loop and Datumaro 1.13.
 
-    python benchmarks/benchmark.py --n 2000
+    python benchmarks/benchmark.py --n 2000 [--skip-datumaro] [--workdir /tmp/od-tfrecords-bench]
+        [--project-args "--direct_running_mode multi_processing --direct_num_workers 2"]
 
-Generates N photo-sized JPEGs (640x480, ~170 KB, distinct) with Pascal VOC boxes once (cached under
---workdir), warms the page cache, then runs each converter as its own process and prints wall time,
-images/s, MB/s of image bytes and peak RSS. Results also go to a JSON file.
+One command converts one generated dataset with three converters, each in its own process tree:
+
+- project: `python -m pipeline convert --format voc ...` (Beam DirectRunner; --project-args are appended),
+- plain loop: benchmarks/plain_loop.py, one process, one loop, TensorFlow's TFRecordWriter,
+- Datumaro 1.13: COCO -> tf_detection_api with the images in the records (benchmarks/datumaro_run.py),
+  run by the Python of a virtualenv this script creates once under --workdir and reuses afterwards.
+
+The dataset is N distinct photo-like 640x480 JPEGs (~170 KB each) with 1 to 4 boxes, written as Pascal
+VOC xml per image plus one COCO instances JSON holding the same images and boxes. It is generated once
+(in parallel over all cores) and cached under --workdir/voc-N.
+
+Before each converter, every input file is read once (page cache warm) and the output folder is removed.
+Each run is measured as: wall seconds; images/s; MB/s of input JPEG bytes; peak RSS of every process in
+its tree, sampled with psutil every 0.1 s (the largest single process, and the largest sum over the
+tree; RSS sums count shared pages once per process); and the kernel's ru_maxrss from wait4 (the top
+process and the descendants it waited for). After each run the TFRecords it wrote are counted from
+their framing (no TensorFlow) and the benchmark fails unless there are exactly N.
+
+Prints a table (times relative to the plain loop and to Datumaro: >1 is slower), and writes
+--results/benchmark-N.json (with machine facts and versions) and --results/benchmark-N.png (wall seconds
+and peak RSS per converter; images/s against N when results for several N are in --results).
 """
 from __future__ import annotations
 
 import argparse
 import io
 import json
+import multiprocessing
 import os
 import platform
+import shlex
+import shutil
+import struct
 import subprocess
 import sys
+import threading
 import time
+import xml.etree.ElementTree as ElementTree
+from importlib import metadata
 from pathlib import Path
+
+import psutil
 
 REPO = Path(__file__).resolve().parents[1]
 WIDTH, HEIGHT = 640, 480
+DATUMARO_REQUIREMENT = "datumaro==1.13.*"
+SAMPLE_SECONDS = 0.1
+SCHEMA = 2  # results JSON layout; the N panel of the chart only reads files of this layout
+
+PROJECT, PLAIN, DATUMARO = "project (DirectRunner)", "plain loop (TensorFlow)", "Datumaro 1.13 (COCO)"
 
 
-def generate(folder: Path, n: int) -> None:
-    """N distinct photo-like JPEGs (smooth colour fields plus sensor-like noise) and their VOC files."""
+# --- dataset ------------------------------------------------------------------------------------------
+
+def _write_one_image(job: tuple[Path, int]) -> None:
+    """Image `index` and its VOC file: a smooth colour field plus sensor-like noise, deterministic per index."""
     import numpy as np
     from PIL import Image
 
-    images, annotations = folder / "images", folder / "annotations"
+    folder, index = job
+    xml_path = folder / "annotations" / f"img{index:07d}.xml"
+    if xml_path.exists():  # written last, so the image is complete too (resuming an interrupted run)
+        return
+    rng = np.random.default_rng(index)
+    coarse = Image.fromarray(rng.integers(0, 256, (12, 16, 3), dtype=np.uint8)).resize((WIDTH, HEIGHT), Image.BICUBIC)
+    pixels = np.asarray(coarse, dtype=np.int16) + rng.normal(0, 22, (HEIGHT, WIDTH, 3)).astype(np.int16)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels.clip(0, 255).astype(np.uint8)).save(buffer, format="JPEG", quality=90)
+    name = f"img{index:07d}.jpg"
+    (folder / "images" / name).write_bytes(buffer.getvalue())
+    objects = ""
+    for box in range(1 + index % 4):
+        x, y = rng.integers(0, WIDTH - 100), rng.integers(0, HEIGHT - 100)
+        w, h = rng.integers(20, 100), rng.integers(20, 100)
+        objects += (f"<object><name>class{(index + box) % 5}</name><bndbox><xmin>{x}</xmin><ymin>{y}</ymin>"
+                    f"<xmax>{x + w}</xmax><ymax>{y + h}</ymax></bndbox></object>")
+    xml_path.write_text(
+        f"<annotation><filename>{name}</filename><size><width>{WIDTH}</width><height>{HEIGHT}</height>"
+        f"</size>{objects}</annotation>")
+
+
+def generate_voc(folder: Path, n: int) -> None:
+    """N distinct photo-like JPEGs and their VOC files, over all cores; skipped when already complete."""
     done = folder / "complete"
     if done.exists() and int(done.read_text()) == n:
         return
-    images.mkdir(parents=True, exist_ok=True)
-    annotations.mkdir(parents=True, exist_ok=True)
-    for index in range(n):
-        rng = np.random.default_rng(index)
-        coarse = Image.fromarray(rng.integers(0, 256, (12, 16, 3), dtype=np.uint8)).resize((WIDTH, HEIGHT), Image.BICUBIC)
-        pixels = np.asarray(coarse, dtype=np.int16) + rng.normal(0, 22, (HEIGHT, WIDTH, 3)).astype(np.int16)
-        buffer = io.BytesIO()
-        Image.fromarray(pixels.clip(0, 255).astype(np.uint8)).save(buffer, format="JPEG", quality=90)
-        name = f"img{index:07d}.jpg"
-        (images / name).write_bytes(buffer.getvalue())
-        objects = ""
-        for box in range(1 + index % 4):
-            x, y = rng.integers(0, WIDTH - 100), rng.integers(0, HEIGHT - 100)
-            w, h = rng.integers(20, 100), rng.integers(20, 100)
-            objects += (f"<object><name>class{(index + box) % 5}</name><bndbox><xmin>{x}</xmin><ymin>{y}</ymin>"
-                        f"<xmax>{x + w}</xmax><ymax>{y + h}</ymax></bndbox></object>")
-        (annotations / f"img{index:07d}.xml").write_text(
-            f"<annotation><filename>{name}</filename><size><width>{WIDTH}</width><height>{HEIGHT}</height>"
-            f"</size>{objects}</annotation>")
+    (folder / "images").mkdir(parents=True, exist_ok=True)
+    (folder / "annotations").mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    with multiprocessing.Pool(os.cpu_count()) as pool:
+        for count, _ in enumerate(pool.imap_unordered(_write_one_image, ((folder, i) for i in range(n)), 64), 1):
+            if count % 5000 == 0:
+                print(f"  {count}/{n} images, {time.perf_counter() - started:.0f} s", flush=True)
     done.write_text(str(n))
 
 
-def warm_cache(folder: Path) -> int:
+def write_coco(folder: Path) -> Path:
+    """COCO instances JSON of the same images and boxes, read back from the VOC files; cached.
+
+    Layout for Datumaro's coco_instances importer: folder/coco/annotations/instances_default.json and
+    folder/coco/images, a link to folder/images. VOC corners (xmin, ymin, xmax, ymax) become COCO
+    [x, y, width, height] = [xmin, ymin, xmax - xmin, ymax - ymin].
+    """
+    root = folder / "coco"
+    path = root / "annotations" / "instances_default.json"
+    if path.exists():
+        return root
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not (root / "images").exists():
+        (root / "images").symlink_to(Path("..") / "images")
+    images, boxes = [], []
+    for image_id, xml_path in enumerate(sorted((folder / "annotations").glob("*.xml")), 1):
+        xml = ElementTree.parse(xml_path).getroot()
+        images.append({"id": image_id, "file_name": xml.findtext("filename"),
+                       "width": int(xml.findtext("size/width")), "height": int(xml.findtext("size/height"))})
+        for obj in xml.iter("object"):
+            x0, y0, x1, y1 = (float(obj.findtext(f"bndbox/{k}")) for k in ("xmin", "ymin", "xmax", "ymax"))
+            boxes.append({"image_id": image_id, "name": obj.findtext("name"), "bbox": [x0, y0, x1 - x0, y1 - y0],
+                          "area": (x1 - x0) * (y1 - y0), "iscrowd": 0, "segmentation": []})
+    names = sorted({box["name"] for box in boxes})
+    category = {name: i for i, name in enumerate(names, 1)}
+    annotations = [{"id": i, "category_id": category[box.pop("name")], **box} for i, box in enumerate(boxes, 1)]
+    document = {"images": images, "annotations": annotations,
+                "categories": [{"id": i, "name": name, "supercategory": ""} for name, i in category.items()]}
+    partial = path.with_suffix(".partial")
+    partial.write_text(json.dumps(document))
+    partial.rename(path)
+    return root
+
+
+def warm_page_cache(folder: Path) -> int:
+    """Reads every file under folder once (links followed); returns the bytes read."""
     total = 0
     for path in folder.rglob("*"):
         if path.is_file():
-            total += len(path.read_bytes())
+            with open(path, "rb") as handle:
+                while chunk := handle.read(1 << 22):
+                    total += len(chunk)
     return total
 
 
-def timed(command) -> dict:
-    """Wall seconds and peak RSS (MB) of one process, from the kernel's own accounting."""
-    started = time.perf_counter()
-    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(process.pid, 0)
-    seconds = time.perf_counter() - started
-    stdout, stderr = process.stdout.read().decode(), process.stderr.read().decode()
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"{command[:4]} failed:\n{stdout}\n{stderr[-3000:]}")
-    return {"seconds": round(seconds, 2), "peak_rss_mb": round(usage.ru_maxrss / 1024, 1)}
+# --- Datumaro's virtualenv -----------------------------------------------------------------------------
 
+def ensure_datumaro_venv(workdir: Path) -> dict:
+    """Python of a virtualenv with Datumaro 1.13 and tensorflow-cpu (its exporter imports TensorFlow).
+
+    Created once under workdir and reused: the marker file is written only after a complete install.
+    """
+    venv = workdir / "datumaro-1.13-venv"
+    python = venv / "bin" / "python"
+    marker = venv / "benchmark-installed"
+    install_seconds = None
+    if not marker.exists():
+        print(f"installing {DATUMARO_REQUIREMENT} and tensorflow-cpu into {venv} (once) ...", flush=True)
+        shutil.rmtree(venv, ignore_errors=True)
+        started = time.perf_counter()
+        log = workdir / "datumaro-venv-install.log"
+        with open(log, "w") as output:
+            for command in ([sys.executable, "-m", "venv", str(venv)],
+                            [str(python), "-m", "pip", "install", "--upgrade", "pip"],
+                            [str(python), "-m", "pip", "install", DATUMARO_REQUIREMENT, "tensorflow-cpu"]):
+                if subprocess.run(command, stdout=output, stderr=subprocess.STDOUT).returncode != 0:
+                    raise SystemExit(f"{' '.join(command)} failed, see {log}")
+        install_seconds = round(time.perf_counter() - started, 1)
+        marker.write_text(f"{install_seconds}\n")
+        print(f"  installed in {install_seconds} s", flush=True)
+    probe = ("from importlib.metadata import version; "
+             "print(version('datumaro'), version('tensorflow-cpu'), version('numpy'))")
+    versions = subprocess.run([str(python), "-c", probe], capture_output=True, text=True, check=True).stdout.split()
+    return {"python": str(python), "datumaro": versions[0], "tensorflow": versions[1], "numpy": versions[2],
+            "install_seconds_this_run": install_seconds,
+            "install_seconds_first_run": float(marker.read_text())}
+
+
+# --- measuring one converter ---------------------------------------------------------------------------
+
+class ProcessTreeSampler(threading.Thread):
+    """Samples the RSS of a process and all its descendants every SAMPLE_SECONDS until stopped."""
+
+    def __init__(self, pid: int):
+        super().__init__(daemon=True)
+        self.root = psutil.Process(pid)
+        self.stopping = threading.Event()
+        self.max_process_rss = 0
+        self.max_process_name = ""
+        self.max_tree_rss = 0
+        self.max_processes = 0
+        self.samples = 0
+
+    def run(self) -> None:
+        while not self.stopping.is_set():
+            self.sample()
+            self.stopping.wait(SAMPLE_SECONDS)
+
+    def sample(self) -> None:
+        try:
+            processes = [self.root] + self.root.children(recursive=True)
+        except psutil.Error:  # the top process has exited
+            return
+        tree = 0
+        for process in processes:
+            try:
+                rss = process.memory_info().rss
+            except psutil.Error:  # exited between listing and reading
+                continue
+            tree += rss
+            if rss > self.max_process_rss:
+                self.max_process_rss = rss
+                self.max_process_name = describe(process)
+        self.max_tree_rss = max(self.max_tree_rss, tree)
+        self.max_processes = max(self.max_processes, len(processes))
+        self.samples += 1
+
+
+def describe(process: psutil.Process) -> str:
+    try:
+        return " ".join(process.cmdline()[:3])[:120]
+    except psutil.Error:
+        return process.name()
+
+
+def run_measured(command: list[str], log: Path) -> dict:
+    """Runs command to completion; wall seconds and peak RSS (MB) of its process tree."""
+    with open(log, "w") as output:
+        started = time.perf_counter()
+        process = subprocess.Popen(command, cwd=REPO, stdout=output, stderr=subprocess.STDOUT)
+        sampler = ProcessTreeSampler(process.pid)
+        sampler.start()
+        _, status, usage = os.wait4(process.pid, 0)
+        seconds = time.perf_counter() - started
+        process.returncode = os.waitstatus_to_exitcode(status)
+        sampler.stopping.set()
+        sampler.join()
+    if process.returncode != 0:
+        raise SystemExit(f"{' '.join(command[:4])} ... failed ({process.returncode}):\n{log.read_text()[-3000:]}")
+    mb = 1 / 2**20
+    return {"seconds": round(seconds, 2),
+            "rss_max_process_mb": round(sampler.max_process_rss * mb, 1),
+            "rss_max_process_command": sampler.max_process_name,
+            "rss_max_tree_sum_mb": round(sampler.max_tree_rss * mb, 1),
+            "max_processes_in_tree": sampler.max_processes,
+            "rss_samples": sampler.samples,
+            "ru_maxrss_mb": round(usage.ru_maxrss / 1024, 1),
+            "peak_rss_mb": round(sampler.max_tree_rss * mb, 1),  # schema 1 name, kept for old readers
+            "log": str(log)}
+
+
+def count_tfrecords(folder: Path) -> tuple[int, int]:
+    """Records and files of every *.tfrecord* file under folder (hidden folders such as .staging skipped).
+
+    TFRecord framing: 8-byte little-endian length, 4-byte CRC of the length, the data, 4-byte CRC. A file
+    whose last record does not end exactly at its end fails the benchmark.
+    """
+    records = files = 0
+    for path in sorted(folder.rglob("*.tfrecord*")):
+        if not path.is_file() or any(part.startswith(".") for part in path.relative_to(folder).parts):
+            continue
+        files += 1
+        position, size = 0, path.stat().st_size
+        with open(path, "rb") as handle:
+            while position + 12 <= size:
+                handle.seek(position)
+                position += 12 + struct.unpack("<Q", handle.read(8))[0] + 4
+                records += 1
+        if position != size:
+            raise SystemExit(f"{path}: the last record ends at byte {position}, the file has {size}")
+    return records, files
+
+
+# --- the three converters ------------------------------------------------------------------------------
+
+def converter_commands(data: Path, coco: Path, output: Path, datumaro_python: str | None,
+                       project_args: list[str]) -> dict[str, list[str]]:
+    voc = ["--annotations", str(data / "annotations"), "--images", str(data / "images")]
+    commands = {
+        PROJECT: [sys.executable, "-m", "pipeline", "convert", "--format", "voc", *voc,
+                  "--output", str(output / "project"), *project_args],
+        PLAIN: [sys.executable, str(REPO / "benchmarks" / "plain_loop.py"), *voc,
+                "--output", str(output / "plain" / "all.tfrecord")],
+    }
+    if datumaro_python:
+        commands[DATUMARO] = [datumaro_python, str(REPO / "benchmarks" / "datumaro_run.py"),
+                              "--coco", str(coco), "--output", str(output / "datumaro")]
+    return commands
+
+
+def output_folder(output: Path, name: str) -> Path:
+    return output / {PROJECT: "project", PLAIN: "plain", DATUMARO: "datumaro"}[name]
+
+
+# --- facts, table, chart -------------------------------------------------------------------------------
+
+def machine_facts(datumaro: dict | None) -> dict:
+    def version(package: str) -> str | None:
+        try:
+            return metadata.version(package)
+        except metadata.PackageNotFoundError:
+            return None
+
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    git = lambda *a: subprocess.run(["git", *a], cwd=REPO, capture_output=True, text=True).stdout.strip()
+    return {
+        "cpus": os.cpu_count(), "cpus_physical": psutil.cpu_count(logical=False), "cpu_model": cpu,
+        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1), "platform": platform.platform(),
+        "python": platform.python_version(),
+        "apache_beam": version("apache-beam"),
+        "tensorflow": version("tensorflow") or version("tensorflow-cpu"),
+        "protobuf": version("protobuf"), "numpy": version("numpy"), "pillow": version("pillow"),
+        "datumaro_venv": datumaro,
+        "git_commit": git("rev-parse", "HEAD"), "git_dirty_files": len(git("status", "--porcelain").splitlines()),
+        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
+def print_table(n: int, image_bytes: int, results: dict) -> None:
+    plain = results[PLAIN]["seconds"]
+    datumaro = results[DATUMARO]["seconds"] if DATUMARO in results else None
+    print(f"\nN={n} images, {image_bytes / 1e6:.0f} MB of JPEG, {os.cpu_count()} cores, page cache warm")
+    print(f"{'converter':<25}{'seconds':>9}{'images/s':>10}{'MB/s':>8}{'RSS max 1 proc':>16}{'RSS max tree':>14}"
+          f"{'procs':>7}{'x plain':>9}{'x Datumaro':>12}")
+    for name, r in results.items():
+        versus_datumaro = f"{r['seconds'] / datumaro:>12.2f}" if datumaro else f"{'-':>12}"
+        print(f"{name:<25}{r['seconds']:>9.2f}{r['images_per_s']:>10.1f}{r['mb_per_s']:>8.1f}"
+              f"{r['rss_max_process_mb']:>13.0f} MB{r['rss_max_tree_sum_mb']:>11.0f} MB{r['max_processes_in_tree']:>7}"
+              f"{r['seconds'] / plain:>9.2f}{versus_datumaro}")
+    print("x plain, x Datumaro: wall time relative to that converter (above 1 is slower). RSS sampled every "
+          f"{SAMPLE_SECONDS} s; 'tree' sums all processes of the converter.")
+
+
+def write_chart(path: Path, report: dict, results_folder: Path) -> None:
+    """Wall seconds and peak RSS per converter for this N; images/s against N if several N were run."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    by_n = {}
+    for other in results_folder.glob("benchmark-*.json"):
+        try:
+            loaded = json.loads(other.read_text())
+        except (OSError, ValueError):
+            continue
+        if loaded.get("schema") == SCHEMA:
+            by_n[loaded["n"]] = loaded
+    by_n[report["n"]] = report
+    several = len(by_n) > 1
+
+    names = list(report["results"])
+    colours = {PROJECT: "tab:blue", PLAIN: "tab:orange", DATUMARO: "tab:green"}
+    short = {PROJECT: "project\n(DirectRunner)", PLAIN: "plain loop\n(TensorFlow)", DATUMARO: "Datumaro 1.13\n(COCO)"}
+    figure, axes = plt.subplots(1, 3 if several else 2, figsize=(16 if several else 11, 4.8))
+    seconds_axis, rss_axis = axes[0], axes[1]
+
+    seconds = [report["results"][name]["seconds"] for name in names]
+    bars = seconds_axis.bar([short[name] for name in names], seconds, color=[colours[name] for name in names])
+    seconds_axis.bar_label(bars, labels=[f"{s:.1f} s\n{report['results'][n]['images_per_s']:.0f} img/s"
+                                         for s, n in zip(seconds, names)], fontsize=8)
+    seconds_axis.set_ylabel("wall seconds (lower is better)")
+    seconds_axis.set_title(f"Wall time, N={report['n']}")
+    seconds_axis.margins(y=0.2)
+
+    positions = range(len(names))
+    width = 0.38
+    single = [report["results"][name]["rss_max_process_mb"] for name in names]
+    tree = [report["results"][name]["rss_max_tree_sum_mb"] for name in names]
+    a = rss_axis.bar([p - width / 2 for p in positions], single, width, label="largest single process",
+                     color=[colours[name] for name in names], alpha=0.55)
+    b = rss_axis.bar([p + width / 2 for p in positions], tree, width, label="sum over process tree",
+                     color=[colours[name] for name in names], hatch="//", edgecolor="white")
+    rss_axis.bar_label(a, fmt="%.0f", fontsize=8)
+    rss_axis.bar_label(b, fmt="%.0f", fontsize=8)
+    rss_axis.set_xticks(list(positions), [short[name] for name in names])
+    rss_axis.set_ylabel("peak RSS, MB")
+    rss_axis.set_title(f"Peak memory, N={report['n']}")
+    rss_axis.legend(fontsize=8, loc="upper left")
+    rss_axis.margins(y=0.2)
+
+    if several:
+        speed_axis = axes[2]
+        for name in colours:
+            points = sorted((n, r["results"][name]["images_per_s"]) for n, r in by_n.items() if name in r["results"])
+            if points:
+                speed_axis.plot(*zip(*points), marker="o", color=colours[name], label=name)
+        speed_axis.set_xscale("log")
+        speed_axis.set_xlabel("N images (log scale)")
+        speed_axis.set_ylabel("images/s (higher is better)")
+        speed_axis.set_title("Throughput against N")
+        speed_axis.set_ylim(bottom=0)
+        speed_axis.legend(fontsize=8)
+        speed_axis.grid(alpha=0.3)
+
+    facts = report["machine"]
+    figure.suptitle(f"{facts['cpus']} cores, Python {facts['python']}, Beam {facts['apache_beam']}, "
+                    f"page cache warm, commit {facts['git_commit'][:8]}", fontsize=9)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+# --- main ----------------------------------------------------------------------------------------------
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=2000, help="number of images (default 2000)")
-    parser.add_argument("--workdir", default="/tmp/od-tfrecords-bench", help="where the dataset is generated and cached")
-    parser.add_argument("--results", default=str(REPO / "benchmarks" / "results"), help="folder for the JSON results")
+    parser.add_argument("--workdir", default="/tmp/od-tfrecords-bench",
+                        help="where the dataset and Datumaro's virtualenv are created and cached")
+    parser.add_argument("--results", default=str(REPO / "benchmarks" / "results"), help="folder for JSON and PNG")
+    parser.add_argument("--skip-datumaro", action="store_true", help="run only the project and the plain loop")
+    parser.add_argument("--project-args", default="", help="extra arguments for the project's run, e.g. Beam options")
+    parser.add_argument("--keep-outputs", action="store_true", help="keep the TFRecords written (default: removed)")
     args = parser.parse_args()
 
-    data = Path(args.workdir) / f"voc-{args.n}"
-    print(f"generating {args.n} images in {data} (cached) ...", flush=True)
-    generate(data, args.n)
-    image_bytes = warm_cache(data / "images")
-    output = Path(args.workdir) / "out"
+    workdir, results_folder = Path(args.workdir), Path(args.results)
+    workdir.mkdir(parents=True, exist_ok=True)
+    results_folder.mkdir(parents=True, exist_ok=True)
+    data, output, logs = workdir / f"voc-{args.n}", workdir / "out", workdir / "logs"
+    logs.mkdir(exist_ok=True)
 
-    runs = {
-        "project (DirectRunner)": [
-            sys.executable, "-m", "pipeline", "convert", "--format", "voc",
-            "--annotations", str(data / "annotations"), "--images", str(data / "images"),
-            "--output", str(output / "project"),
-        ],
-        "plain loop (TensorFlow)": [
-            sys.executable, str(REPO / "benchmarks" / "plain_loop.py"),
-            "--annotations", str(data / "annotations"), "--images", str(data / "images"),
-            "--output", str(output / "plain" / "all.tfrecord"),
-        ],
-    }
-    results = {}
-    for name, command in runs.items():
-        print(f"running {name} ...", flush=True)
-        result = timed(command)
-        result["images_per_s"] = round(args.n / result["seconds"], 1)
-        result["mb_per_s"] = round(image_bytes / 1e6 / result["seconds"], 1)
-        results[name] = result
+    print(f"dataset: {args.n} images in {data} (cached) ...", flush=True)
+    generate_voc(data, args.n)
+    coco = write_coco(data)
+    datumaro = None if args.skip_datumaro else ensure_datumaro_venv(workdir)
+    report = {"schema": SCHEMA, "n": args.n, "machine": machine_facts(datumaro),
+              "project_args": args.project_args, "results": {}}
+    commands = converter_commands(data, coco, output, datumaro and datumaro["python"],
+                                  shlex.split(args.project_args))
 
-    baseline = results["plain loop (TensorFlow)"]["seconds"]
-    print(f"\nN={args.n} images, {image_bytes / 1e6:.0f} MB of JPEG, {os.cpu_count()} cores, page cache warm")
-    print(f"{'converter':<26}{'seconds':>9}{'images/s':>10}{'MB/s':>8}{'peak RSS MB':>13}{'x plain loop':>14}")
-    for name, result in results.items():
-        print(f"{name:<26}{result['seconds']:>9.2f}{result['images_per_s']:>10.1f}{result['mb_per_s']:>8.1f}"
-              f"{result['peak_rss_mb']:>13.0f}{result['seconds'] / baseline:>14.2f}")
+    image_bytes = 0
+    for name, command in commands.items():
+        destination = output_folder(output, name)
+        shutil.rmtree(destination, ignore_errors=True)
+        input_bytes = warm_page_cache(data)
+        image_bytes = sum(p.stat().st_size for p in (data / "images").iterdir())
+        print(f"running {name} ({input_bytes / 1e6:.0f} MB of input read to warm the cache) ...", flush=True)
+        result = run_measured(command, logs / f"{destination.name}-{args.n}.log")
+        records, files = count_tfrecords(destination)
+        if records != args.n:
+            raise SystemExit(f"{name} wrote {records} records in {files} files under {destination}, "
+                             f"expected {args.n}; log: {result['log']}")
+        result.update(records=records, tfrecord_files=files,
+                      output_mb=round(sum(p.stat().st_size for p in destination.rglob("*") if p.is_file()) / 1e6, 1),
+                      images_per_s=round(args.n / result["seconds"], 1),
+                      mb_per_s=round(image_bytes / 1e6 / result["seconds"], 1), command=command)
+        print(f"  {result['seconds']} s, {records} records in {files} file(s) verified", flush=True)
+        report["results"][name] = result
+        if not args.keep_outputs:
+            shutil.rmtree(destination, ignore_errors=True)
 
-    Path(args.results).mkdir(parents=True, exist_ok=True)
-    report = {"n": args.n, "image_mb": round(image_bytes / 1e6, 1), "cpus": os.cpu_count(),
-              "python": platform.python_version(), "results": results}
-    path = Path(args.results) / f"benchmark-{args.n}.json"
-    path.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"\nresults: {path}")
+    report["image_mb"] = round(image_bytes / 1e6, 1)
+    plain = report["results"][PLAIN]["seconds"]
+    for result in report["results"].values():
+        result["time_x_plain_loop"] = round(result["seconds"] / plain, 3)
+        if DATUMARO in report["results"]:
+            result["time_x_datumaro"] = round(result["seconds"] / report["results"][DATUMARO]["seconds"], 3)
+    print_table(args.n, image_bytes, report["results"])
+
+    json_path = results_folder / f"benchmark-{args.n}.json"
+    json_path.write_text(json.dumps(report, indent=2) + "\n")
+    chart_path = results_folder / f"benchmark-{args.n}.png"
+    write_chart(chart_path, report, results_folder)
+    print(f"\nresults: {json_path}\nchart:   {chart_path}")
 
 
 if __name__ == "__main__":
