@@ -1,11 +1,12 @@
 """Conversion speed and memory: the project's DirectRunner run beside a plain loop and Datumaro 1.13.
 
     python benchmarks/benchmark.py --n 2000 [--skip-datumaro] [--workdir /tmp/od-tfrecords-bench]
-        [--project-args "--direct_running_mode multi_processing --direct_num_workers 2"]
+        [--project-args "--direct_running_mode multi_processing --direct_num_workers 2"] [--project-dir DIR]
 
 One command converts one generated dataset with three converters, each in its own process tree:
 
-- project: `python -m pipeline convert --format voc ...` (Beam DirectRunner; --project-args are appended),
+- project: `python -m pipeline convert --format voc ...` (Beam DirectRunner), run in --project-dir (default:
+  this repository) with --project-args appended,
 - plain loop: benchmarks/plain_loop.py, one process, one loop, TensorFlow's TFRecordWriter,
 - Datumaro 1.13: COCO -> tf_detection_api with the images in the records (benchmarks/datumaro_run.py),
   run by the Python of a virtualenv this script creates once under --workdir and reuses afterwards.
@@ -20,6 +21,7 @@ its tree, sampled with psutil every 0.1 s (the largest single process, and the l
 tree; RSS sums count shared pages once per process); and the kernel's ru_maxrss from wait4 (the top
 process and the descendants it waited for). After each run the TFRecords it wrote are counted from
 their framing (no TensorFlow) and the benchmark fails unless there are exactly N.
+MB are 10^6 bytes, RSS is in MiB.
 
 Prints a table (times relative to the plain loop and to Datumaro: >1 is slower), and writes
 --results/benchmark-N.json (with machine facts and versions) and --results/benchmark-N.png (wall seconds
@@ -224,11 +226,11 @@ def describe(process: psutil.Process) -> str:
         return process.name()
 
 
-def run_measured(command: list[str], log: Path) -> dict:
-    """Runs command to completion; wall seconds and peak RSS (MB) of its process tree."""
+def run_measured(command: list[str], log: Path, cwd: Path = REPO) -> dict:
+    """Runs command in cwd to completion; wall seconds and peak RSS (MiB) of its process tree."""
     with open(log, "w") as output:
         started = time.perf_counter()
-        process = subprocess.Popen(command, cwd=REPO, stdout=output, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(command, cwd=cwd, stdout=output, stderr=subprocess.STDOUT)
         sampler = ProcessTreeSampler(process.pid)
         sampler.start()
         _, status, usage = os.wait4(process.pid, 0)
@@ -238,15 +240,14 @@ def run_measured(command: list[str], log: Path) -> dict:
         sampler.join()
     if process.returncode != 0:
         raise SystemExit(f"{' '.join(command[:4])} ... failed ({process.returncode}):\n{log.read_text()[-3000:]}")
-    mb = 1 / 2**20
+    mib = 1 / 2**20
     return {"seconds": round(seconds, 2),
-            "rss_max_process_mb": round(sampler.max_process_rss * mb, 1),
+            "rss_max_process_mib": round(sampler.max_process_rss * mib, 1),
             "rss_max_process_command": sampler.max_process_name,
-            "rss_max_tree_sum_mb": round(sampler.max_tree_rss * mb, 1),
+            "rss_max_tree_sum_mib": round(sampler.max_tree_rss * mib, 1),
             "max_processes_in_tree": sampler.max_processes,
             "rss_samples": sampler.samples,
-            "ru_maxrss_mb": round(usage.ru_maxrss / 1024, 1),
-            "peak_rss_mb": round(sampler.max_tree_rss * mb, 1),  # schema 1 name, kept for old readers
+            "ru_maxrss_mib": round(usage.ru_maxrss / 1024, 1),
             "log": str(log)}
 
 
@@ -295,7 +296,7 @@ def output_folder(output: Path, name: str) -> Path:
 
 # --- facts, table, chart -------------------------------------------------------------------------------
 
-def machine_facts(datumaro: dict | None) -> dict:
+def machine_facts(datumaro: dict | None, project_dir: Path) -> dict:
     def version(package: str) -> str | None:
         try:
             return metadata.version(package)
@@ -304,7 +305,7 @@ def machine_facts(datumaro: dict | None) -> dict:
 
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor())
-    git = lambda *a: subprocess.run(["git", *a], cwd=REPO, capture_output=True, text=True).stdout.strip()
+    git = lambda *a: subprocess.run(["git", *a], cwd=project_dir, capture_output=True, text=True).stdout.strip()
     return {
         "cpus": os.cpu_count(), "cpus_physical": psutil.cpu_count(logical=False), "cpu_model": cpu,
         "memory_gib": round(psutil.virtual_memory().total / 2**30, 1), "platform": platform.platform(),
@@ -313,7 +314,9 @@ def machine_facts(datumaro: dict | None) -> dict:
         "tensorflow": version("tensorflow") or version("tensorflow-cpu"),
         "protobuf": version("protobuf"), "numpy": version("numpy"), "pillow": version("pillow"),
         "datumaro_venv": datumaro,
-        "git_commit": git("rev-parse", "HEAD"), "git_dirty_files": len(git("status", "--porcelain").splitlines()),
+        "project_dir": str(project_dir),
+        "git_commit": git("rev-parse", "HEAD") or None,  # of project_dir; None if it is no git checkout
+        "git_dirty_files": len(git("status", "--porcelain", "--untracked-files=no").splitlines()),
         "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
     }
 
@@ -322,12 +325,12 @@ def print_table(n: int, image_bytes: int, results: dict) -> None:
     plain = results[PLAIN]["seconds"]
     datumaro = results[DATUMARO]["seconds"] if DATUMARO in results else None
     print(f"\nN={n} images, {image_bytes / 1e6:.0f} MB of JPEG, {os.cpu_count()} cores, page cache warm")
-    print(f"{'converter':<25}{'seconds':>9}{'images/s':>10}{'MB/s':>8}{'RSS max 1 proc':>16}{'RSS max tree':>14}"
+    print(f"{'converter':<25}{'seconds':>9}{'images/s':>10}{'MB/s':>8}{'RSS max 1 proc':>17}{'RSS max tree':>15}"
           f"{'procs':>7}{'x plain':>9}{'x Datumaro':>12}")
     for name, r in results.items():
         versus_datumaro = f"{r['seconds'] / datumaro:>12.2f}" if datumaro else f"{'-':>12}"
         print(f"{name:<25}{r['seconds']:>9.2f}{r['images_per_s']:>10.1f}{r['mb_per_s']:>8.1f}"
-              f"{r['rss_max_process_mb']:>13.0f} MB{r['rss_max_tree_sum_mb']:>11.0f} MB{r['max_processes_in_tree']:>7}"
+              f"{r['rss_max_process_mib']:>13.0f} MiB{r['rss_max_tree_sum_mib']:>11.0f} MiB{r['max_processes_in_tree']:>7}"
               f"{r['seconds'] / plain:>9.2f}{versus_datumaro}")
     print("x plain, x Datumaro: wall time relative to that converter (above 1 is slower). RSS sampled every "
           f"{SAMPLE_SECONDS} s; 'tree' sums all processes of the converter.")
@@ -366,8 +369,8 @@ def write_chart(path: Path, report: dict, results_folder: Path) -> None:
 
     positions = range(len(names))
     width = 0.38
-    single = [report["results"][name]["rss_max_process_mb"] for name in names]
-    tree = [report["results"][name]["rss_max_tree_sum_mb"] for name in names]
+    single = [report["results"][name]["rss_max_process_mib"] for name in names]
+    tree = [report["results"][name]["rss_max_tree_sum_mib"] for name in names]
     a = rss_axis.bar([p - width / 2 for p in positions], single, width, label="largest single process",
                      color=[colours[name] for name in names], alpha=0.55)
     b = rss_axis.bar([p + width / 2 for p in positions], tree, width, label="sum over process tree",
@@ -375,7 +378,7 @@ def write_chart(path: Path, report: dict, results_folder: Path) -> None:
     rss_axis.bar_label(a, fmt="%.0f", fontsize=8)
     rss_axis.bar_label(b, fmt="%.0f", fontsize=8)
     rss_axis.set_xticks(list(positions), [short[name] for name in names])
-    rss_axis.set_ylabel("peak RSS, MB")
+    rss_axis.set_ylabel("peak RSS, MiB")
     rss_axis.set_title(f"Peak memory, N={report['n']}")
     rss_axis.legend(fontsize=8, loc="upper left")
     rss_axis.margins(y=0.2)
@@ -396,7 +399,9 @@ def write_chart(path: Path, report: dict, results_folder: Path) -> None:
 
     facts = report["machine"]
     figure.suptitle(f"{facts['cpus']} cores, Python {facts['python']}, Beam {facts['apache_beam']}, "
-                    f"page cache warm, commit {facts['git_commit'][:8]}", fontsize=9)
+                    f"page cache warm, project "
+                    + (f"commit {facts['git_commit'][:8]}{' + local changes' if facts['git_dirty_files'] else ''}"
+                       if facts["git_commit"] else f"from {facts['project_dir']}"), fontsize=9)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
@@ -412,6 +417,9 @@ def main() -> None:
     parser.add_argument("--results", default=str(REPO / "benchmarks" / "results"), help="folder for JSON and PNG")
     parser.add_argument("--skip-datumaro", action="store_true", help="run only the project and the plain loop")
     parser.add_argument("--project-args", default="", help="extra arguments for the project's run, e.g. Beam options")
+    parser.add_argument("--project-dir", default=str(REPO),
+                        help="checkout whose `python -m pipeline` is measured (default: this repository), "
+                             "e.g. a `git archive` of a commit")
     parser.add_argument("--keep-outputs", action="store_true", help="keep the TFRecords written (default: removed)")
     args = parser.parse_args()
 
@@ -425,7 +433,7 @@ def main() -> None:
     generate_voc(data, args.n)
     coco = write_coco(data)
     datumaro = None if args.skip_datumaro else ensure_datumaro_venv(workdir)
-    report = {"schema": SCHEMA, "n": args.n, "machine": machine_facts(datumaro),
+    report = {"schema": SCHEMA, "n": args.n, "machine": machine_facts(datumaro, Path(args.project_dir).resolve()),
               "project_args": args.project_args, "results": {}}
     commands = converter_commands(data, coco, output, datumaro and datumaro["python"],
                                   shlex.split(args.project_args))
@@ -437,7 +445,8 @@ def main() -> None:
         input_bytes = warm_page_cache(data)
         image_bytes = sum(p.stat().st_size for p in (data / "images").iterdir())
         print(f"running {name} ({input_bytes / 1e6:.0f} MB of input read to warm the cache) ...", flush=True)
-        result = run_measured(command, logs / f"{destination.name}-{args.n}.log")
+        cwd = Path(args.project_dir) if name == PROJECT else REPO
+        result = run_measured(command, logs / f"{destination.name}-{args.n}.log", cwd)
         records, files = count_tfrecords(destination)
         if records != args.n:
             raise SystemExit(f"{name} wrote {records} records in {files} files under {destination}, "
