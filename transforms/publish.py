@@ -16,6 +16,9 @@ from transforms import paths, storage
 from transforms.label_map import format_label_map
 from transforms.model import ITEM_BOX, ITEM_IMAGE, Rejection
 from transforms.splits import Splits
+from transforms.handoff import README as HANDOFF_README
+from transforms.handoff import handoff_readme
+from transforms.tfds_metadata import write_tfds_metadata
 from transforms.write import shard_file_name
 
 SUMMARY = "summary.json"
@@ -100,11 +103,11 @@ class _Publish(beam.DoFn):
         summary["config"] = self._config
         summary["durations"] = {"total_seconds": round(time.time() - self._started_at, 3)}
 
-        shard_names = [
-            shard_file_name(self._name, split, index, num_shards)
+        shards_by_split = {
+            split: [shard_file_name(self._name, split, index, num_shards) for index in range(num_shards)]
             for split in split_names(self._splits, tallies)
-            for index in range(num_shards)
-        ]
+        }
+        shard_names = [shard for shards in shards_by_split.values() for shard in shards]
         staged = set(storage.list_files(paths.join(self._staging_dir, "*")))
         for shard in shard_names:  # a split with no image in a shard still gets its (empty) file
             if paths.join(self._staging_dir, shard) not in staged:
@@ -115,12 +118,18 @@ class _Publish(beam.DoFn):
         )
         stage(LABEL_MAP, format_label_map(label_ids))
         stage(REJECTED_FILE, "".join(rejection.to_json() + "\n" for rejection in rejections))
+        # TFDS metadata and the training hand-off README, written with plain json and text (no TensorFlow).
+        staged_shards = {
+            split: [paths.join(self._staging_dir, shard) for shard in shards] for split, shards in shards_by_split.items()
+        }
+        handoff_files = write_tfds_metadata(self._staging_dir, self._name, staged_shards)
+        stage(HANDOFF_README, handoff_readme(summary, self._output, self._name))
         stage(SUMMARY, json.dumps(summary, indent=2, sort_keys=False) + "\n")
 
         previous = storage.list_files(paths.join(self._output, f"{self._name}-*.tfrecord-*"))
         storage.delete([path for path in previous if path.rsplit("/", 1)[-1] not in shard_names])
         # summary.json moves last: a reader that sees it sees a complete dataset.
-        for batch in (shard_names + [LABEL_MAP, REJECTED_FILE], [SUMMARY]):
+        for batch in (shard_names + [LABEL_MAP, REJECTED_FILE, HANDOFF_README, *handoff_files], [SUMMARY]):
             storage.move(
                 [paths.join(self._staging_dir, file_name) for file_name in batch],
                 [paths.join(self._output, file_name) for file_name in batch],
