@@ -99,6 +99,7 @@ def generate_voc(folder: Path, n: int) -> None:
             if count % 5000 == 0:
                 print(f"  {count}/{n} images, {time.perf_counter() - started:.0f} s", flush=True)
     done.write_text(str(n))
+    print(f"  generated in {time.perf_counter() - started:.0f} s on {os.cpu_count()} processes", flush=True)
 
 
 def write_coco(folder: Path) -> Path:
@@ -136,7 +137,7 @@ def write_coco(folder: Path) -> Path:
 
 
 def warm_page_cache(folder: Path) -> int:
-    """Reads every file under folder once (links followed); returns the bytes read."""
+    """Reads every file under folder once (coco/images is a link to images/, so each image is read once)."""
     total = 0
     for path in folder.rglob("*"):
         if path.is_file():
@@ -390,6 +391,8 @@ def write_chart(path: Path, report: dict, results_folder: Path) -> None:
             if points:
                 speed_axis.plot(*zip(*points), marker="o", color=colours[name], label=name)
         speed_axis.set_xscale("log")
+        speed_axis.set_xticks(sorted(by_n), [f"{n:,}" for n in sorted(by_n)])
+        speed_axis.minorticks_off()
         speed_axis.set_xlabel("N images (log scale)")
         speed_axis.set_ylabel("images/s (higher is better)")
         speed_axis.set_title("Throughput against N")
@@ -419,7 +422,7 @@ def main() -> None:
     parser.add_argument("--project-args", default="", help="extra arguments for the project's run, e.g. Beam options")
     parser.add_argument("--project-dir", default=str(REPO),
                         help="checkout whose `python -m pipeline` is measured (default: this repository), "
-                             "e.g. a `git archive` of a commit")
+                             "e.g. a `git worktree add --detach DIR COMMIT`")
     parser.add_argument("--keep-outputs", action="store_true", help="keep the TFRecords written (default: removed)")
     args = parser.parse_args()
 
@@ -446,7 +449,9 @@ def main() -> None:
         image_bytes = sum(p.stat().st_size for p in (data / "images").iterdir())
         print(f"running {name} ({input_bytes / 1e6:.0f} MB of input read to warm the cache) ...", flush=True)
         cwd = Path(args.project_dir) if name == PROJECT else REPO
+        load_before = [round(x, 2) for x in os.getloadavg()]
         result = run_measured(command, logs / f"{destination.name}-{args.n}.log", cwd)
+        result["load_average_before"] = load_before  # the machine may be shared: other CPU use slows runs
         records, files = count_tfrecords(destination)
         if records != args.n:
             raise SystemExit(f"{name} wrote {records} records in {files} files under {destination}, "
