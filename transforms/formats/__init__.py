@@ -7,7 +7,7 @@ fails on a hostile file) live here once, in `parse_annotation_file`.
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Dict, Iterable, Iterator, Optional, Tuple, Union
+from typing import BinaryIO, Callable, Dict, Iterable, Iterator, Optional, Tuple, Union
 
 from transforms import paths
 from transforms.source_splits import canonical_split, split_from_path
@@ -42,6 +42,16 @@ class AnnotationFormat:
     needs_classes: bool = False  # class names come from --classes
     # (annotation file bytes) -> the image the file embeds (LabelMe's imageData), used when no file matches
     embedded_image: Optional[Callable[[bytes], Optional[bytes]]] = None
+    # (source path, open_stream, context, part, parts) -> the records of part `part` of `parts` (0-based),
+    # with the rejections and Ignored counts that belong to that part; file-level rejections come from
+    # part 0 only. `open_stream()` opens the file as a fresh binary stream at each call. For files too
+    # big to hold in memory: each part streams the whole file and keeps its share.
+    parse_part: Optional[
+        Callable[[str, Callable[[], BinaryIO], ParseContext, int, int], Iterable[Parsed]]
+    ] = None
+    # (source path, opener of a fresh binary stream, context, part, parts) -> the records of that part of a
+    # file too big to hold in memory; parts are parsed in parallel (COCO)
+    parse_part: Optional[Callable[[str, Callable[[], BinaryIO], ParseContext, int, int], Iterable[Parsed]]] = None
 
 
 SNIFF_BYTES = 4096
@@ -54,25 +64,69 @@ def parse_annotation_file(
     try:
         parsed = list(fmt.parse(source, data, context))
     except Exception as error:  # a parser bug must cost one file, not the run
-        yield Rejection(source, "annotation_unreadable", f"{type(error).__name__}: {error}", ITEM_ANNOTATION)
+        yield _unreadable(source, error)
         return
     for item in parsed:
-        if not isinstance(item, ImageRecord):
-            yield item
-            continue
-        key = paths.image_key(item.key)
-        if key is None:
-            yield Rejection(
-                source, "path_outside_images", f"image path {item.key!r} is not inside --images", boxes=len(item.boxes)
-            )
-            continue
-        relative_source = (
-            context.annotations_root and paths.relative_to(context.annotations_root, source)
-        ) or source.rsplit("/", 1)[-1]
-        source_split = (
-            canonical_split(item.source_split) if item.source_split else None
-        ) or split_from_path(key) or split_from_path(relative_source)
-        yield dataclasses.replace(item, key=key, source_id=item.source_id or key, source_split=source_split)
+        yield checked(source, item, context)
+
+
+def parse_annotation_part(
+    fmt: AnnotationFormat,
+    source: str,
+    open_stream: Callable[[], BinaryIO],
+    context: ParseContext = NO_CONTEXT,
+    part: int = 0,
+    parts: int = 1,
+) -> Iterator[Parsed]:
+    """Part `part` of `parts` of one annotation file, with the checks of `parse_annotation_file`.
+
+    The part's output is collected before anything is yielded: a parser that fails midway yields
+    only the `annotation_unreadable` rejection, and only from part 0, so the file is rejected once
+    and never half-reported. A format without `parse_part` is parsed whole by part 0.
+    """
+    if not 0 <= part < parts:
+        raise ValueError(f"part {part} is not in 0..{parts - 1}")
+    if fmt.parse_part is None:
+        if part == 0:
+            try:
+                with open_stream() as stream:
+                    data = stream.read()
+            except Exception as error:
+                yield _unreadable(source, error)
+                return
+            yield from parse_annotation_file(fmt, source, data, context)
+        return
+    try:
+        parsed = list(fmt.parse_part(source, open_stream, context, part, parts))
+    except Exception as error:  # a parser bug must cost one file, once
+        if part == 0:
+            yield _unreadable(source, error)
+        return
+    for item in parsed:
+        yield checked(source, item, context)
+
+
+def _unreadable(source: str, error: Exception) -> Rejection:
+    return Rejection(source, "annotation_unreadable", f"{type(error).__name__}: {error}", ITEM_ANNOTATION)
+
+
+def checked(source: str, item: Parsed, context: ParseContext = NO_CONTEXT) -> Parsed:
+    """One parsed item after the checks every format needs: a record with an unsafe image path is
+    rejected; a safe one gets its normalized key, its source id and its split."""
+    if not isinstance(item, ImageRecord):
+        return item
+    key = paths.image_key(item.key)
+    if key is None:
+        return Rejection(
+            source, "path_outside_images", f"image path {item.key!r} is not inside --images", boxes=len(item.boxes)
+        )
+    relative_source = (
+        context.annotations_root and paths.relative_to(context.annotations_root, source)
+    ) or source.rsplit("/", 1)[-1]
+    source_split = (
+        canonical_split(item.source_split) if item.source_split else None
+    ) or split_from_path(key) or split_from_path(relative_source)
+    return dataclasses.replace(item, key=key, source_id=item.source_id or key, source_split=source_split)
 
 
 def _registry() -> Dict[str, AnnotationFormat]:

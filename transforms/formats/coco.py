@@ -1,12 +1,14 @@
 """COCO object-detection JSON: one file lists every image, category and box of a split."""
 from __future__ import annotations
 
+import codecs
+import io
 import json
-
 import math
 import re
+import zlib
 from collections import defaultdict
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, BinaryIO, Callable, Dict, Iterator, List, Optional
 
 from transforms.formats import NO_CONTEXT, AnnotationFormat, ParseContext, Parsed, _json
 from transforms.model import ITEM_ANNOTATION, ITEM_BOX, Box, Ignored, ImageRecord, Rejection
@@ -26,7 +28,8 @@ _number = _json.number
 _IMAGES_KEY = re.compile(rb'"images"\s*:')
 
 
-def _box(annotation: dict, label: str) -> Optional[Box]:
+def _box_fields(annotation: dict) -> Optional[tuple]:
+    """(xmin, ymin, xmax, ymax, is_crowd, area, segmentation) of an annotation; None if its bbox is not [x, y, w, h]."""
     bbox = annotation.get("bbox")
     if not isinstance(bbox, list) or len(bbox) != 4:
         return None
@@ -38,15 +41,14 @@ def _box(annotation: dict, label: str) -> Optional[Box]:
         area = None
     crowd = annotation.get("iscrowd")
     segmentation = annotation.get("segmentation")
-    return Box(
-        label,
+    return (
         x,
         y,
         x + width if math.isfinite(width) else width,
         y + height if math.isfinite(height) else height,
-        is_crowd=bool(crowd) if isinstance(crowd, (int, bool)) else None,
-        area=area,
-        segmentation=json.dumps(segmentation, separators=(",", ":")) if _is_segmentation(segmentation) else None,
+        bool(crowd) if isinstance(crowd, (int, bool)) else None,
+        area,
+        json.dumps(segmentation, separators=(",", ":")) if _is_segmentation(segmentation) else None,
     )
 
 
@@ -78,63 +80,329 @@ def sniff(path: str, head: bytes) -> bool:
 
 
 def parse(source: str, data: bytes, context: ParseContext = NO_CONTEXT) -> Iterator[Parsed]:
-    document = _json.load(source, data)
-    if isinstance(document, Rejection):
-        yield document
+    """Every record and rejection of a COCO file already in memory (the streaming parse, as one part)."""
+    return parse_part(source, lambda: io.BytesIO(data), context, 0, 1)
+
+
+def part_of(image_id: Any, parts: int) -> int:
+    """The part (0..parts-1) an image id belongs to, the same in every process: a CRC of its canonical text.
+
+    Ints and strings differ (1 is not "1", as in matching); an id that can match nothing is part 0.
+    """
+    image_id = _id(image_id)
+    if parts <= 1 or image_id is None:
+        return 0
+    text = f"i{image_id}" if isinstance(image_id, int) else f"s{image_id}"
+    return zlib.crc32(text.encode("utf-8", "surrogatepass")) % parts
+
+
+def parse_part(
+    source: str, open_stream: Callable[[], BinaryIO], context: ParseContext, part: int, parts: int
+) -> Iterator[Parsed]:
+    """The records of part `part` of `parts`, with the rejections and counts that belong to it.
+
+    One streaming pass over the file (memory: the part's share, not the file): each element of
+    `images`, `annotations` and `categories` is decoded on its own by the standard decoder, so values
+    are exactly what `json.loads` gives. An image is in part `part_of(id)`; an annotation in the part
+    of its image_id. Categories are read by every part. File-level rejections (malformed JSON, no
+    `images` list) come from part 0 only, so the union over the parts reports everything once.
+    """
+    state = _Document(part, parts)
+    with open_stream() as stream:
+        problem = state.read(source, stream)
+    if problem is not None:
+        if part == 0:
+            yield problem
         return
-    if not isinstance(document, dict) or not isinstance(document.get("images"), list):
-        yield Rejection(source, "coco_invalid", "no `images` list at the top level", ITEM_ANNOTATION)
-        return
-    for section in ("categories", "annotations"):
-        if not isinstance(document.get(section) or [], list):
-            yield Rejection(source, "coco_invalid", f"`{section}` is not a list", ITEM_ANNOTATION)
+    yield from state.results(source)
+
+
+_SECTIONS = ("images", "annotations", "categories")
+
+
+class _Document:
+    """What one part keeps of a COCO file while it streams by; `results` resolves it at the end.
+
+    A top-level key given twice counts once, the last time (as `json.loads` does): a section seen
+    again starts over.
+    """
+
+    def __init__(self, part: int, parts: int):
+        self.part, self.parts = part, parts
+        self.is_object = False
+        self.kinds: Dict[str, str] = {}  # section -> "list", "empty" (a falsy non-list) or "invalid"
+        self.images: List[tuple] = []  # this part's images, as _image gives them
+        self.annotations: List[Any] = []  # this part's annotations, as _annotation gives them
+        self.categories: Dict[Any, str] = {}
+        self.source = ""
+
+    def read(self, source: str, stream: BinaryIO) -> Optional[Rejection]:
+        """Stream the file through; a `json_malformed` rejection if it is not JSON, else None."""
+        self.source = source
+        try:
+            self._read(_Reader(stream))
+        except _Malformed as error:
+            return Rejection(source, "json_malformed", str(error), ITEM_ANNOTATION)
+        except UnicodeDecodeError as error:
+            return Rejection(source, "json_malformed", str(error)[:200], ITEM_ANNOTATION)
+        except (ValueError, RecursionError) as error:  # int digit limit, nesting beyond the stack, as json.loads
+            return Rejection(source, "json_malformed", str(error)[:200] or type(error).__name__, ITEM_ANNOTATION)
+        return None
+
+    def _read(self, reader: "_Reader") -> None:
+        if reader.peek() != "{":
+            reader.skip()  # valid JSON that is not an object is coco_invalid; invalid JSON is malformed
+        else:
+            self.is_object = True
+            for key in reader.members():
+                if key in _SECTIONS and reader.peek() == "[":
+                    self.kinds[key] = "list"
+                    getattr(self, f"_read_{key}")(reader)
+                else:
+                    truthy = reader.skip()
+                    if key in _SECTIONS:
+                        self.kinds[key] = "invalid" if truthy else "empty"
+        reader.end()
+
+    def _read_images(self, reader: "_Reader") -> None:
+        self.images = []
+        for index, image in enumerate(reader.elements()):
+            image_id = image.get("id") if isinstance(image, dict) else None
+            if part_of(image_id, self.parts) == self.part:
+                self.images.append(_image(index, image))
+
+    def _read_annotations(self, reader: "_Reader") -> None:
+        self.annotations = []
+        for index, annotation in enumerate(reader.elements()):
+            image_id = annotation.get("image_id") if isinstance(annotation, dict) else None
+            if part_of(image_id, self.parts) == self.part:
+                self.annotations.append(_annotation(self.source, index, annotation))
+
+    def _read_categories(self, reader: "_Reader") -> None:
+        self.categories = {}
+        for category in reader.elements():
+            if isinstance(category, dict) and isinstance(category.get("name"), str):
+                self.categories[_id(category.get("id"))] = category["name"]
+
+    def results(self, source: str) -> Iterator[Parsed]:
+        if not self.is_object or self.kinds.get("images") != "list":
+            if self.part == 0:
+                yield Rejection(source, "coco_invalid", "no `images` list at the top level", ITEM_ANNOTATION)
             return
-    categories: Dict[Any, str] = {}
-    for category in document.get("categories") or []:
-        if isinstance(category, dict) and isinstance(category.get("name"), str):
-            categories[_id(category.get("id"))] = category["name"]
+        for section in ("categories", "annotations"):
+            if self.kinds.get(section) == "invalid":
+                if self.part == 0:
+                    yield Rejection(source, "coco_invalid", f"`{section}` is not a list", ITEM_ANNOTATION)
+                return
+        annotations = self.annotations if self.kinds.get("annotations") == "list" else []
+        categories = self.categories if self.kinds.get("categories") == "list" else {}
+        known_images = {image[1] for image in self.images if image[1] is not _NOT_AN_OBJECT}
+        boxes_by_image: Dict[Any, List[Box]] = defaultdict(list)
+        keypoints = 0
+        for pending in annotations:
+            resolved = _resolve(source, pending, known_images, categories)
+            if isinstance(resolved, Rejection):
+                yield resolved
+                continue
+            image_id, box, has_keypoints = resolved
+            boxes_by_image[image_id].append(box)
+            keypoints += has_keypoints
+        if keypoints:
+            yield Ignored("coco_keypoints", keypoints)
+        for index, image_id, file_name, source_id, size in self.images:
+            if file_name is None:
+                lost = len(boxes_by_image.get(image_id, ())) if image_id not in (None, _NOT_AN_OBJECT) else 0
+                yield Rejection(source, "coco_invalid", f"image {index} has no file_name", ITEM_ANNOTATION, lost)
+                continue
+            yield ImageRecord(
+                key=file_name,
+                source=source,
+                source_id=source_id,
+                boxes=tuple(boxes_by_image.get(image_id, ())),
+                annotated_size=size,
+            )
 
-    boxes_by_image: Dict[Any, List[Box]] = defaultdict(list)
-    keypoints = 0
-    known_images = {_id(image.get("id")) for image in document["images"] if isinstance(image, dict)}
-    for index, annotation in enumerate(document.get("annotations") or []):
-        if not isinstance(annotation, dict):
-            yield Rejection(source, "box_malformed", f"annotation {index} is not an object", ITEM_BOX)
-            continue
-        where = f"annotation {annotation.get('id', index)}"
-        image_id = _id(annotation.get("image_id"))
-        if image_id is None or image_id not in known_images:
-            yield Rejection(source, "box_unknown_image", f"{where}: image_id {annotation.get('image_id')!r} is not in `images`", ITEM_BOX)
-            continue
-        category_id = _id(annotation.get("category_id"))
-        if category_id is None or category_id not in categories:
-            yield Rejection(source, "box_unknown_class", f"{where}: category_id {annotation.get('category_id')!r} is not in `categories`", ITEM_BOX)
-            continue
-        box = _box(annotation, categories[category_id])
-        if box is None:
-            yield Rejection(source, "box_malformed", f"{where}: bbox {annotation.get('bbox')!r} is not [x, y, w, h]", ITEM_BOX)
-            continue
-        boxes_by_image[image_id].append(box)
-        if annotation.get("keypoints"):
-            keypoints += 1
-    if keypoints:
-        yield Ignored("coco_keypoints", keypoints)
 
-    for index, image in enumerate(document["images"]):
-        file_name = image.get("file_name") if isinstance(image, dict) else None
-        if not isinstance(file_name, str) or not file_name:
-            image_id = _id(image.get("id")) if isinstance(image, dict) else None
-            lost = len(boxes_by_image.get(image_id, ())) if image_id is not None else 0
-            yield Rejection(source, "coco_invalid", f"image {index} has no file_name", ITEM_ANNOTATION, lost)
-            continue
-        width, height = _positive_int(image.get("width")), _positive_int(image.get("height"))
-        yield ImageRecord(
-            key=file_name,
-            source=source,
-            source_id=str(image.get("id", "")),
-            boxes=tuple(boxes_by_image.get(_id(image.get("id")), ())),
-            annotated_size=(width, height) if width and height else None,
-        )
+_NOT_AN_OBJECT = object()  # the id of an `images` entry that is not an object: it is no known image
+
+
+def _image(index: int, image: Any) -> tuple:
+    """(index, id, file name or None, source id, annotated size) of one `images` entry."""
+    if not isinstance(image, dict):
+        return (index, _NOT_AN_OBJECT, None, "", None)
+    image_id = _id(image.get("id"))
+    file_name = image.get("file_name")
+    if not isinstance(file_name, str) or not file_name:
+        return (index, image_id, None, "", None)
+    width, height = _positive_int(image.get("width")), _positive_int(image.get("height"))
+    return (index, image_id, file_name, str(image.get("id", "")), (width, height) if width and height else None)
+
+
+def _annotation(source: str, index: int, annotation: Any) -> Any:
+    """One `annotations` entry, read as far as it can be without the images and categories."""
+    if not isinstance(annotation, dict):
+        return Rejection(source, "box_malformed", f"annotation {index} is not an object", ITEM_BOX)
+    fields = _box_fields(annotation)
+    return (
+        f"annotation {annotation.get('id', index)}",
+        annotation.get("image_id"),
+        annotation.get("category_id"),
+        fields,
+        annotation.get("bbox") if fields is None else None,
+        bool(annotation.get("keypoints")),
+    )
+
+
+def _resolve(source: str, pending: Any, known_images: set, categories: Dict[Any, str]):
+    """(image id, box, has keypoints) of a read annotation, or the rejection of it."""
+    if isinstance(pending, Rejection):
+        return pending
+    where, raw_image_id, raw_category_id, fields, bbox, has_keypoints = pending
+    image_id = _id(raw_image_id)
+    if image_id is None or image_id not in known_images:
+        return Rejection(source, "box_unknown_image", f"{where}: image_id {raw_image_id!r} is not in `images`", ITEM_BOX)
+    category_id = _id(raw_category_id)
+    if category_id is None or category_id not in categories:
+        return Rejection(source, "box_unknown_class", f"{where}: category_id {raw_category_id!r} is not in `categories`", ITEM_BOX)
+    if fields is None:
+        return Rejection(source, "box_malformed", f"{where}: bbox {bbox!r} is not [x, y, w, h]", ITEM_BOX)
+    xmin, ymin, xmax, ymax, is_crowd, area, segmentation = fields
+    box = Box(categories[category_id], xmin, ymin, xmax, ymax, is_crowd=is_crowd, area=area, segmentation=segmentation)
+    return image_id, box, has_keypoints
+
+
+class _Malformed(Exception):
+    """The file is not JSON."""
+
+
+_WHITESPACE = re.compile(r"[ \t\n\r]*")  # JSON's whitespace, as json.loads skips it
+_CHUNK = 8 << 20  # bytes read at a time
+_MARGIN = 1 << 20  # characters kept ahead of a value being decoded
+_DECODER = json.JSONDecoder()
+
+
+class _Reader:
+    """A JSON text streamed from a binary file, walked one level at a time.
+
+    Scalars and the elements of the arrays and objects it walks are decoded whole by the standard
+    decoder (`raw_decode`), so they are exactly what `json.loads` makes of them; memory is one chunk
+    plus the largest single element. Encodings are detected as `json.loads` detects them.
+    """
+
+    def __init__(self, stream: BinaryIO):
+        self.stream = stream
+        self.buf = ""
+        self.pos = 0
+        self.base = 0  # characters dropped before buf
+        self.eof = False
+        head = stream.read(_CHUNK)
+        self.decoder = codecs.getincrementaldecoder(json.detect_encoding(head))("strict")
+        self._append(head)
+
+    def _append(self, data: bytes) -> None:
+        text = self.decoder.decode(data, final=not data)
+        self.eof = not data
+        self.base += self.pos
+        self.buf = self.buf[self.pos:] + text
+        self.pos = 0
+
+    def _more(self, need: int) -> None:
+        """Read until `need` characters lie ahead of pos, or the end of the file."""
+        while not self.eof and len(self.buf) - self.pos < need:
+            self._append(self.stream.read(max(_CHUNK, need)))
+
+    def _fail(self, what: str, at: Optional[int] = None):
+        raise _Malformed(f"{what} (char {self.base + (self.pos if at is None else at)})")
+
+    def peek(self) -> str:
+        """The next significant character ('' at the end), not consumed."""
+        while True:
+            self.pos = _WHITESPACE.match(self.buf, self.pos).end()
+            if self.pos < len(self.buf) or self.eof:
+                return self.buf[self.pos:self.pos + 1]
+            self._more(1)
+
+    def value(self) -> Any:
+        """The next value, decoded whole."""
+        self.peek()
+        need = _MARGIN
+        while True:
+            self._more(need)
+            try:
+                value, end = _DECODER.raw_decode(self.buf, self.pos)
+            except json.JSONDecodeError as error:
+                truncated = error.pos >= len(self.buf) - 64 or error.msg.startswith("Unterminated string")
+                if truncated and not self.eof:
+                    need = 2 * (len(self.buf) - self.pos)
+                    continue
+                self._fail(error.msg, error.pos)
+            if end >= len(self.buf) - 64 and not self.eof:  # a number may go on in the next chunk
+                need = 2 * (len(self.buf) - self.pos)
+                continue
+            self.pos = end
+            return value
+
+    def _expect(self, char: str) -> None:
+        if self.peek() != char:
+            self._fail(f"Expecting {char!r}")
+        self.pos += 1
+
+    def elements(self) -> Iterator[Any]:
+        """The elements of the array that comes next, each decoded whole."""
+        self._expect("[")
+        if self.peek() == "]":
+            self.pos += 1
+            return
+        while True:
+            yield self.value()
+            char = self.peek()
+            self.pos += 1
+            if char == "]":
+                return
+            if char != ",":
+                self.pos -= 1
+                self._fail("Expecting ',' delimiter")
+
+    def members(self) -> Iterator[str]:
+        """The keys of the object that comes next; the caller consumes each key's value."""
+        self._expect("{")
+        if self.peek() == "}":
+            self.pos += 1
+            return
+        while True:
+            if self.peek() != '"':
+                self._fail("Expecting property name enclosed in double quotes")
+            key = self.value()
+            self._expect(":")
+            yield key
+            char = self.peek()
+            self.pos += 1
+            if char == "}":
+                return
+            if char != ",":
+                self.pos -= 1
+                self._fail("Expecting ',' delimiter")
+
+    def skip(self) -> bool:
+        """Consume the next value, an array or object element by element; whether it is truthy."""
+        char = self.peek()
+        count = 0
+        if char == "[":
+            for _ in self.elements():
+                count += 1
+            return count > 0
+        if char == "{":
+            for _ in self.members():
+                self.skip()
+                count += 1
+            return count > 0
+        if char == "":
+            self._fail("Expecting value")
+        return bool(self.value())
+
+    def end(self) -> None:
+        if self.peek() != "":
+            self._fail("Extra data")
 
 
 FORMAT = AnnotationFormat(
@@ -144,4 +412,5 @@ FORMAT = AnnotationFormat(
     folder_patterns=("*.json",),
     parse=parse,
     sniff=sniff,
+    parse_part=parse_part,
 )
