@@ -29,6 +29,7 @@ setuptools.setup(
         "test": [
             "pycocotools>=2.0.7,<3",
             "tensorflow-cpu>=2.15,<3",
+            "tensorflow-datasets>=4.9,<5",
             "numpy>=1.26,<3",
             "pytest>=8,<10",
             "hypothesis>=6.100,<7",
