@@ -49,3 +49,23 @@ def split_settings(settings: Dict[str, Any], own_keys) -> Tuple[Dict[str, Any], 
     own = {key: value for key, value in settings.items() if key in own_keys}
     beam = {key: value for key, value in settings.items() if key not in own_keys}
     return own, beam
+
+
+def effective_setting(settings: Dict[str, Any], argv: List[str], key: str) -> Any:
+    """`key`'s value once `argv` (flags that override the config) is applied: the last flag wins.
+
+    Accepts `--key value`, `--key=value` and `--key-name` spellings; a flag with no value is True.
+    """
+    value = settings.get(key)
+    spellings = {f"--{key}", f"--{key.replace('_', '-')}"}
+    for index, arg in enumerate(argv):
+        name, equals, given = arg.partition("=")
+        if name not in spellings:
+            continue
+        if equals:
+            value = given
+        elif index + 1 < len(argv) and not argv[index + 1].startswith("--"):
+            value = argv[index + 1]
+        else:
+            value = True
+    return value

@@ -1,0 +1,123 @@
+#!/usr/bin/env bash
+# Launch `python -m pipeline convert` on Google Cloud Dataflow from a config file plus overrides.
+#
+#   ./run_dataflow.sh [--config configs/dataflow.yaml] [--dry-run] [convert flags / Beam options ...]
+#
+#   --config FILE   the run's settings (default configs/dataflow.yaml); any later flag overrides a key
+#   --dry-run       offline: check the settings and build the whole Dataflow job graph without
+#                   credentials or network (--dry_run=True --no_auth --sdk_location=container), then
+#                   print its steps. Nothing is uploaded, nothing is launched.
+#
+# Before a real launch it checks, with one clear line each: gcloud is installed and has application
+# default credentials, project and region are set, and the temp and output buckets are reachable.
+# Examples:
+#   ./run_dataflow.sh --config configs/my-run.yaml --dry-run
+#   ./run_dataflow.sh --config configs/my-run.yaml --max_num_workers 50 --job_name voc-2024-06
+set -euo pipefail
+cd "$(dirname "$0")"
+PYTHON="${PYTHON:-python3}"
+
+config=configs/dataflow.yaml
+dry_run=false
+args=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --dry-run|--dry_run) dry_run=true ;;
+    --config) [ $# -ge 2 ] || { echo "error: --config needs a file" >&2; exit 2; }; config="$2"; shift ;;
+    --config=*) config="${1#--config=}" ;;
+    -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) args+=("$1") ;;
+  esac
+  shift
+done
+
+fail() { echo "error: $*" >&2; exit 2; }
+
+# The settings that decide where the job runs: the config's values, overridden by flags.
+settings="$("$PYTHON" - "$config" "${args[@]+"${args[@]}"}" <<'PY'
+import sys
+from pipeline.config import effective_setting, load_config
+from pipeline.errors import UsageError
+try:
+    config = load_config(sys.argv[1])
+except UsageError as error:
+    sys.exit(f"error: {error}")
+for key in ("project", "region", "temp_location", "staging_location", "output", "runner"):
+    print(f"{key}={effective_setting(config, sys.argv[2:], key) or ''}")
+PY
+)" || exit 2
+get() { printf '%s\n' "$settings" | sed -n "s/^$1=//p"; }
+project="$(get project)"; region="$(get region)"; temp="$(get temp_location)"; output="$(get output)"
+
+[ -n "$project" ] || fail "no project: set \`project:\` in $config or pass --project"
+[ -n "$region" ] || fail "no region: set \`region:\` in $config or pass --region (e.g. europe-west1, next to the data)"
+[ -n "$temp" ] || fail "no temp_location: set \`temp_location: gs://BUCKET/dataflow/temp\` in $config"
+case "$temp" in gs://*) ;; *) fail "temp_location must be a gs:// path, not $temp" ;; esac
+case "$output" in gs://*) ;; *) fail "--output must be a gs:// path on Dataflow (workers cannot write to $output)" ;; esac
+for value in "$project" "$region" "$temp" "$output"; do
+  case "$value" in *YOUR-*) fail "$config still has a placeholder ($value): copy it and fill in your project and buckets" ;; esac
+done
+[ "$(get runner)" = "DataflowRunner" ] || fail "runner is '$(get runner)', not DataflowRunner (set \`runner: DataflowRunner\` in $config)"
+
+if $dry_run; then
+  # Offline: no credentials (--no_auth), no SDK download (--sdk_location=container), no submission
+  # (--dry_run=True). A valid temp_location bucket name is still required, or Beam tries to create
+  # a default bucket over the network.
+  exec "$PYTHON" - "$config" "${args[@]+"${args[@]}"}" <<'PY'
+import sys
+
+import apache_beam as beam
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from pipeline.cli import _build_parser
+from pipeline.errors import UsageError
+from pipeline.graph import build_convert_pipeline
+from pipeline.options import resolve_convert
+
+parser = _build_parser()
+try:
+    args, extra = parser.parse_known_args(["convert", "--config", sys.argv[1], *sys.argv[2:]])
+    given = {key: value for key, value in vars(args).items() if key != "command"}
+    job = resolve_convert(given, extra + ["--dry_run=True", "--no_auth", "--sdk_location=container"])
+except UsageError as error:
+    sys.exit(f"error: {error}")
+pipeline = beam.Pipeline(options=PipelineOptions(job.beam_args))
+build_convert_pipeline(pipeline, job)
+result = pipeline.run()
+proto = result.job.proto_pipeline
+transforms = proto.components.transforms
+
+
+def leaves(transform_id):
+    transform = transforms[transform_id]
+    if not transform.subtransforms:
+        return 1
+    return sum(leaves(child) for child in transform.subtransforms)
+
+
+(root,) = proto.root_transform_ids
+print(f"Dataflow job graph (dry run, nothing launched): {result.job.proto.name}")
+for step_id in transforms[root].subtransforms:
+    step = transforms[step_id]
+    print(f"  {step.unique_name}")
+    for child_id in step.subtransforms:
+        print(f"    {transforms[child_id].unique_name}")
+print(f"{len(transforms[root].subtransforms)} steps, {leaves(root)} primitive transforms; "
+      f"output {job.output}; workers install this package from setup.py (--setup_file)")
+PY
+fi
+
+# A real launch: check what would otherwise fail minutes later, on the service.
+command -v gcloud >/dev/null 2>&1 || fail "gcloud is not installed: https://cloud.google.com/sdk/docs/install"
+gcloud auth application-default print-access-token >/dev/null 2>&1 \
+  || fail "no application default credentials: run \`gcloud auth application-default login\` (or set GOOGLE_APPLICATION_CREDENTIALS)"
+for location in "$temp" "$output"; do
+  bucket="gs://$(printf '%s' "${location#gs://}" | cut -d/ -f1)"
+  gcloud storage buckets describe "$bucket" --project "$project" >/dev/null 2>&1 \
+    || fail "bucket $bucket is not reachable with your credentials (does it exist? do you have storage.objectAdmin on it?)"
+done
+gcloud services list --enabled --project "$project" --filter="config.name=dataflow.googleapis.com" --format="value(config.name)" 2>/dev/null \
+  | grep -q dataflow || fail "the Dataflow API is not enabled in $project: gcloud services enable dataflow.googleapis.com --project $project"
+
+echo "Launching on Dataflow: project $project, region $region (the job's page: https://console.cloud.google.com/dataflow/jobs?project=$project)"
+exec "$PYTHON" -m pipeline convert --config "$config" "${args[@]+"${args[@]}"}"
