@@ -12,6 +12,7 @@ import pytest
 import tensorflow as tf
 
 from conftest import run_cli, voc_boxes
+from transforms.handoff import handoff_readme
 from transforms.tfds_metadata import DESCRIPTION, FEATURES, dataset_info_json, features_json, od_features
 
 
@@ -90,3 +91,16 @@ def test_handoff_readme_snippets_point_at_the_files(converted):
     (label_map,) = set(re.findall(r'label_map_path: "([^"]+)"', readme))
     assert open(label_map).read() == (converted / "label_map.pbtxt").read_text()
     assert f'tfds.builder_from_directory("{converted}")' in readme
+
+
+def test_handoff_readme_for_a_gs_dataset_with_masks_and_no_val_split():
+    summary = {
+        "images_written": 3, "images_rejected": 0, "boxes": {"written": 4},
+        "splits": {"train": {"images": 2, "boxes": 3, "shards": 1}, "test": {"images": 1, "boxes": 1, "shards": 1}},
+        "classes": [{"id": 1, "name": "cat", "boxes": 1}, {"id": 4, "name": "dog", "boxes": 3}],
+        "config": {"include_masks": True},
+    }
+    readme = handoff_readme(summary, "gs://bucket/out/", "pets")
+    assert "num_classes: 4\n" in readme  # the largest id, which the OD API needs, not the number of names
+    assert 'input_path: "gs://bucket/out/pets-test.tfrecord-*"' in readme  # test evaluates when there is no val
+    assert readme.count("mask_type: PNG_MASKS") == 2 and "include_mask=True" in readme

@@ -28,6 +28,9 @@ def handoff_readme(summary: Mapping, output: str, name: str) -> str:
     num_classes = max((item["id"] for item in classes), default=0)  # ids are 1..N; the OD API counts no background
     train = "train" if "train" in splits else (splits[0] if splits else "train")
     evaluation = eval_split([split for split in splits if split != train])
+    masks = bool(summary.get("config", {}).get("include_masks"))
+    # The OD API reads PNG instance masks only when told to, in each input reader.
+    mask_fields = ["  load_instance_masks: true", "  mask_type: PNG_MASKS"] if masks else []
     pattern = lambda split: f"{folder}/{name}-{split}.tfrecord-*"
     label_map = f"{folder}/label_map.pbtxt"
 
@@ -65,6 +68,7 @@ def handoff_readme(summary: Mapping, output: str, name: str) -> str:
         "}",
         "train_input_reader {",
         f'  label_map_path: "{label_map}"',
+        *mask_fields,
         "  tf_record_input_reader {",
         f'    input_path: "{pattern(train)}"',
         "  }",
@@ -77,6 +81,7 @@ def handoff_readme(summary: Mapping, output: str, name: str) -> str:
             "}",
             "eval_input_reader {",
             f'  label_map_path: "{label_map}"',
+            *mask_fields,
             "  shuffle: false",
             "  num_epochs: 1",
             "  tf_record_input_reader {",
@@ -93,7 +98,7 @@ def handoff_readme(summary: Mapping, output: str, name: str) -> str:
         "import tensorflow as tf",
         "from official.vision.dataloaders import tf_example_decoder",
         "",
-        "decoder = tf_example_decoder.TfExampleDecoder(include_mask=False, regenerate_source_id=False)",
+        f"decoder = tf_example_decoder.TfExampleDecoder(include_mask={masks}, regenerate_source_id=False)",
         f'files = tf.io.gfile.glob("{pattern(train)}")',
         "dataset = tf.data.TFRecordDataset(files).map(decoder.decode)",
         "# each element: image, source_id, height, width, groundtruth_classes, groundtruth_boxes",
