@@ -92,8 +92,9 @@ def part_of(image_id: Any, parts: int) -> int:
     image_id = _id(image_id)
     if parts <= 1 or image_id is None:
         return 0
-    text = f"i{image_id}" if isinstance(image_id, int) else f"s{image_id}"
-    return zlib.crc32(text.encode("utf-8", "surrogatepass")) % parts
+    if isinstance(image_id, int):
+        return zlib.crc32(b"i%d" % image_id) % parts
+    return zlib.crc32(b"s" + image_id.encode("utf-8", "surrogatepass")) % parts
 
 
 def parse_part(
@@ -276,6 +277,7 @@ class _Malformed(Exception):
 
 
 _WHITESPACE = re.compile(r"[ \t\n\r]*")  # JSON's whitespace, as json.loads skips it
+_SEPARATOR = re.compile(r"[ \t\n\r]*([,\]])[ \t\n\r]*")  # between elements, or the end of the array
 _CHUNK = 8 << 20  # bytes read at a time
 _MARGIN = 1 << 20  # characters kept ahead of a value being decoded
 _DECODER = json.JSONDecoder()
@@ -353,8 +355,28 @@ class _Reader:
         if self.peek() == "]":
             self.pos += 1
             return
+        scan, separator = _DECODER.scan_once, _SEPARATOR.match
         while True:
-            yield self.value()
+            buf, pos = self.buf, self.pos
+            if len(buf) - pos > _MARGIN or self.eof:  # the fast path: the element is surely in buf
+                try:
+                    value, end = scan(buf, pos)
+                except (StopIteration, json.JSONDecodeError):  # cut by the buffer's end, or malformed
+                    value = self.value()  # the slow path reads on, or raises the decoder's error
+                else:
+                    if end < len(buf) - 64 or self.eof:
+                        self.pos = end
+                    else:  # a number may go on in the next chunk
+                        value = self.value()
+            else:
+                value = self.value()
+            yield value
+            found = separator(self.buf, self.pos)
+            if found is not None:
+                self.pos = found.end()
+                if found.group(1) == "]":
+                    return
+                continue
             char = self.peek()
             self.pos += 1
             if char == "]":
