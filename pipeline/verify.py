@@ -24,7 +24,7 @@ from transforms.records import (
     read_file_text,
     read_frames,
 )
-from transforms.verify_checks import ERROR, PROBLEMS, Finding, Report, Where, check_example
+from transforms.verify_checks import ERROR, Finding, Report, Where, check_example
 
 
 def add_verify_arguments(parser: argparse.ArgumentParser) -> None:
@@ -114,11 +114,15 @@ def format_report(report: Report, output: str, label_map_path: Optional[str]) ->
     for kind, problem in data["problems"].items():
         lines.append(f"  {problem['severity'].upper():5} {kind:<30} {problem['count']:>7}  {problem['meaning']}")
         for example in problem["examples"]:
-            place = f"{example['file']} #{example['record']}: " if "file" in example else ""
-            if example.get("record") is None and "file" in example:
-                place = f"{example['file']}: "
-            lines.append(f"        {place}{example['detail']}")
+            lines.append(f"        {_place(example)}{example['detail']}")
     return "\n".join(lines)
+
+
+def _place(example: dict) -> str:
+    """`file #record: `, `file: ` for a finding about a whole file, nothing for one about the folder."""
+    if "file" not in example:
+        return ""
+    return f"{example['file']}: " if example["record"] is None else f"{example['file']} #{example['record']}: "
 
 
 def run_verify(args: argparse.Namespace) -> int:

@@ -16,7 +16,7 @@ from typing import Dict, Iterable, List, Mapping, NamedTuple, Optional, Tuple
 
 from PIL import Image
 
-from transforms.records import BOX_KEYS, Feature
+from transforms.records import BOX_KEYS, Feature, split_order
 
 ERROR, NOTE = "error", "note"
 
@@ -300,7 +300,7 @@ class Report:
             "clean": self.clean,
             "files": self.files,
             "records": sum(self.records.values()),
-            "splits": {split: {"records": self.records[split], "boxes": self.boxes[split]} for split in sorted(self.records)},
+            "splits": {split: {"records": self.records[split], "boxes": self.boxes[split]} for split in sorted(self.records, key=split_order)},
             "problems": {
                 kind: {
                     "severity": PROBLEMS[kind][0],
