@@ -5,6 +5,8 @@ one file can describe a whole run, local or on Dataflow.
 """
 from __future__ import annotations
 
+import os
+import stat
 from typing import Any, Dict, List, Tuple
 
 import yaml
@@ -13,10 +15,16 @@ from pipeline.errors import UsageError
 
 
 def load_config(path: str) -> Dict[str, Any]:
-    from transforms.read import read_file
-
     try:
-        text = read_file(path)
+        if "://" in path:  # gs:// and other Beam filesystems; a local file needs no Beam import
+            from transforms.read import read_file
+
+            text = read_file(path)
+        else:
+            if not stat.S_ISREG(os.stat(path).st_mode):  # a named pipe would block the read
+                raise OSError(f"{path} is not a regular file")
+            with open(path, "rb") as handle:
+                text = handle.read()
     except Exception as error:
         raise UsageError(f"cannot read config {path}: {error}") from None
     try:
