@@ -51,6 +51,13 @@ def test_each_box_is_drawn_in_its_class_colour_where_the_record_puts_it():
     assert sheet.size == (384, 288 + 34)  # one sample, one column
 
 
+def test_a_box_that_looks_right_only_when_drawn_min_to_max_is_flagged():
+    record = ODRecord(encoded=b"", width=100, height=100, filename="a.png",
+                      boxes=(ODBox(0.6, 0.1, 0.3, 0.5, 1, "cat"), ODBox(0.1, 0.1, 1.2, 0.5, 1, "cat")))
+    _, (tile,) = contact_sheet([("shard", 0, record)], class_colours(["cat"]), {})
+    assert [box["caption"] for box in tile.boxes] == ["cat (inverted!)", "cat (outside!)"]
+
+
 @pytest.fixture(scope="module")
 def inspected(raccoon, tmp_path_factory):
     base = tmp_path_factory.mktemp("inspect")

@@ -82,6 +82,15 @@ class Tile:
     boxes: List[dict]
 
 
+def _box_warning(box: ODBox) -> str:
+    """Said beside the class name, since a box drawn min to max looks right even when it is not."""
+    if box.xmin > box.xmax or box.ymin > box.ymax:
+        return " (inverted!)"
+    if min(box.xmin, box.ymin) < 0 or max(box.xmax, box.ymax) > 1:
+        return " (outside!)"
+    return ""
+
+
 def draw_tile(record: ODRecord, colours: Mapping[str, Tuple[int, int, int]], label_names: Mapping[int, str]):
     """One sample: its image scaled into the tile, boxes in their class colour with the class name, a caption."""
     tile = Image.new("RGB", (TILE_WIDTH, TILE_HEIGHT + CAPTION_HEIGHT), BACKGROUND)
@@ -111,11 +120,12 @@ def draw_tile(record: ODRecord, colours: Mapping[str, Tuple[int, int, int]], lab
         # An inverted box is drawn as it would be read (min and max swapped back), which makes it visible.
         x0, x1, y0, y1 = min(x0, x1), max(x0, x1), min(y0, y1), max(y0, y1)
         draw.rectangle([x0, y0, x1, y1], outline=colour, width=BOX_LINE)
-        text_box = draw.textbbox((x0, y0), name, font=font)
+        caption = name + _box_warning(box)
+        text_box = draw.textbbox((x0, y0), caption, font=font)
         label_top = max(0, y0 - (text_box[3] - text_box[1]) - 4)
         draw.rectangle([x0, label_top, x0 + text_box[2] - text_box[0] + 4, y0], fill=colour)
-        draw.text((x0 + 2, label_top), name, fill=(0, 0, 0), font=font)
-        drawn.append({"class": name, "label": box.label, "rectangle": [x0, y0, x1, y1], "colour": list(colour)})
+        draw.text((x0 + 2, label_top), caption, fill=(0, 0, 0), font=font)
+        drawn.append({"class": name, "caption": caption, "label": box.label, "rectangle": [x0, y0, x1, y1], "colour": list(colour)})
     size = f"{record.width}x{record.height}" if record.width and record.height else "size ?"
     caption = f"{record.filename[-44:]}\n{size}, {len(record.boxes)} boxes" + (f", {problem}" if problem else "")
     draw.multiline_text((4, TILE_HEIGHT + 2), caption, fill=(230, 230, 230), font=font, spacing=2)
