@@ -70,7 +70,7 @@ def is_transient(error: BaseException) -> bool:
         api = auth_exceptions = None
     if api is not None:
         if isinstance(error, (api.TooManyRequests, api.InternalServerError, api.BadGateway,
-                              api.ServiceUnavailable, api.GatewayTimeout, api.RequestTimeout)):
+                              api.ServiceUnavailable, api.GatewayTimeout)):
             return True
         if isinstance(error, api.GoogleAPICallError):
             return getattr(error, "code", None) in (408, 429, 500, 502, 503, 504)
