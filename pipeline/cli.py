@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import sys
@@ -83,6 +84,21 @@ def _report(summary: dict, output: str) -> str:
     return "\n".join(lines)
 
 
+@contextlib.contextmanager
+def _progress_line(options):
+    """A progress line every few seconds when the workers run on this machine; elsewhere, their UI."""
+    from apache_beam.options.pipeline_options import StandardOptions
+
+    from pipeline.progress import ProgressLine
+
+    runner = options.view_as(StandardOptions).runner
+    if runner not in (None, "DirectRunner", "direct", "BundleBasedDirectRunner"):
+        yield None
+        return
+    with ProgressLine() as line:
+        yield line.folder
+
+
 def _convert(given: dict, beam_args: List[str]) -> int:
     import apache_beam as beam
     from apache_beam.options.pipeline_options import PipelineOptions
@@ -94,8 +110,10 @@ def _convert(given: dict, beam_args: List[str]) -> int:
     from transforms.read import read_file
 
     job = resolve_convert(given, beam_args)
-    with beam.Pipeline(options=PipelineOptions(job.beam_args)) as p:
-        build_convert_pipeline(p, job)
+    options = PipelineOptions(job.beam_args)
+    with _progress_line(options) as progress_dir:
+        with beam.Pipeline(options=options) as p:
+            build_convert_pipeline(p, job, progress_dir)
     summary = json.loads(read_file(paths.join(job.output, SUMMARY)))
     print(_report(summary, job.output))
     return 0

@@ -61,6 +61,9 @@ def test_voc_output_layout_summary_and_report(voc_run):
     output, result = voc_run
     names = sorted(path.name for path in output.iterdir())
     assert names == [
+        "README.md",
+        "dataset_info.json",
+        "features.json",
         "label_map.pbtxt",
         "raccoon-train.tfrecord-00000-of-00001",
         "raccoon-val.tfrecord-00000-of-00001",

@@ -136,9 +136,18 @@ def test_framed_records_read_back_with_tf_data(tmp_path):
         encode_example({"i": int64_feature([n]), "b": bytes_feature([b"x" * n])}) for n in range(5)
     ] + [b"", b"\x00" * 70000]
     path = tmp_path / "data.tfrecord"
-    path.write_bytes(b"".join(tfrecord_frame(record) for record in records))
+    path.write_bytes(_framed(records))
     read = [item.numpy() for item in tf.data.TFRecordDataset(str(path))]
     assert read == records
+
+
+def _framed(records) -> bytes:
+    return b"".join(chunk for record in records for chunk in tfrecord_frame((record,)))
+
+
+def test_a_record_in_pieces_frames_like_the_whole():
+    pieces = (b"head", b"", b"\x00" * 70000, b"tail")
+    assert b"".join(tfrecord_frame(pieces)) == _framed([b"".join(pieces)])
 
 
 def test_framing_equals_tensorflows_writer(tmp_path):
@@ -147,11 +156,11 @@ def test_framing_equals_tensorflows_writer(tmp_path):
     with tf.io.TFRecordWriter(str(path)) as writer:
         for record in records:
             writer.write(record)
-    assert path.read_bytes() == b"".join(tfrecord_frame(record) for record in records)
+    assert path.read_bytes() == _framed(records)
 
 
 def test_a_flipped_byte_is_caught_by_the_checksums(tmp_path):
-    framed = bytearray(tfrecord_frame(b"payload bytes"))
+    framed = bytearray(_framed([b"payload bytes"]))
     framed[14] ^= 0x01  # inside the data
     path = tmp_path / "bad.tfrecord"
     path.write_bytes(bytes(framed))
@@ -183,7 +192,7 @@ def _od(boxes, record=None, info=None, encoded=b"\xff\xd8\xffimage", labels=None
     info = info or ImageInfo("jpeg", 200, 100, 3)
     labels = labels or {"cat": 1, "dog": 2}
     sha = hashlib.sha256(encoded).hexdigest()
-    return _parsed(od_example(record, encoded, sha, info, boxes, labels)), sha
+    return _parsed(b"".join(od_example(record, encoded, sha, info, boxes, labels))), sha
 
 
 def test_od_example_has_exactly_the_od_api_keys_and_values():
@@ -256,7 +265,7 @@ def test_raccoon_record_reads_with_the_od_api_feature_spec():
     outcome = normalize_boxes(record.boxes, PIXELS, info.width, info.height, record.source)
     record = ImageRecord(key=record.key, source=record.source, source_id=record.key, boxes=record.boxes)
     sha = hashlib.sha256(encoded).hexdigest()
-    serialized = od_example(record, encoded, sha, info, outcome.kept, {"raccoon": 1})
+    serialized = b"".join(od_example(record, encoded, sha, info, outcome.kept, {"raccoon": 1}))
 
     # The keys and types of TF Models' TfExampleDecoder.
     spec = {

@@ -1,6 +1,11 @@
-"""No image bytes cross a shuffle: every element entering a GroupByKey of the real graph is small."""
+"""No image bytes cross a shuffle: every element entering a GroupByKey of the real graph is metadata.
+
+Elements are batches (a shard's records, a list of image files), so the test walks each one: no byte
+string in it is anywhere near an image's size, and its pickled size per item it carries is small.
+"""
 from __future__ import annotations
 
+import dataclasses
 import pickle
 
 import apache_beam as beam
@@ -11,12 +16,36 @@ from apache_beam.testing.util import assert_that
 
 from pipeline.graph import build_convert_pipeline
 from pipeline.options import resolve_convert
+from transforms.model import ImageRecord
 
 pytestmark = pytest.mark.slow
 
-LARGEST_METADATA = 2048  # bytes; a typical raccoon photo is some thirty times larger
+LARGEST_METADATA = 2048  # bytes per item; a typical raccoon photo is some thirty times larger
+LARGEST_BYTE_STRING = 1024
 
 
+def _walk(value):
+    """(longest byte string, items) of a nested element.
+
+    Items are records, (path, size) image files and (path, part, parts) parse tasks.
+    """
+    if isinstance(value, (bytes, bytearray)):
+        return len(value), 0
+    if isinstance(value, str) or not isinstance(value, (tuple, list, dict)) and not dataclasses.is_dataclass(value):
+        return 0, 0
+    if isinstance(value, ImageRecord):
+        return max((_walk(field)[0] for field in dataclasses.astuple(value)), default=0), 1
+    if isinstance(value, tuple) and value and isinstance(value[0], str) and all(isinstance(v, int) for v in value[1:]):
+        return 0, 1  # an image file or a parse task
+    children = value.values() if isinstance(value, dict) else (
+        dataclasses.astuple(value) if dataclasses.is_dataclass(value) else value)
+    walked = [_walk(child) for child in children]
+    return max((w[0] for w in walked), default=0), sum(w[1] for w in walked)
+
+
+def _measure(element):
+    longest, items = _walk(element)
+    return longest, len(pickle.dumps(element)) / max(items, 1)
 class _ShuffleInputs(PipelineVisitor):
     def __init__(self):
         self.inputs = []
@@ -38,12 +67,14 @@ def test_every_shuffled_element_is_metadata(raccoon, tmp_path):
         build_convert_pipeline(p, job)
         visitor = _ShuffleInputs()
         p.visit(visitor)
-        assert len(visitor.inputs) >= 4  # distinct paths, join, shard grouping, duplicate search, ...
+        assert len(visitor.inputs) >= 3  # parse tasks, shard grouping (the join), duplicate search, ...
 
-        def small(sizes):
-            assert sizes and max(sizes) <= LARGEST_METADATA, max(sizes)
+        def small(measures):
+            assert measures, "nothing crossed this shuffle"
+            assert max(longest for longest, _ in measures) <= LARGEST_BYTE_STRING, measures
+            assert max(per_item for _, per_item in measures) <= LARGEST_METADATA, measures
 
         for index, shuffled in enumerate(visitor.inputs):
-            sizes = shuffled | f"Size{index}" >> beam.Map(lambda element: len(pickle.dumps(element)))
-            assert_that(sizes | f"All{index}" >> beam.combiners.ToList(), lambda lists: small(lists[0]),
+            measures = shuffled | f"Measure{index}" >> beam.Map(_measure)
+            assert_that(measures | f"All{index}" >> beam.combiners.ToList(), lambda lists: small(lists[0]),
                         label=f"Small{index}")

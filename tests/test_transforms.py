@@ -1,4 +1,4 @@
-"""The composite transforms on Beam's TestPipeline, checked with assert_that."""
+"""The join (pure) and the composite transforms on Beam's TestPipeline, checked with assert_that."""
 from __future__ import annotations
 
 import dataclasses
@@ -10,9 +10,10 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from transforms.aggregate import BuildLabelMap, CountShards, FindDuplicates
 from transforms.formats import FORMATS, ParseContext
-from transforms.join import JoinImages
+from transforms.join import JoinRule, join_shard, join_source
 from transforms.model import ITEM_ANNOTATION, RELATIVE, Box, ImageRecord, Rejection
-from transforms.read import ListImages, ParseAnnotations
+from transforms.read import ListImages, ParseAnnotations, ShardImages
+from transforms.splits import assign_shard
 from transforms.write import TARGET_SHARD_BYTES
 
 
@@ -28,26 +29,34 @@ def test_join_reports_orphans_both_ways_and_keeps_the_first_annotation():
         _record("missing.jpg", "ann/m.xml", "cat"),
     ]
     images = [("a.jpg", 1234), ("orphan.png", 10)]
-    with TestPipeline() as p:
-        joined = (p | "R" >> beam.Create(records), p | "I" >> beam.Create(images)) | JoinImages("/data/images", FORMATS["voc"])
-        expected = dataclasses.replace(_record("a.jpg", "ann/a.xml", "cat", size=1234), images_root="/data/images")
-        assert_that(joined.records, equal_to([expected]), label="records")
-        assert_that(
-            joined.rejected,
-            equal_to([
-                Rejection("ann/z.xml", "annotation_duplicate", "a.jpg is already annotated by ann/a.xml", ITEM_ANNOTATION, 2),
-                Rejection("ann/m.xml", "image_missing", "missing.jpg is not under --images", boxes=1),
-                Rejection("/data/images/orphan.png", "image_unannotated", "no annotation names this image"),
-            ]),
-            label="rejected",
-        )
-        assert_that(joined.tally | beam.CombinePerKey(sum), equal_to([("images_read", 3)]), label="tally")
+    joined = join_source(records, images, JoinRule("/data/images", "voc"))
+    assert joined.records == [dataclasses.replace(_record("a.jpg", "ann/a.xml", "cat", size=1234), images_root="/data/images")]
+    assert joined.rejections == [
+        Rejection("ann/z.xml", "annotation_duplicate", "a.jpg is already annotated by ann/a.xml", ITEM_ANNOTATION, 2),
+        Rejection("ann/m.xml", "image_missing", "missing.jpg is not under --images", boxes=1),
+        Rejection("/data/images/orphan.png", "image_unannotated", "no annotation names this image"),
+    ]
+    assert joined.images_read == 3
+
+
+def test_a_shard_joins_each_source_with_its_own_images():
+    rules = [JoinRule("/one", "voc"), JoinRule("/two", "voc")]
+    joined = join_shard(
+        [(1, [_record("a.jpg", "two/a.xml", "dog")]), (0, [_record("a.jpg", "one/a.xml", "cat")])],
+        [(0, [("a.jpg", 5)]), (1, [("b.jpg", 6)])],
+        rules,
+    )
+    assert [(r.images_root, r.key, r.source) for r in joined.records] == [("/one", "a.jpg", "one/a.xml")]
+    assert [(r.source, r.reason) for r in joined.rejections] == [
+        ("two/a.xml", "image_missing"), ("/two/b.jpg", "image_unannotated"),
+    ]
+    assert joined.images_read == 3
 
 
 def test_label_map_extends_the_seed_in_name_order():
-    records = [_record("1", "s", "zebra", "cat"), _record("2", "s", "ant", "cat"), _record("3", "s")]
+    batches = [(0, (0, [_record("1", "s", "zebra", "cat")])), (3, (1, [_record("2", "s", "ant", "cat"), _record("3", "s")]))]
     with TestPipeline() as p:
-        ids = p | beam.Create(records) | BuildLabelMap({"cat": 7})
+        ids = p | beam.Create(batches) | BuildLabelMap({"cat": 7})
         assert_that(ids, equal_to([{"cat": 7, "ant": 8, "zebra": 9}]))
 
 
@@ -65,12 +74,12 @@ def test_label_map_of_no_records_is_the_seed():
 ])
 def test_shard_count(requested, sizes, expected):
     with TestPipeline() as p:
-        records = p | beam.Create([_record(str(i), "s", size=size) for i, size in enumerate(sizes)])
-        assert_that(records | CountShards(requested, (("train", 0.8), ("val", 0.2))), equal_to([expected]))
+        image_lists = p | beam.Create([[(str(i), size)] for i, size in enumerate(sizes)])
+        assert_that(image_lists | CountShards(requested, (("train", 0.8), ("val", 0.2))), equal_to([expected]))
 
 
 def test_duplicates_are_groups_of_keys_sharing_bytes():
-    content = [("h1", ("b.jpg", "train")), ("h1", ("a.jpg", "train")), ("h2", ("c.jpg", "val"))]
+    content = [("1", [("h1", "b.jpg"), ("h2", "c.jpg")]), ("1", [("h1", "a.jpg")]), ("2", [("h3", "d.jpg")])]
     with TestPipeline() as p:
         assert_that(p | beam.Create(content) | FindDuplicates(), equal_to([["a.jpg", "b.jpg"]]))
 
@@ -86,28 +95,30 @@ def test_parse_and_list_real_files(tmp_path):
     (tmp_path / "img" / "readme.txt").write_text("skip me")
     patterns = [f"{tmp_path}/ann/**.xml", f"{tmp_path}/ann/*.xml"]  # overlapping: each file parsed once
     with TestPipeline() as p:
-        parsed = p | ParseAnnotations(FORMATS["voc"], patterns, ParseContext(), class_map={})
-        assert_that(parsed.records | beam.Map(lambda r: (r.key, r.source_id, r.boxes)),
-                    equal_to([("a.jpg", "a.jpg", (Box("cat", 1, 2, 3, 4),))]), label="records")
+        num_shards = p | "Shards" >> beam.Create([3])
+        parsed = p | ParseAnnotations(FORMATS["voc"], patterns, ParseContext(), class_map={},
+                                      source_index=2, seed=0, num_shards=num_shards)
+        shard = assign_shard("a.jpg", 0, 3)
+        assert_that(parsed.records | beam.Map(lambda item: (item[0], item[1][0], [(r.key, r.boxes) for r in item[1][1]])),
+                    equal_to([(shard, 2, [("a.jpg", (Box("cat", 1, 2, 3, 4),))])]), label="records")
         assert_that(parsed.rejected | beam.Map(lambda r: (r.source, r.reason)),
                     equal_to([(f"{tmp_path}/ann/sub/b.xml", "xml_malformed")]), label="rejected")
         assert_that(parsed.tally | beam.CombinePerKey(sum),
                     equal_to([("annotation_files_read", 2), ("boxes_read", 1)]), label="tally")
         images = p | ListImages(str(tmp_path / "img"))
-        assert_that(images, equal_to([("deep/x.JPG", 5)]), label="images")
+        assert_that(images, equal_to([[("deep/x.JPG", 5)]]), label="images")
+        sharded = images | ShardImages(JoinRule(str(tmp_path / "img"), "voc"), source_index=2, seed=0, num_shards=num_shards)
+        assert_that(sharded, equal_to([(assign_shard("deep/x.JPG", 0, 3), (2, [("deep/x.JPG", 5)]))]), label="sharded")
 
 
 def test_yolo_join_matches_by_stem_and_makes_unlabeled_images_negatives():
     labeled = ImageRecord(key="images/train/a", source="/d/labels/train/a.txt", source_id="images/train/a",
                           boxes=(Box("cat", 0.1, 0.1, 0.5, 0.5),), units=RELATIVE)
     images = [("images/train/a.png", 5), ("images/train/b.jpg", 7), ("images/train/a.jpg", 6)]
-    with TestPipeline() as p:
-        joined = (p | "R" >> beam.Create([labeled]), p | "I" >> beam.Create(images)) | JoinImages("/d", FORMATS["yolo"])
-        assert_that(joined.records, equal_to([
-            dataclasses.replace(labeled, key="images/train/a.jpg", source_id="images/train/a.jpg",
-                                image_bytes=6, images_root="/d"),
-            ImageRecord(key="images/train/b.jpg", source="/d/images/train/b.jpg", source_id="images/train/b.jpg",
-                        units=RELATIVE, source_split="train", image_bytes=7, images_root="/d"),
-        ]), label="records")
-        assert_that(joined.rejected | beam.Map(lambda r: (r.source, r.reason)),
-                    equal_to([("/d/images/train/a.png", "image_label_ambiguous")]), label="rejected")
+    joined = join_source([labeled], images, JoinRule("/d", "yolo"))
+    assert joined.records == [
+        dataclasses.replace(labeled, key="images/train/a.jpg", source_id="images/train/a.jpg", image_bytes=6, images_root="/d"),
+        ImageRecord(key="images/train/b.jpg", source="/d/images/train/b.jpg", source_id="images/train/b.jpg",
+                    units=RELATIVE, source_split="train", image_bytes=7, images_root="/d"),
+    ]
+    assert [(r.source, r.reason) for r in joined.rejections] == [("/d/images/train/a.png", "image_label_ambiguous")]

@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from typing import Dict
+from collections import defaultdict
+from typing import Dict, Iterable, Iterator, List, Sequence, Tuple
 
 import apache_beam as beam
 
 from transforms.encode import ImagePolicy, prepare_record_image
 from transforms.image_prep import VALIDATE_STRUCTURE
+from transforms.join import JoinRule, join_shard
 from transforms.label_map import extend_label_map
 from transforms.model import Rejection
 from transforms.read import REJECTED, read_record_image
@@ -18,17 +20,21 @@ from transforms.write import auto_num_shards
 
 
 class BuildLabelMap(beam.PTransform):
-    """Records -> one {class name: id} dict, extending `seed` without renumbering it."""
+    """Sharded record batches -> one {class name: id} dict, extending `seed` without renumbering it.
+
+    Every class an annotation names gets an id, even if its images are rejected later: ids must not
+    depend on which images happened to be readable in one run.
+    """
 
     def __init__(self, seed: Dict[str, int]):
         super().__init__()
         self._seed = dict(seed)
 
-    def expand(self, records):
+    def expand(self, record_batches):
         seed = self._seed
         return (
-            records
-            | "ClassNames" >> beam.FlatMap(lambda record: {box.label for box in record.boxes if box.label})
+            record_batches
+            | "ClassNames" >> beam.FlatMap(lambda item: {box.label for record in item[1][1] for box in record.boxes if box.label})
             | "Distinct" >> beam.Distinct()
             | "All" >> beam.combiners.ToList()
             | "Number" >> beam.Map(lambda names: extend_label_map(seed, names))
@@ -36,9 +42,10 @@ class BuildLabelMap(beam.PTransform):
 
 
 class CountShards(beam.PTransform):
-    """Records -> the number of shards per split: fixed by the user, or sized from the image bytes.
+    """Lists of (image file, size) -> the number of shards per split: fixed by the user, or sized from the bytes.
 
-    Never from the number of workers: the same data must give the same files on every runner.
+    Never from the number of workers: the same data must give the same files on every runner. Sized
+    from every image under --images, since the shard count is needed before the join.
     """
 
     def __init__(self, requested: int, splits: Splits):
@@ -46,52 +53,66 @@ class CountShards(beam.PTransform):
         self._requested = requested
         self._splits = splits
 
-    def expand(self, records):
+    def expand(self, image_lists):
         if self._requested:
-            return records.pipeline | "Requested" >> beam.Create([self._requested])
+            return image_lists.pipeline | "Requested" >> beam.Create([self._requested])
         splits = self._splits
         return (
-            records
-            | "ImageBytes" >> beam.Map(lambda record: record.image_bytes)
+            image_lists
+            | "ImageBytes" >> beam.Map(lambda images: sum(size for _, size in images))
             | "Total" >> beam.CombineGlobally(sum)
             | "Size" >> beam.Map(lambda total: auto_num_shards(total, splits))
         )
 
 
 class FindDuplicates(beam.PTransform):
-    """(sha256, (key, split)) -> sorted key lists of the images that share their bytes."""
+    """(sha256 prefix, [(sha256, key)]) lists -> sorted key lists of the images that share their bytes."""
 
     def expand(self, content):
         return (
             content
-            | "BySha256" >> beam.GroupByKey()
-            | "Keys" >> beam.Map(lambda item: sorted(key for key, _ in item[1]))
-            | "Shared" >> beam.Filter(lambda keys: len(keys) > 1)
+            | "ByPrefix" >> beam.GroupByKey()
+            | "Groups" >> beam.FlatMap(lambda item: _shared_content(pair for batch in item[1] for pair in batch))
         )
 
 
-class _HashImage(beam.DoFn):
-    """(sha256 of the bytes the record will hold, record): the same content the writer's split uses."""
+def _shared_content(pairs: Iterable[Tuple[str, str]]) -> Iterator[List[str]]:
+    keys_by_sha256 = defaultdict(list)
+    for sha256, key in pairs:
+        keys_by_sha256[sha256].append(key)
+    for keys in keys_by_sha256.values():
+        if len(keys) > 1:
+            yield sorted(keys)
 
-    def __init__(self, policy: ImagePolicy):
+
+class _HashImages(beam.DoFn):
+    """A shard's joined records -> (sha256 of the bytes each will hold, (shard, record)).
+
+    The same content the writer's split uses; the join's rejections are the writer's to report.
+    """
+
+    def __init__(self, policy: ImagePolicy, rules: Sequence[JoinRule]):
         self._policy = dataclasses.replace(policy, validate=VALIDATE_STRUCTURE)  # the writer validates
+        self._rules = tuple(rules)
 
-    def process(self, record):
-        try:
-            data = read_record_image(record)
-            digest = hashlib.sha256(prepare_record_image(record, data, self._policy).encoded).hexdigest()
-        except Exception:  # unusable: the writer reads it again and rejects it with the reason
-            digest = "unusable:" + record.key
-        yield digest, record
+    def process(self, element):
+        shard, grouped = element
+        for record in join_shard(grouped["records"], grouped["images"], self._rules).records:
+            try:
+                data = read_record_image(record)
+                digest = hashlib.sha256(prepare_record_image(record, data, self._policy).encoded).hexdigest()
+            except Exception:  # unusable: the writer reads it again and rejects it with the reason
+                continue
+            yield digest, (shard, record)
 
 
 class _KeepFirst(CountingDoFn):
     def process(self, element):
-        _, records = element
-        kept, *copies = sorted(records, key=lambda record: record.key)
-        yield kept
-        self.count("duplicate_images_dropped", len(copies))
-        for copy in copies:
+        _, copies = element
+        (_, kept), *others = sorted(copies, key=lambda item: (item[1].key, item[1].images_root))
+        self.count("duplicate_images_dropped", len(others))
+        for shard, copy in others:
+            yield shard, [(copy.images_root, copy.key)]
             yield beam.pvalue.TaggedOutput(
                 REJECTED,
                 Rejection(copy.source, "image_duplicate", f"{copy.key} has the same bytes as {kept.key}", boxes=len(copy.boxes)),
@@ -99,20 +120,23 @@ class _KeepFirst(CountingDoFn):
 
 
 class DropDuplicates(beam.PTransform):
-    """Records -> one record per distinct image content (the first by path); the others rejected.
+    """Sharded metadata -> (shard, [(images root, key)]) of every copy but the first by path; those rejected.
 
     Deciding before the writer needs each image's hash before the shuffle, so this reads every image
     a second time (and converts the few that need it twice); it runs only when --drop_duplicates asks.
+    The writer skips the keys it is given.
     """
 
-    def __init__(self, policy: ImagePolicy):
+    def __init__(self, policy: ImagePolicy, rules: Sequence[JoinRule]):
         super().__init__()
         self._policy = policy
+        self._rules = rules
 
-    def expand(self, records):
+    def expand(self, sharded):
         return (
-            records
-            | "Hash" >> beam.ParDo(_HashImage(self._policy))
+            sharded
+            | "GroupByShard" >> beam.CoGroupByKey()
+            | "Hash" >> beam.ParDo(_HashImages(self._policy, self._rules))
             | "ByContent" >> beam.GroupByKey()
-            | "KeepFirst" >> beam.ParDo(_KeepFirst()).with_outputs(REJECTED, TALLY, main="records")
+            | "KeepFirst" >> beam.ParDo(_KeepFirst()).with_outputs(REJECTED, TALLY, main="dropped")
         )

@@ -15,6 +15,7 @@ from transforms.image_prep import (
 )
 from transforms.masks import mask_png
 from transforms.model import ImageRecord
+from transforms.example import Chunks
 from transforms.od_schema import od_example
 
 
@@ -30,7 +31,7 @@ class ImagePolicy:
 
 @dataclasses.dataclass(frozen=True)
 class EncodedRecord:
-    example: bytes
+    example: Chunks  # the serialized tf.train.Example in pieces (see transforms.example)
     sha256: str  # of the record's image bytes: the content that decides the split
     image: PreparedImage
     boxes: BoxOutcome

@@ -115,8 +115,9 @@ def _probe_jpeg(data: bytes) -> ImageInfo:
         position = segment_end
     if size is None or size[0] == 0 or size[1] == 0:
         raise ImageProblem("image_corrupt", "JPEG has no usable frame header")
-    # Entropy-coded data escapes every 0xFF, so the first FFD9 after the scan starts is the real end.
-    if data.find(b"\xff\xd9", segment_end) == -1:
+    # Entropy-coded data escapes every 0xFF, so any FFD9 after the scan starts is a real end; searching
+    # from the back finds it at once instead of scanning the whole image.
+    if data.rfind(b"\xff\xd9", segment_end) == -1:
         raise ImageProblem("image_truncated", "JPEG has no end-of-image marker (cut short?)")
     width, height, channels = size
     return ImageInfo("jpeg", width, height, channels, orientation)

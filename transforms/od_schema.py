@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Mapping, Optional, Sequence
 
 from transforms.boxes import NormalizedBox
-from transforms.example import bytes_feature, encode_example, float_feature, int64_feature
+from transforms.example import bytes_feature, example_chunks, float_feature, int64_feature
 from transforms.images import ImageInfo
 from transforms.model import ImageRecord
 
@@ -56,4 +56,4 @@ def od_example(
             features[key] = feature([cast(value) for value in values])
     if masks is not None:
         features["image/object/mask"] = bytes_feature(masks)
-    return encode_example(features)
+    return example_chunks(features)

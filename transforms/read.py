@@ -1,19 +1,25 @@
 """Finding and parsing annotation files, and listing the image files they may name."""
 from __future__ import annotations
 
+import math
 import os
 import posixpath
 import stat
-from typing import Sequence
+from collections import defaultdict
+from typing import Callable, Dict, Iterable, Optional, Sequence, Tuple
 
 import apache_beam as beam
-from apache_beam.io import fileio
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
 
-from transforms import paths, storage
+from transforms import formats, paths, storage
 from transforms.class_map import ClassMap, apply_class_map
 from transforms.formats import FORMATS, AnnotationFormat, ParseContext, parse_annotation_file
 from transforms.images import ImageProblem
 from transforms.model import ITEM_ANNOTATION, ITEM_BOX, ITEM_IMAGE, Ignored, ImageRecord, Rejection
+from transforms.join import JoinRule
+from transforms.progress import ProgressNotes
+from transforms.splits import assign_shard
 from transforms.tally import TALLY, CountingDoFn
 
 REJECTED = "rejected"
@@ -46,22 +52,96 @@ def read_record_image(record: ImageRecord) -> bytes:
     return embedded
 
 
-class _ParseAnnotationFile(CountingDoFn):
-    def __init__(self, fmt: AnnotationFormat, context: ParseContext, class_map: ClassMap):
+ANNOTATION_BATCH = 64  # annotation files per parse task: per-element costs shrink, work still spreads
+IMAGE_LIST_CHUNK = 4096  # image files per element of a listing
+PART_BYTES = 128 * 1024 * 1024  # a streamable annotation file larger than this is parsed in parts, in parallel
+
+ShardedBatch = Tuple[int, Tuple[int, list]]  # (shard, (source index, items of that shard))
+
+
+def shard_batches(items: Iterable, join_key: Callable, source_index: int, seed: int, num_shards: int):
+    """Items grouped by the shard of their join key: one element per shard, not one per item."""
+    by_shard = defaultdict(list)
+    for item in items:
+        by_shard[assign_shard(join_key(item), seed, num_shards)].append(item)
+    for shard in sorted(by_shard):
+        yield shard, (source_index, by_shard[shard])
+
+
+def _matched_files(patterns: Sequence[str]) -> Dict[str, int]:
+    """{path: size} of every file the patterns match; a file matched by two globs is listed once."""
+    files = {}
+    for result in FileSystems.match(list(patterns)):
+        for metadata in result.metadata_list:
+            files[metadata.path] = metadata.size_in_bytes
+    return files
+
+
+class _PlanParsing(beam.DoFn):
+    """Patterns -> batches of (path, part, parts) parse tasks; a huge streamable file becomes many parts."""
+
+    def __init__(self, fmt: AnnotationFormat):
+        self._streamable = fmt.parse_part is not None
+
+    def process(self, patterns: Sequence[str]):
+        batch = []
+        for path, size in sorted(_matched_files(patterns).items()):
+            parts = math.ceil(size / PART_BYTES) if self._streamable and size > PART_BYTES else 1
+            if parts > 1:
+                for part in range(parts):
+                    yield [(path, part, parts)]
+                continue
+            batch.append((path, 0, 1))
+            if len(batch) == ANNOTATION_BATCH:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
+
+
+class _ParseAnnotationFiles(CountingDoFn):
+    def __init__(self, fmt: AnnotationFormat, context: ParseContext, class_map: ClassMap, source_index: int,
+                 seed: int, progress_dir: Optional[str]):
         self._format = fmt
         self._context = context
         self._class_map = class_map
+        self._source_index = source_index
+        self._seed = seed
+        self._progress_dir = progress_dir
 
-    def process(self, path: str):
-        self.count("annotation_files_read")
+    def setup(self):
+        self._progress = ProgressNotes(self._progress_dir)
+
+    def process(self, tasks: Sequence[Tuple[str, int, int]], num_shards: int):
+        records = []
+        for path, part, parts in tasks:
+            for item in self._parse(path, part, parts):
+                if isinstance(item, ImageRecord):
+                    records.append(item)
+                else:
+                    yield item
+        self._progress.add("parsed", len(records))
+        yield from shard_batches(records, _record_join_key, self._source_index, self._seed, num_shards)
+
+    def finish_bundle(self):
+        self._progress.flush()
+        yield from super().finish_bundle()
+
+    def _parse(self, path: str, part: int, parts: int):
+        if part == 0:
+            self.count("annotation_files_read")
         try:
-            data = read_file(path)
+            if parts == 1:
+                items = parse_annotation_file(self._format, path, read_file(path), self._context)
+            else:
+                opener = lambda: FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
+                items = formats.parse_annotation_part(self._format, path, opener, self._context, part, parts)
+            items = list(items)
         except Exception as error:  # an unreadable file is one rejection, whatever the filesystem raised
-            yield beam.pvalue.TaggedOutput(
-                REJECTED, Rejection(path, "annotation_unreadable", str(error), ITEM_ANNOTATION)
-            )
+            if part == 0:
+                yield _reject(Rejection(path, "annotation_unreadable", str(error), ITEM_ANNOTATION))
             return
-        for item in parse_annotation_file(self._format, path, data, self._context):
+        for item in items:
             if isinstance(item, Ignored):
                 self.count(("ignored", item.what), item.count)
             elif isinstance(item, ImageRecord):
@@ -74,47 +154,91 @@ class _ParseAnnotationFile(CountingDoFn):
                 self.count("boxes_read", 1 if item.item == ITEM_BOX else item.boxes)
                 if item.item == ITEM_IMAGE:  # named, but refused before the join (e.g. an unsafe path)
                     self.count("images_read")
-                yield beam.pvalue.TaggedOutput(REJECTED, item)
+                yield _reject(item)
+
+
+def _reject(rejection: Rejection):
+    return beam.pvalue.TaggedOutput(REJECTED, rejection)
+
+
+def _record_join_key(record: ImageRecord) -> str:
+    return record.key
 
 
 class ParseAnnotations(beam.PTransform):
-    """Annotation file patterns -> ImageRecords (main output), Rejections and tallies.
+    """Annotation file patterns -> (shard, (source index, ImageRecords)) batches, Rejections and tallies.
 
-    Matching happens on the workers and the matched paths are reshuffled, so millions of small VOC
-    files are parsed in parallel rather than by whichever worker listed them.
+    Matching happens on a worker and the parse tasks are reshuffled, so millions of small VOC files
+    (in batches) or the parts of one huge COCO file are parsed in parallel rather than by whichever
+    worker listed them. Records leave already grouped by the shard that will join and write them.
     """
 
-    def __init__(self, fmt: AnnotationFormat, patterns: Sequence[str], context: ParseContext, class_map: ClassMap):
+    def __init__(self, fmt: AnnotationFormat, patterns: Sequence[str], context: ParseContext, class_map: ClassMap,
+                 *, source_index: int, seed: int, num_shards, progress_dir: Optional[str] = None):
         super().__init__()
         self._format = fmt
         self._patterns = list(patterns)
         self._context = context
         self._class_map = dict(class_map)
+        self._source_index = source_index
+        self._seed = seed
+        self._num_shards = num_shards  # a singleton PCollection
+        self._progress_dir = progress_dir
 
     def expand(self, pbegin):
+        parse = _ParseAnnotationFiles(
+            self._format, self._context, self._class_map, self._source_index, self._seed, self._progress_dir
+        )
         return (
             pbegin
-            | "Patterns" >> beam.Create(self._patterns)
-            | "Match" >> fileio.MatchAll(fileio.EmptyMatchTreatment.ALLOW)
-            | "Paths" >> beam.Map(lambda metadata: metadata.path)
-            | "Distinct" >> beam.Distinct()  # overlapping globs must not parse a file twice
-            | "Parse" >> beam.ParDo(_ParseAnnotationFile(self._format, self._context, self._class_map)).with_outputs(REJECTED, TALLY, main="records")
+            | "Patterns" >> beam.Create([self._patterns])
+            | "PlanTasks" >> beam.ParDo(_PlanParsing(self._format))
+            | "Spread" >> beam.Reshuffle()
+            | "Parse" >> beam.ParDo(parse, beam.pvalue.AsSingleton(self._num_shards)).with_outputs(
+                REJECTED, TALLY, main="records"
+            )
         )
 
 
+class _ListImageFiles(beam.DoFn):
+    def process(self, root: str):
+        chunk = []
+        for path, size in sorted(_matched_files([paths.join(root, "**")]).items()):
+            relative = paths.relative_to(root, path)
+            if posixpath.splitext(relative)[1].lower() in IMAGE_EXTENSIONS:
+                chunk.append((relative, size))
+                if len(chunk) == IMAGE_LIST_CHUNK:
+                    yield chunk
+                    chunk = []
+        if chunk:
+            yield chunk
+
+
 class ListImages(beam.PTransform):
-    """Every image file under --images as (path relative to it, size in bytes)."""
+    """Every image file under --images, as lists of (path relative to it, size in bytes)."""
 
     def __init__(self, images_root: str):
         super().__init__()
         self._root = images_root
 
     def expand(self, pbegin):
-        root = self._root
-        return (
-            pbegin
-            | "Root" >> beam.Create([paths.join(root, "**")])
-            | "Match" >> fileio.MatchAll(fileio.EmptyMatchTreatment.ALLOW)
-            | "Relative" >> beam.Map(lambda metadata: (paths.relative_to(root, metadata.path), metadata.size_in_bytes))
-            | "ImagesOnly" >> beam.Filter(lambda item: posixpath.splitext(item[0])[1].lower() in IMAGE_EXTENSIONS)
+        return pbegin | "Root" >> beam.Create([self._root]) | "List" >> beam.ParDo(_ListImageFiles())
+
+
+class ShardImages(beam.PTransform):
+    """Lists of image files -> (shard, (source index, image files)), sharded by the source's join key."""
+
+    def __init__(self, rule: JoinRule, *, source_index: int, seed: int, num_shards):
+        super().__init__()
+        self._rule = rule
+        self._source_index = source_index
+        self._seed = seed
+        self._num_shards = num_shards
+
+    def expand(self, image_lists):
+        join_key = lambda image: self._rule.image_join_key(image[0])
+        index, seed = self._source_index, self._seed
+        return image_lists | "ByShard" >> beam.FlatMap(
+            lambda images, num_shards: shard_batches(images, join_key, index, seed, num_shards),
+            beam.pvalue.AsSingleton(self._num_shards),
         )
