@@ -12,6 +12,7 @@ from PIL import Image
 from conftest import read_examples, run_cli, shard_files
 from image_factory import encode, gradient
 from pipeline.cli import main
+from raccoon_records import raccoon_records
 from transforms.inspect_report import class_colours, contact_sheet
 from transforms.records import ODBox, ODRecord
 
@@ -61,9 +62,7 @@ def test_a_box_that_looks_right_only_when_drawn_min_to_max_is_flagged():
 @pytest.fixture(scope="module")
 def inspected(raccoon, tmp_path_factory):
     base = tmp_path_factory.mktemp("inspect")
-    output, report = base / "out", base / "report"
-    run_cli("convert", "--format", "voc", "--annotations", raccoon / "annotations", "--images", raccoon / "images",
-            "--output", output, "--splits", "train=0.8,val=0.2", "--num_shards", "2", "--name", "raccoon", check_exit=0)
+    output, report = raccoon_records(raccoon, tmp_path_factory), base / "report"
     result = run_cli("inspect", output, "--report", report, "--samples", "8", check_exit=0)
     return output, report, result
 
@@ -73,11 +72,11 @@ def test_contact_sheets_show_every_box_of_the_sampled_records(inspected):
     output, report, result = inspected
     assert "Inspected 200 records (train" in result.stdout
     positions = json.loads((report / "samples.json").read_text())
-    assert set(positions) == {"train", "val"}
+    assert set(positions) == {"train", "val", "test"}
     colour = tuple(class_colours(["raccoon"])["raccoon"])
     examples = {}  # shard -> its records, read by TensorFlow
     for split, tiles in positions.items():
-        assert len(tiles) == 8
+        assert len(tiles) == min(8, json.loads((output / "summary.json").read_text())["splits"][split]["images"])
         sheet = np.asarray(Image.open(report / f"samples-{split}.png").convert("RGB"))
         for tile in tiles:
             if tile["file"] not in examples:

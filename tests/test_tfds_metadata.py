@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import run_cli, voc_boxes
+from conftest import voc_boxes
+from raccoon_records import raccoon_records
 from transforms.handoff import handoff_readme
 from transforms.tfds_metadata import DESCRIPTION, FEATURES, dataset_info_json, features_json, od_features
 
@@ -30,11 +31,7 @@ def test_dataset_info_lists_splits_in_name_order_with_record_bytes():
 
 @pytest.fixture(scope="module")
 def converted(raccoon, tmp_path_factory):
-    output = tmp_path_factory.mktemp("tfds") / "out"
-    run_cli("convert", "--format", "voc", "--annotations", raccoon / "annotations", "--images", raccoon / "images",
-            "--output", output, "--splits", "train=0.7,val=0.2,test=0.1", "--num_shards", "2", "--name", "raccoon",
-            check_exit=0)
-    return output
+    return raccoon_records(raccoon, tmp_path_factory)
 
 
 @pytest.mark.slow

@@ -12,6 +12,7 @@ import tensorflow as tf
 
 from conftest import run_cli, shard_files, voc_boxes
 from pipeline.cli import main
+from raccoon_records import raccoon_records
 from transforms.records import Feature, find_record_files, guess_split, is_record_file, parse_example, read_frames
 from transforms.verify_checks import check_boxes, check_example, check_image
 
@@ -192,17 +193,14 @@ def test_a_swap_that_leaves_boxes_valid_is_not_claimed():
 
 @pytest.fixture(scope="module")
 def raccoon_output(raccoon, tmp_path_factory):
-    output = tmp_path_factory.mktemp("verify") / "out"
-    run_cli("convert", "--format", "voc", "--annotations", raccoon / "annotations", "--images", raccoon / "images",
-            "--output", output, "--splits", "train=0.8,val=0.2", "--name", "raccoon", check_exit=0)
-    return output
+    return raccoon_records(raccoon, tmp_path_factory)
 
 
 @pytest.mark.slow
 def test_verify_says_a_fresh_conversion_is_clean(raccoon_output):
     result = run_cli("verify", raccoon_output, "--json", check_exit=0)
     report = json.loads(result.stdout)
-    assert report["clean"] and report["records"] == 200 and report["files"] == 2
+    assert report["clean"] and report["records"] == 200 and report["files"] == 6  # 3 splits x 2 shards
     assert sum(split["boxes"] for split in report["splits"].values()) == 217
     assert set(report["problems"]) <= {"image_duplicate_within_split"}  # the raccoon set's known copies
 
@@ -270,7 +268,7 @@ def test_verify_finds_each_planted_problem(raccoon_output, tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_verify_names_the_deviations_of_the_old_generate_tfrecord_script(raccoon, tmp_path):
+def test_verify_names_the_deviations_of_the_old_generate_tfrecord_script(raccoon, tmp_path, capsys):
     """Records as Dat Tran's generate_tfrecord.py wrote them: `jpg`, no sha256, `train.record`."""
     folder = tmp_path / "legacy"
     folder.mkdir()
@@ -286,8 +284,8 @@ def test_verify_names_the_deviations_of_the_old_generate_tfrecord_script(raccoon
             "image/object/class/text": [b[0].encode() for b in boxes], "image/object/class/label": [1 for _ in boxes],
         }).SerializeToString())
     tf_record_file(folder / "train.record", serialized)
-    result = run_cli("verify", folder, "--label_map", raccoon / "label_map.pbtxt", "--json", check_exit=0)
-    report = json.loads(result.stdout)
+    assert main(["verify", str(folder), "--label_map", str(raccoon / "label_map.pbtxt"), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
     assert report["splits"] == {"train": {"records": 5, "boxes": sum(len(voc_boxes(p)[2]) for p in sorted((raccoon / "annotations").glob("*.xml"))[:5])}}
     assert set(report["problems"]) == {"key_absent", "format_key_disagrees"}
     assert report["problems"]["key_absent"]["examples"][0]["detail"] == "image/key/sha256 is absent"
