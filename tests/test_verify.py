@@ -292,6 +292,36 @@ def test_verify_names_the_deviations_of_the_old_generate_tfrecord_script(raccoon
     assert report["problems"]["format_key_disagrees"]["examples"][0]["detail"] == "image/format is 'jpg'; the bytes are jpeg"
 
 
+@pytest.mark.slow
+def test_verify_names_the_deviations_of_a_datumaro_export(raccoon, tmp_path, capsys):
+    """As Datumaro's tf_detection_api exporter writes: `default.tfrecord`, a tab-indented label map, an empty
+    image/source_id unless the source had one, non-ASCII dropped from class texts (but not from the map)."""
+    folder = tmp_path / "datumaro"
+    folder.mkdir()
+    (folder / "label_map.pbtxt").write_text("item {\n\tid: 1\n\tname: 'raccoon'\n}\n\nitem {\n\tid: 2\n\tname: 'Waschb\u00e4r'\n}\n\n")
+    serialized = []
+    for index, xml_path in enumerate(sorted((raccoon / "annotations").glob("*.xml"))[:3]):
+        filename, (width, height), boxes = voc_boxes(xml_path)
+        encoded = (raccoon / "images" / filename).read_bytes()
+        label, text = (2, b"Waschbr") if index == 0 else (1, b"raccoon")
+        serialized.append(tf_example(**{
+            "image/source_id": [b""], "image/filename": [filename.encode()], "image/height": [height],
+            "image/width": [width], "image/encoded": [encoded], "image/format": [b"jpeg"],
+            "image/key/sha256": [hashlib.sha256(encoded).hexdigest().encode()],
+            "image/object/bbox/xmin": [b[1] / width for b in boxes], "image/object/bbox/xmax": [b[3] / width for b in boxes],
+            "image/object/bbox/ymin": [b[2] / height for b in boxes], "image/object/bbox/ymax": [b[4] / height for b in boxes],
+            "image/object/class/text": [text for _ in boxes], "image/object/class/label": [label for _ in boxes],
+        }).SerializeToString())
+    tf_record_file(folder / "default.tfrecord", serialized)
+    assert main(["verify", str(folder), "--json"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert report["splits"]["all"]["records"] == 3
+    assert set(report["problems"]) == {"label_text_mismatch", "source_id_duplicate"}
+    assert report["problems"]["label_text_mismatch"]["examples"][0]["detail"] == (
+        "box 0: label 2 is 'Waschb\u00e4r' in the map, the text says 'Waschbr'")
+    assert report["problems"]["source_id_duplicate"]["examples"][0]["detail"] == "b'' on 3 records of all"
+
+
 def test_verify_usage_errors_exit_2(tmp_path, capsys):
     missing = run_cli("verify", tmp_path / "nope", check_exit=2)
     assert missing.stderr.strip() == f"error: {tmp_path / 'nope'} does not exist"
