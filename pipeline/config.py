@@ -39,12 +39,18 @@ def load_config(path: str) -> Dict[str, Any]:
 
 
 def beam_flags(settings: Dict[str, Any]) -> List[str]:
-    """Beam options from a config as command-line flags: `runner: DataflowRunner` -> --runner=DataflowRunner."""
+    """Beam options from a config as command-line flags: `runner: DataflowRunner` -> --runner=DataflowRunner.
+
+    `key: true` is the switch --key and `key: false` is --no_key; a switch with no --no_ twin is
+    refused when the options are checked, never silently dropped.
+    """
     flags = []
     for key, value in settings.items():
-        if value is None or value is False:
+        if value is None:
             continue
-        if value is True:
+        if value is False:  # Beam's switches that default on have a --no_ twin (use_public_ips: false)
+            flags.append(f"--no_{key}")
+        elif value is True:
             flags.append(f"--{key}")
         elif isinstance(value, (list, tuple)):
             flags.extend(f"--{key}={item}" for item in value)

@@ -19,6 +19,7 @@ from transforms.aggregate import BuildLabelMap, CountShards, DropDuplicates, Fin
 from transforms.join import JoinRule
 from transforms.publish import Publish
 from transforms.read import ListImages, ParseAnnotations, ShardImages
+from transforms.tally import CountRejections
 from transforms.write import DROPPED, WriteShards
 
 STAGING = ".staging"
@@ -71,7 +72,11 @@ def build_convert_pipeline(p: beam.Pipeline, job: ConvertJob, progress_dir: Opti
     duplicate_groups = written.content | "FindDuplicates" >> FindDuplicates()
 
     steps.append(written)
-    rejections = [step.rejected for step in steps] | "AllRejections" >> beam.Flatten()
+    rejections = (
+        [step.rejected for step in steps]
+        | "AllRejections" >> beam.Flatten()
+        | "CountRejections" >> beam.ParDo(CountRejections())  # counters to watch on Dataflow; the data is the record
+    )
     tallies = [step.tally for step in steps] | "AllTallies" >> beam.Flatten() | "Sum" >> beam.CombinePerKey(sum)
     return p | "Publish" >> Publish(
         tallies=tallies,

@@ -152,6 +152,9 @@ def _checked_beam_args(flags: List[str]) -> List[str]:
     given = PipelineOptions(flags).get_all_options(retain_unknown_options=True)
     unknown = sorted(set(given) - known)
     if unknown:
+        switch = unknown[0][len("no_"):]
+        if unknown[0].startswith("no_") and switch in known:
+            raise UsageError(f"`{switch}: false`: Beam's --{switch} is off unless given; remove it from the config")
         raise UsageError(f"unknown option --{unknown[0]}; see `python -m pipeline convert --help` and Beam's pipeline options")
     # The DirectRunner keeps Beam's own default (in_memory, one worker): measured here, multi_threading
     # gains nothing (the work holds the GIL) and multi_processing pays seconds of worker start-up.

@@ -84,3 +84,14 @@ def test_real_process_prints_no_traceback(tmp_path):
     result = run_cli("convert", "--annotations", tmp_path, "--images", tmp_path / "nope", "--output", tmp_path / "o")
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [f"error: --images {tmp_path}/nope: no such folder (or it is empty)"]
+
+
+def test_a_beam_switch_set_false_in_a_config_is_passed_on_or_refused(tmp_path):
+    from pipeline.config import beam_flags
+    from pipeline.errors import UsageError
+    from pipeline.options import _checked_beam_args
+
+    assert beam_flags({"use_public_ips": False, "save_main_session": True}) == ["--no_use_public_ips", "--save_main_session"]
+    assert _checked_beam_args(["--no_use_public_ips"]) == ["--no_use_public_ips"]
+    with pytest.raises(UsageError, match="`update: false`: Beam's --update is off unless given"):
+        _checked_beam_args(beam_flags({"update": False}))

@@ -57,6 +57,7 @@ def build_summary(
             "on_rejected_items": sum(rejection.boxes for rejection in rejections),
             "dropped_by_class_map": tallies.get("boxes_dropped_by_class_map", 0),
         },
+        "image_bytes_written": tallies.get("image_bytes_written", 0),
         "annotation_files_read": tallies.get("annotation_files_read", 0),
         "annotation_size_mismatches": tallies.get("annotation_size_mismatch", 0),
         "conversions": _by_kind(tallies, "conversion"),

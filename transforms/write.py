@@ -128,6 +128,7 @@ class _WriteShard(CountingDoFn):
     def _tally(self, encoded, split):
         kept = encoded.boxes.kept
         self.count("images_written")
+        self.count("image_bytes_written", len(encoded.image.encoded))
         self.count(("split_images", split))
         self.count(("split_boxes", split), len(kept))
         self.count("boxes_written", len(kept))
