@@ -122,3 +122,31 @@ def test_yolo_join_matches_by_stem_and_makes_unlabeled_images_negatives():
                     units=RELATIVE, source_split="train", image_bytes=7, images_root="/d"),
     ]
     assert [(r.source, r.reason) for r in joined.rejections] == [("/d/images/train/a.png", "image_label_ambiguous")]
+
+
+def test_a_big_coco_file_is_parsed_in_parts_with_the_same_result(tmp_path, monkeypatch):
+    import json
+
+    from transforms import read
+
+    images = [{"id": i, "file_name": f"img{i}.jpg", "width": 64, "height": 48} for i in range(40)]
+    boxes = [{"id": 100 + i, "image_id": i % 40, "category_id": 1 + i % 2, "bbox": [1, 2, 10, 8]} for i in range(90)]
+    boxes.append({"id": 999, "image_id": 12345, "category_id": 1, "bbox": [1, 2, 3, 4]})  # reported once
+    document = {"images": images, "annotations": boxes, "categories": [{"id": 1, "name": "cat"}, {"id": 2, "name": "dog"}]}
+    path = tmp_path / "instances.json"
+    path.write_text(json.dumps(document))
+
+    expected = [(assign_shard(f"img{i}.jpg", 3, 4), f"img{i}.jpg", len([b for b in boxes if b["image_id"] == i]))
+                for i in range(40)]
+    for part_bytes in (10 ** 9, path.stat().st_size // 5):  # whole, then in six parts
+        monkeypatch.setattr(read, "PART_BYTES", part_bytes)
+        tasks = list(read._PlanParsing(FORMATS["coco"]).process([str(path)]))
+        assert len(tasks) == (1 if part_bytes > path.stat().st_size else 6)
+        with TestPipeline() as p:
+            parsed = p | ParseAnnotations(FORMATS["coco"], [str(path)], ParseContext(), class_map={},
+                                          source_index=0, seed=3, num_shards=p | beam.Create([4]))
+            records = parsed.records | beam.FlatMap(lambda item: [(item[0], r.key, len(r.boxes)) for r in item[1][1]])
+            assert_that(records, equal_to(expected), label="records")
+            assert_that(parsed.rejected | beam.Map(lambda r: r.reason), equal_to(["box_unknown_image"]), label="rejected")
+            assert_that(parsed.tally | beam.CombinePerKey(sum),
+                        equal_to([("annotation_files_read", 1), ("boxes_read", 91)]), label="tally")
