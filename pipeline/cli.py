@@ -85,14 +85,12 @@ def _report(summary: dict, output: str) -> str:
 
 
 @contextlib.contextmanager
-def _progress_line(options):
+def _progress_line(runner):
     """A progress line every few seconds when the workers run on this machine; elsewhere, their UI."""
-    from apache_beam.options.pipeline_options import StandardOptions
-
+    from pipeline.local_runner import is_local_runner
     from pipeline.progress import ProgressLine
 
-    runner = options.view_as(StandardOptions).runner
-    if runner not in (None, "DirectRunner", "direct", "BundleBasedDirectRunner"):
+    if not is_local_runner(runner):
         yield None
         return
     with ProgressLine() as line:
@@ -101,17 +99,19 @@ def _progress_line(options):
 
 def _convert(given: dict, beam_args: List[str]) -> int:
     import apache_beam as beam
-    from apache_beam.options.pipeline_options import PipelineOptions
+    from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
     from pipeline.graph import build_convert_pipeline
+    from pipeline.local_runner import direct_runner_args
     from pipeline.options import resolve_convert
     from transforms import paths
     from transforms.publish import SUMMARY
     from transforms.read import read_file
 
     job = resolve_convert(given, beam_args)
-    options = PipelineOptions(job.beam_args)
-    with _progress_line(options) as progress_dir:
+    runner = PipelineOptions(job.beam_args).view_as(StandardOptions).runner
+    options = PipelineOptions(direct_runner_args(job.beam_args, runner, [source.images for source in job.sources]))
+    with _progress_line(runner) as progress_dir:
         with beam.Pipeline(options=options) as p:
             build_convert_pipeline(p, job, progress_dir)
     summary = json.loads(read_file(paths.join(job.output, SUMMARY)))
