@@ -80,6 +80,17 @@ def _report(summary: dict, output: str) -> str:
             f"  duplicates: {summary['duplicates']['groups']} groups of byte-identical images "
             f"({summary['duplicates']['images']} images, each group in one split)"
         )
+    incremental = summary.get("incremental")
+    if incremental:
+        what = "published" if incremental["published"] else "nothing new: the published dataset is unchanged"
+        lines.append(
+            f"  incremental run {incremental['run']}: {incremental['new']} new, {incremental['changed']} changed, "
+            f"{incremental['deleted']} deleted, {incremental['unchanged']} already ingested; "
+            f"{incremental['removed']} old records removed; {what}; the dataset holds {incremental['dataset_images']} "
+            f"images in {incremental['live_shards']} shard files (manifest.json)"
+        )
+        if (incremental["changed"] or incremental["deleted"]) and not incremental["update_changed"]:
+            lines.append("  changed and deleted source items are only reported: add --update_changed to rewrite them")
     lines.append(f"  summary.json: all counts and the settings used ({summary['durations']['total_seconds']:.1f} s)")
     return "\n".join(lines)
 
@@ -114,7 +125,7 @@ def _convert(given: dict, beam_args: List[str]) -> int:
     with _progress_line(runner) as progress_dir:
         with beam.Pipeline(options=options) as p:
             build_convert_pipeline(p, job, progress_dir)
-    summary = json.loads(read_file(paths.join(job.output, SUMMARY)))
+    summary = json.loads(read_file(job.run_log or paths.join(job.output, SUMMARY)))  # run_log: incremental runs
     print(_report(summary, job.output))
     return 0
 

@@ -8,19 +8,22 @@ label map, its rejections and its summary are published together.
 """
 from __future__ import annotations
 
+import atexit
 import uuid
 from typing import Optional
 
 import apache_beam as beam
 
-from pipeline.options import ConvertJob
-from transforms import paths
+from pipeline.errors import UsageError
+from pipeline.options import ConvertJob, refresh_incremental
+from transforms import lock, paths, storage
+from transforms import manifest as state
 from transforms.aggregate import BuildLabelMap, CountShards, DropDuplicates, FindDuplicates
 from transforms.join import JoinRule
 from transforms.publish import Publish
 from transforms.read import ListImages, ParseAnnotations, ShardImages
 from transforms.tally import CountRejections
-from transforms.write import DROPPED, WriteShards
+from transforms.write import ALL_SHARDS, DROPPED, FILES, IncrementalPlan, WriteShards
 
 STAGING = ".staging"
 
@@ -30,12 +33,18 @@ def build_convert_pipeline(p: beam.Pipeline, job: ConvertJob, progress_dir: Opti
 
     `progress_dir`: a local folder where the workers note their progress (local runs only).
     """
+    incremental = None
+    if job.incremental:
+        job, incremental = _start_incremental(job)
     staging_dir = paths.join(paths.join(job.output, STAGING), uuid.uuid4().hex)
 
     labels = [f"Source{index}" if len(job.sources) > 1 else "Source" for index in range(len(job.sources))]
     rules = [JoinRule(source.images, source.format.name) for source in job.sources]
     image_lists = [p | f"{label}/ListImages" >> ListImages(source.images) for label, source in zip(labels, job.sources)]
-    num_shards = image_lists | "AllImageFiles" >> beam.Flatten() | "CountShards" >> CountShards(job.num_shards, job.splits)
+    if incremental and incremental["previous"]:  # the index is split by shard: its shard count never changes
+        num_shards = p | "IndexShards" >> beam.Create([incremental["previous"]["index_shards"]])
+    else:
+        num_shards = image_lists | "AllImageFiles" >> beam.Flatten() | "CountShards" >> CountShards(job.num_shards, job.splits)
 
     steps, record_batches, image_batches = [], [], []
     for index, (label, source, images) in enumerate(zip(labels, job.sources, image_lists)):
@@ -57,6 +66,9 @@ def build_convert_pipeline(p: beam.Pipeline, job: ConvertJob, progress_dir: Opti
         steps.append(dropping)
         sharded[DROPPED] = dropping.dropped
 
+    if incremental:  # every shard's writer runs, also one with nothing new: it finds the deletions
+        sharded[ALL_SHARDS] = num_shards | "EveryShard" >> beam.FlatMap(lambda n: [(shard, True) for shard in range(n)])
+
     label_ids = sharded["records"] | "LabelMap" >> BuildLabelMap(job.label_map_seed)
     written = sharded | "WriteShards" >> WriteShards(
         staging_dir=staging_dir,
@@ -68,6 +80,7 @@ def build_convert_pipeline(p: beam.Pipeline, job: ConvertJob, progress_dir: Opti
         num_shards=num_shards,
         label_ids=label_ids,
         progress_dir=progress_dir,
+        incremental=incremental and incremental["plan"],
     )
     duplicate_groups = written.content | "FindDuplicates" >> FindDuplicates()
 
@@ -90,4 +103,38 @@ def build_convert_pipeline(p: beam.Pipeline, job: ConvertJob, progress_dir: Opti
         splits=job.splits,
         config=job.settings,
         started_at=job.started_at,
+        file_changes=written[FILES] if incremental else None,
+        incremental=incremental and {key: value for key, value in incremental.items() if key != "plan"},
     )
+
+
+def _start_incremental(job: ConvertJob):
+    """On the launcher: take the lock, finish a killed run's publish, clear its staging, read the manifest.
+
+    The lock is released by the publish step, or when this process exits (a failed run); a run killed
+    outright leaves it, and the next run on this host sees that its process is gone (stale).
+    """
+    try:
+        token = lock.acquire(job.output, job.lock_timeout_hours)
+    except lock.LockHeld as error:
+        raise UsageError(str(error)) from None
+    atexit.register(lock.release, job.output, token)
+    state.recover(job.output)
+    storage.remove_tree(paths.join(job.output, STAGING))  # what a killed run staged: it starts over
+    job = refresh_incremental(job)
+    previous = None if job.resplit else job.manifest
+    plan = IncrementalPlan(
+        run=(job.manifest or {}).get("run", 0) + 1,
+        index_paths=state.index_paths(job.output, previous),
+        live_files={entry["id"]: (entry["file"], paths.join(job.output, entry["file"])) for entry in (previous or {}).get("files", [])},
+        update_changed=job.update_changed,
+    )
+    return job, {
+        "plan": plan,
+        "previous": previous,
+        "run": plan.run,
+        "seed": job.seed,
+        "update_changed": job.update_changed,
+        "lock_token": token,
+        "run_log": job.run_log,
+    }

@@ -41,6 +41,10 @@ DEFAULTS: Dict[str, Any] = {
     "include_masks": False,
     "classes": None,
     "class_map": None,
+    "incremental": False,
+    "update_changed": False,
+    "resplit": False,
+    "lock_timeout_hours": 24,
 }
 _DATASET_NAME = re.compile(r"^[A-Za-z0-9_]+$")
 SOURCE_SPLITS = "source"
@@ -61,6 +65,20 @@ class ConvertJob:
     settings: Dict[str, Any]  # the effective settings, recorded in summary.json
     beam_args: List[str]
     started_at: float
+    incremental: bool = False  # add only what is new to the published dataset (manifest.json)
+    update_changed: bool = False  # rewrite shards holding changed or deleted source items
+    resplit: bool = False  # incremental, but the splits/seed/name changed: write a new dataset, ids kept
+    lock_timeout_hours: float = 24.0
+    manifest: Optional[Dict[str, Any]] = None  # the published state an incremental run starts from
+    run_log: Optional[str] = None  # incremental runs: OUTPUT/runs/STAMP-ID.json, this run's summary
+
+
+def refresh_incremental(job: ConvertJob) -> ConvertJob:
+    """The job with the manifest read again (after the lock is held and a killed run's publish finished)."""
+    manifest, label_map_seed = _incremental_state(
+        job.settings, job.output, job.name, job.seed, _label_map_seed(job.settings.get("label_map"))
+    )
+    return dataclasses.replace(job, manifest=manifest, label_map_seed=label_map_seed)
 
 
 def add_convert_arguments(parser: argparse.ArgumentParser) -> None:
@@ -93,6 +111,16 @@ def add_convert_arguments(parser: argparse.ArgumentParser) -> None:
         help="keep one of each set of byte-identical images (the first by path); costs a second read of each image")
     add("--include_masks", action="store_true",
         help="write image/object/mask: COCO polygon and RLE segmentations as PNG instance masks (needs pycocotools)")
+    add("--incremental", action="store_true",
+        help="add to the dataset already in --output: write only images not yet ingested, in new shard files; "
+        "class ids and splits never move; the published state is OUTPUT/manifest.json")
+    add("--update_changed", action="store_true",
+        help="with --incremental: re-write images whose annotations changed and remove deleted ones "
+        "(the shards holding them are rewritten); without it they are only reported")
+    add("--resplit", action="store_true",
+        help="with --incremental: accept changed --splits/--seed/--name by writing the whole dataset anew (class ids kept)")
+    add("--lock_timeout_hours", type=float, metavar="H",
+        help="an incremental run's OUTPUT/.lock older than this is stale and taken over (default 24)")
     add("--config", metavar="YAML", help="YAML file with any of these settings and Beam options; flags win")
 
 
@@ -126,6 +154,43 @@ def _label_map_seed(path: Optional[str]) -> Dict[str, int]:
         raise UsageError(f"--label_map {path}: {error}") from None
     except Exception as error:
         raise UsageError(f"cannot read --label_map {path}: {error}") from None
+
+
+def _incremental_state(settings: Dict[str, Any], output: str, name: str, seed: int,
+                       label_map_seed: Dict[str, int]) -> Tuple[Optional[Dict[str, Any]], Dict[str, int]]:
+    """The published manifest an incremental run extends, checked against this run's settings, and the
+    label map seed (the manifest's ids, never renumbered; --label_map may only add to them)."""
+    from transforms.manifest import read_manifest
+
+    for flag in ("update_changed", "resplit"):
+        if settings[flag] and not settings["incremental"]:
+            raise UsageError(f"--{flag} works with --incremental only")
+    if not settings["incremental"]:
+        return None, label_map_seed
+    try:
+        manifest = read_manifest(output)
+    except Exception as error:
+        raise UsageError(f"cannot read {output}/manifest.json: {' '.join(str(error).split())[:200]}") from None
+    if manifest is None:
+        return None, label_map_seed
+    ids = dict(manifest["label_map"])
+    for class_name, class_id in label_map_seed.items():
+        if class_name in ids and ids[class_name] != class_id:
+            raise UsageError(
+                f"--label_map gives {class_name!r} id {class_id}, but the dataset in {output} has it as {ids[class_name]}; "
+                "class ids of a published dataset never change"
+            )
+        if class_name not in ids and class_id in ids.values():
+            raise UsageError(f"--label_map gives id {class_id} to {class_name!r}, but it is taken in {output}")
+        ids[class_name] = class_id
+    if not settings["resplit"]:
+        for key, now in (("splits", str(settings["splits"])), ("seed", seed), ("name", name)):
+            if manifest[key] != now:
+                raise UsageError(
+                    f"--{key} {now} differs from the dataset in {output} (written with {manifest[key]}): "
+                    "images would move between splits or files; keep it, or add --resplit to write the dataset anew"
+                )
+    return manifest, ids
 
 
 def _integer(settings: Dict[str, Any], key: str, minimum: int) -> int:
@@ -196,6 +261,26 @@ def resolve_convert(given: Dict[str, Any], extra_beam_args: List[str]) -> Conver
     if not _DATASET_NAME.match(name):
         raise UsageError(f"--name {name!r}: use letters, digits and _ only (it starts every shard file name)")
 
+    seed = _integer(settings, "seed", 0)
+    for flag in ("incremental", "update_changed", "resplit"):
+        if not isinstance(settings[flag], bool):
+            raise UsageError(f"{flag} must be true or false, not {settings[flag]!r}")
+    try:
+        lock_timeout_hours = float(settings["lock_timeout_hours"])
+    except (TypeError, ValueError):
+        raise UsageError(f"--lock_timeout_hours must be a number, not {settings['lock_timeout_hours']!r}") from None
+    if lock_timeout_hours <= 0:
+        raise UsageError(f"--lock_timeout_hours must be positive, not {lock_timeout_hours:g}")
+    manifest, label_map_seed = _incremental_state(
+        settings, output, name, seed, _label_map_seed(settings["label_map"])
+    )
+
+    started_at = time.time()
+    run_log = None
+    if settings["incremental"]:
+        from transforms.manifest import run_log_name
+
+        run_log = f"{output}/{run_log_name(started_at)}"
     settings.update(
         format=sorted({source.format.name for source in sources}),
         annotations=[source.annotations for source in sources],
@@ -207,10 +292,10 @@ def resolve_convert(given: Dict[str, Any], extra_beam_args: List[str]) -> Conver
         sources=sources,
         output=output,
         splits=splits,
-        seed=_integer(settings, "seed", 0),
+        seed=seed,
         num_shards=_integer(settings, "num_shards", 0),
         name=name,
-        label_map_seed=_label_map_seed(settings["label_map"]),
+        label_map_seed=label_map_seed,
         image_policy=ImagePolicy(
             exif_orientation=exif_orientation, validate=validate_images, include_masks=settings["include_masks"]
         ),
@@ -218,5 +303,11 @@ def resolve_convert(given: Dict[str, Any], extra_beam_args: List[str]) -> Conver
         class_map=_class_map(settings["class_map"]),
         settings=settings,
         beam_args=_checked_beam_args(beam_flags(beam_file) + list(extra_beam_args)),
-        started_at=time.time(),
+        started_at=started_at,
+        run_log=run_log,
+        incremental=settings["incremental"],
+        update_changed=settings["update_changed"],
+        resplit=settings["resplit"],
+        lock_timeout_hours=lock_timeout_hours,
+        manifest=manifest,
     )

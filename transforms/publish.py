@@ -12,13 +12,15 @@ from typing import Dict, List, Mapping, Optional, Sequence
 
 import apache_beam as beam
 
-from transforms import paths, storage
+from transforms import lock, paths, storage
+from transforms import manifest as state
 from transforms.label_map import format_label_map
 from transforms.model import ITEM_BOX, ITEM_IMAGE, Rejection
 from transforms.splits import Splits
 from transforms.handoff import README as HANDOFF_README
 from transforms.handoff import handoff_readme
-from transforms.tfds_metadata import write_tfds_metadata
+from transforms.tfds_metadata import dataset_info_json, features_json, write_tfds_metadata
+from transforms.tfds_metadata import DATASET_INFO, FEATURES
 from transforms.write import shard_file_name
 
 SUMMARY = "summary.json"
@@ -127,6 +129,8 @@ class _Publish(beam.DoFn):
         stage(HANDOFF_README, handoff_readme(summary, self._output, self._name))
         stage(SUMMARY, json.dumps(summary, indent=2, sort_keys=False) + "\n")
 
+        # A plain run replaces the dataset: an incremental run's manifest would no longer describe it.
+        storage.delete([path for path in (paths.join(self._output, state.MANIFEST),) if storage.exists(path)])
         previous = storage.list_files(paths.join(self._output, f"{self._name}-*.tfrecord-*"))
         storage.delete([path for path in previous if path.rsplit("/", 1)[-1] not in shard_names])
         # summary.json moves last: a reader that sees it sees a complete dataset.
@@ -137,29 +141,111 @@ class _Publish(beam.DoFn):
             )
         storage.remove_tree(self._staging_dir)
         storage.remove_empty_folder(self._staging_dir.rsplit("/", 1)[0])
+        storage.remove_tree(paths.join(self._output, state.STATE))
         yield summary
+
+
+INCREMENTAL_COUNTS = ("new", "changed", "deleted", "unchanged", "removed")
+
+
+class _PublishIncremental(beam.DoFn):
+    """An incremental run's publish: new and rewritten shards, index parts and metadata moved into place
+    through the journal, manifest.json last; nothing but a run log when nothing changed. Releases the lock."""
+
+    def __init__(self, *, output, staging_dir, name, splits, config, started_at, previous, run, seed,
+                 update_changed, lock_token, run_log):
+        self._output = output
+        self._staging_dir = staging_dir
+        self._name = name
+        self._splits = splits
+        self._config = config
+        self._started_at = started_at
+        self._previous = previous  # None: a first run (or --resplit), which publishes even an empty dataset
+        self._run = run
+        self._seed = seed
+        self._update_changed = update_changed
+        self._lock_token = lock_token
+        self._run_log = run_log
+
+    def process(self, _, tallies, rejections, duplicate_groups, label_ids, num_shards, changes):
+        try:
+            yield self._publish(tallies, rejections, duplicate_groups, label_ids, num_shards, changes)
+        finally:
+            if self._lock_token:
+                lock.release(self._output, self._lock_token)
+
+    def _publish(self, tallies, rejections, duplicate_groups, label_ids, num_shards, changes):
+        rejections = sorted(rejections, key=Rejection.sort_key)
+        summary = build_summary(tallies, rejections, duplicate_groups, label_ids, self._splits, num_shards)
+        summary["config"] = self._config
+        counts = {key: tallies.get(f"incremental_{key}", 0) for key in INCREMENTAL_COUNTS}
+        names = split_names(self._splits, tallies)
+        stage = lambda file_name, text: storage.write_bytes(
+            paths.join(self._staging_dir, file_name), text.encode("utf-8", "backslashreplace")
+        )
+        published = self._previous is None or bool(changes)
+        if published:
+            manifest, moves = state.next_manifest(
+                self._previous, run=self._run, name=self._name, seed=self._seed, splits=self._config["splits"],
+                index_shards=num_shards, label_ids=label_ids, changes=changes, config=self._config,
+            )
+        else:
+            manifest, moves = self._previous, []
+        summary["splits"] = state.split_counts(manifest, names)
+        summary["incremental"] = {
+            "run": manifest["run"],
+            "published": published,
+            **counts,
+            "update_changed": self._update_changed,
+            "dataset_images": sum(entry["records"] for entry in manifest["files"]),
+            "live_shards": len(manifest["files"]),
+        }
+        summary["durations"] = {"total_seconds": round(time.time() - self._started_at, 3)}
+        if published:
+            stage(LABEL_MAP, format_label_map(label_ids))
+            stage(REJECTED_FILE, "".join(rejection.to_json() + "\n" for rejection in rejections))
+            stage(DATASET_INFO, state.with_template(dataset_info_json(self._name, state.tfds_shards(manifest))))
+            stage(FEATURES, features_json())
+            totals = dict(summary, images_written=summary["incremental"]["dataset_images"],
+                          boxes=dict(summary["boxes"], written=sum(split["boxes"] for split in summary["splits"].values())))
+            stage(HANDOFF_README, handoff_readme(totals, self._output, self._name))
+            stage(SUMMARY, json.dumps(summary, indent=2) + "\n")
+            stage(state.MANIFEST, json.dumps(manifest, indent=1) + "\n")
+            metadata = [LABEL_MAP, REJECTED_FILE, DATASET_INFO, FEATURES, HANDOFF_README, SUMMARY, state.MANIFEST]
+            moves = moves + [(paths.join(self._staging_dir, file_name), file_name) for file_name in metadata]
+            state.publish(self._output, self._staging_dir, moves)  # manifest.json last
+            previous_name = (self._previous or {}).get("name", self._name)
+            state.collect_garbage(self._output, manifest, extra_names=(previous_name,))
+        else:
+            storage.remove_tree(self._staging_dir)
+        storage.remove_empty_folder(self._staging_dir.rsplit("/", 1)[0])
+        storage.write_bytes(self._run_log, (json.dumps(summary, indent=2) + "\n").encode("utf-8", "backslashreplace"))
+        return summary
 
 
 class Publish(beam.PTransform):
     """Side inputs in, the published summary out (one element)."""
 
-    def __init__(self, *, tallies, rejections, duplicate_groups, label_ids, num_shards, **settings):
+    def __init__(self, *, tallies, rejections, duplicate_groups, label_ids, num_shards, file_changes=None,
+                 incremental=None, **settings):
         super().__init__()
         self._inputs = (tallies, rejections, duplicate_groups, label_ids, num_shards)
+        self._file_changes = file_changes  # incremental runs: the writers' FileChange reports
+        self._incremental = incremental  # incremental runs: previous, run, seed, update_changed, lock_token, run_log
         self._settings = settings
 
     def expand(self, pbegin):
         tallies, rejections, duplicate_groups, label_ids, num_shards = self._inputs
-        return (
-            pbegin
-            | "Once" >> beam.Create([None])
-            | "Publish"
-            >> beam.ParDo(
-                _Publish(**self._settings),
-                beam.pvalue.AsDict(tallies),
-                beam.pvalue.AsList(rejections),
-                beam.pvalue.AsList(duplicate_groups),
-                beam.pvalue.AsSingleton(label_ids),
-                beam.pvalue.AsSingleton(num_shards),
-            )
-        )
+        side_inputs = [
+            beam.pvalue.AsDict(tallies),
+            beam.pvalue.AsList(rejections),
+            beam.pvalue.AsList(duplicate_groups),
+            beam.pvalue.AsSingleton(label_ids),
+            beam.pvalue.AsSingleton(num_shards),
+        ]
+        if self._incremental is None:
+            publish = _Publish(**self._settings)
+        else:
+            publish = _PublishIncremental(**self._settings, **self._incremental)
+            side_inputs.append(beam.pvalue.AsList(self._file_changes))
+        return pbegin | "Once" >> beam.Create([None]) | "Publish" >> beam.ParDo(publish, *side_inputs)

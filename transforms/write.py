@@ -11,12 +11,13 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections import defaultdict
-from typing import Dict, Optional
+from typing import Dict, Optional, Tuple
 
 import apache_beam as beam
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
+from transforms import manifest as state
 from transforms import paths
 from transforms.encode import ImagePolicy, encode_record
 from transforms.example import tfrecord_frame
@@ -30,6 +31,9 @@ from transforms.tally import TALLY, CountingDoFn
 
 CONTENT = "content"
 DROPPED = "dropped"
+FILES = "files"  # incremental runs: the staged files (new, rewritten, index parts) each writer reports
+ALL_SHARDS = "shards"  # incremental runs: one marker per shard, so every shard's writer runs (deletions)
+REWRITE = "rewrite"  # staging subfolder of rewritten live shards
 CONTENT_BUCKET_DIGITS = 1  # hex digits of sha256 that pick the duplicate-search group: 16 groups
 TARGET_SHARD_BYTES = 150 * 1024 * 1024  # TF's guidance: shards of 100-200 MB
 MAX_IMAGE_BYTES = 512 * 1024 * 1024  # no photo is this big; reading one would cost the worker its memory
@@ -46,9 +50,22 @@ def auto_num_shards(total_image_bytes: int, splits: Optional[Splits]) -> int:
     return max(1, math.ceil(total_image_bytes * largest / TARGET_SHARD_BYTES))
 
 
+@dataclasses.dataclass(frozen=True)
+class IncrementalPlan:
+    """What a shard writer of an incremental run needs of the published state."""
+
+    run: int
+    index_paths: Tuple[Optional[str], ...]  # by shard; empty on a first run
+    live_files: Dict[str, Tuple[str, str]]  # file id -> (file name, path) of every live shard file
+    update_changed: bool
+
+    def index_path(self, shard: int) -> Optional[str]:
+        return self.index_paths[shard] if shard < len(self.index_paths) else None
+
+
 class _WriteShard(CountingDoFn):
     def __init__(self, staging_dir: str, name: str, seed: int, splits: Splits, policy: ImagePolicy, rules,
-                 progress_dir: Optional[str]):
+                 progress_dir: Optional[str], incremental: Optional[IncrementalPlan] = None):
         self._policy = policy
         self._staging_dir = staging_dir
         self._name = name
@@ -56,6 +73,7 @@ class _WriteShard(CountingDoFn):
         self._splits = splits
         self._rules = rules
         self._progress_dir = progress_dir
+        self._incremental = incremental
 
     def setup(self):
         self._progress = ProgressNotes(self._progress_dir)
@@ -72,18 +90,89 @@ class _WriteShard(CountingDoFn):
             yield beam.pvalue.TaggedOutput(REJECTED, rejection)
         dropped = {tuple(item) for batch in grouped.get(DROPPED, ()) for item in batch}
         files, content = {}, defaultdict(list)
+        plan = self._incremental
+        ingested = state.read_index_part(plan.index_path(shard)) if plan else {}
+        seen, remove, entries, per_file = set(), set(), {}, defaultdict(lambda: [0, 0, 0])
         try:
             # Sorted, so a shard's bytes do not depend on the order the shuffle delivered its records.
             for record in sorted(joined.records, key=lambda record: (record.key, record.images_root, record.source)):
                 if (record.images_root, record.key) in dropped:
                     continue  # rejected as a duplicate, and counted, before the shuffle
+                if plan:
+                    ident, fingerprint = state.identity(record, len(self._rules)), state.fingerprint(record)
+                    previous = ingested.get(ident)
+                    seen.add(ident)
+                    if previous is not None and previous["fp"] == fingerprint:
+                        self.count("incremental_unchanged")
+                        continue  # ingested before: its image is not even read
+                    if previous is not None:
+                        self.count("incremental_changed")
+                        if not plan.update_changed:
+                            continue
+                    else:
+                        self.count("incremental_new")
+                self._written = None
                 yield from self._write_record(record, label_ids, shard, num_shards, files, content)
                 self._progress.add("written")
+                if plan and self._written is not None:
+                    sha256, split, size, boxes = self._written
+                    counts = per_file[split]
+                    entries[ident] = {"k": ident, "sha": sha256, "fp": fingerprint, "split": split, "b": boxes, "n": size,
+                                      "file": state.new_file_id(plan.run, shard, split), "pos": counts[0]}
+                    counts[0], counts[1], counts[2] = counts[0] + 1, counts[1] + size, counts[2] + boxes
+                    if ident in ingested:
+                        remove.add(ident)  # its old record leaves its old shard
         finally:
             for handle in files.values():
                 handle.close()
         for bucket in sorted(content):
             yield beam.pvalue.TaggedOutput(CONTENT, (bucket, content[bucket]))
+        if plan:
+            yield from self._update_state(plan, shard, num_shards, ingested, seen, remove, entries, per_file)
+
+    def _update_state(self, plan: IncrementalPlan, shard, num_shards, ingested, seen, remove, entries, per_file):
+        """Report the new files, rewrite live shards without removed records, and write this shard's index."""
+        deleted = sorted(set(ingested) - seen)
+        self.count("incremental_deleted", len(deleted))
+        if plan.update_changed:
+            remove.update(deleted)
+        for split, (records, size, boxes) in sorted(per_file.items()):
+            staged = paths.join(self._staging_dir, shard_file_name(self._name, split, shard, num_shards))
+            yield beam.pvalue.TaggedOutput(FILES, state.FileChange(
+                "new", shard, staged, split, state.new_file_id(plan.run, shard, split), records=records, bytes=size, boxes=boxes))
+        kept = {ident: entry for ident, entry in ingested.items() if ident not in remove}
+        for file_id in sorted({ingested[ident]["file"] for ident in remove}):
+            old = [entry for entry in ingested.values() if entry["file"] == file_id]
+            removed = {entry["pos"] for entry in old if entry["k"] in remove}
+            yield self._rewrite(plan, shard, file_id, old[0]["split"], removed, kept)
+        self.count("incremental_removed", len(remove))
+        if entries or remove:
+            kept.update(entries)
+            staged = paths.join(self._staging_dir, state.index_part_name(shard))
+            with FileSystems.create(staged, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
+                handle.write(state.format_index(kept).encode("utf-8"))
+            yield beam.pvalue.TaggedOutput(FILES, state.FileChange("index", shard, staged))
+
+    def _rewrite(self, plan: IncrementalPlan, shard, file_id, split, removed_positions, kept):
+        """A live shard file without the records at `removed_positions`, staged under its own name."""
+        file_name, live_path = plan.live_files[file_id]
+        new_id = state.rewritten_file_id(plan.run, file_name)
+        staged = paths.join(paths.join(self._staging_dir, REWRITE), file_name)
+        by_position = {entry["pos"]: entry for entry in kept.values() if entry["file"] == file_id}
+        records = size = boxes = 0
+        with FileSystems.create(staged, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
+            for position, data in enumerate(state.read_frames_of(live_path)):
+                if position in removed_positions:
+                    continue
+                handle.writelines(tfrecord_frame((data,)))
+                entry = by_position.get(position)
+                if entry is not None:
+                    entry.update(file=new_id, pos=records)
+                    boxes += entry.get("b", 0)
+                records += 1
+                size += len(data)
+        return beam.pvalue.TaggedOutput(FILES, state.FileChange(
+            "rewritten", shard, staged, split, new_id, replaces=file_name, records=records, bytes=size, boxes=boxes))
 
     def _write_record(self, record: ImageRecord, label_ids, shard, num_shards, files, content):
         image_path = record.source if record.embedded_format else paths.join(record.images_root, record.key)
@@ -122,6 +211,7 @@ class _WriteShard(CountingDoFn):
             path = paths.join(self._staging_dir, shard_file_name(self._name, split, shard, num_shards))
             files[split] = FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED)
         files[split].writelines(tfrecord_frame(encoded.example))
+        self._written = (encoded.sha256, split, sum(len(chunk) for chunk in encoded.example), len(encoded.boxes.kept))
         content[encoded.sha256[:CONTENT_BUCKET_DIGITS]].append((encoded.sha256, record.key))
         self._tally(encoded, split)
 
@@ -152,9 +242,10 @@ class WriteShards(beam.PTransform):
     Outputs rejections, tallies and, for the duplicate search, (sha256 prefix, [(sha256, key)]) lists.
     """
 
-    def __init__(self, *, staging_dir, name, seed, splits, policy, rules, num_shards, label_ids, progress_dir=None):
+    def __init__(self, *, staging_dir, name, seed, splits, policy, rules, num_shards, label_ids, progress_dir=None,
+                 incremental: Optional[IncrementalPlan] = None):
         super().__init__()
-        self._writer = _WriteShard(staging_dir, name, seed, splits, policy, tuple(rules), progress_dir)
+        self._writer = _WriteShard(staging_dir, name, seed, splits, policy, tuple(rules), progress_dir, incremental)
         self._num_shards = num_shards  # singleton PCollections: they depend on the data
         self._label_ids = label_ids
 
@@ -165,5 +256,5 @@ class WriteShards(beam.PTransform):
             | "Write"
             >> beam.ParDo(
                 self._writer, beam.pvalue.AsSingleton(self._label_ids), beam.pvalue.AsSingleton(self._num_shards)
-            ).with_outputs(REJECTED, CONTENT, TALLY)
+            ).with_outputs(REJECTED, CONTENT, TALLY, FILES)
         )

@@ -1,0 +1,261 @@
+"""The published state of an incremental dataset: manifest.json, the ingested-keys index, the publish journal.
+
+`OUTPUT/manifest.json` is written last and atomically (a rename) by every incremental run that changed
+something. It names the live shard files (with their split, records, bytes and boxes), the label map,
+the settings that must not change (name, seed, splits, the number of index shards), and where the
+ingested-keys index lives. The index is split by shard, one JSON-lines file per shard under
+`OUTPUT/.state/rNNNN/`, so a shard writer reads only its own part: one line per ingested image with its
+identity (`k`), content hash (`sha`), annotation fingerprint (`fp`), split, the id of the live file that
+holds it and its position there, its boxes and record bytes.
+
+Publishing many files is not atomic, so it is journaled: `OUTPUT/.state/publishing.json` lists every
+move (staging -> OUTPUT, the manifest last) and is itself put in place by a rename before the first
+move. A run killed while publishing leaves the journal; the next run finishes it (a move whose source
+is gone was done) before it reads the manifest. Pure functions here, plus the few file operations.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import uuid
+from typing import Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple
+
+from transforms import paths, storage
+from transforms.model import ImageRecord
+
+MANIFEST = "manifest.json"
+STATE = ".state"  # index parts and the publish journal (hidden: no OUTPUT glob of records sees it)
+JOURNAL = "publishing.json"
+RUNS = "runs"  # one JSON file per incremental run: its summary, also when it changed nothing
+FORMAT_VERSION = 1
+INCREMENTAL_TEMPLATE = "{DATASET}-{SPLIT}.{FILEFORMAT}-{SHARD_INDEX}"  # TFDS template of incremental outputs
+
+
+def live_file_name(name: str, split: str, index: int) -> str:
+    """The n-th live file of a split: matches the OD API glob `{name}-{split}.tfrecord-*` and TFDS's
+    `{SHARD_INDEX}` template; later runs append indices, so names never collide."""
+    return f"{name}-{split}.tfrecord-{index:05d}"
+
+
+def index_part_name(shard: int) -> str:
+    return f"index-{shard:05d}.jsonl"
+
+
+def new_file_id(run: int, shard: int, split: str) -> str:
+    return f"r{run:04d}-{shard:05d}-{split}"
+
+
+def rewritten_file_id(run: int, file_name: str) -> str:
+    return f"r{run:04d}-rw-{file_name}"
+
+
+def identity(record: ImageRecord, sources: int) -> str:
+    """What an image is across runs: its path relative to --images (with the root when sources are merged)."""
+    return record.key if sources == 1 else paths.join(record.images_root, record.key)
+
+
+def fingerprint(record: ImageRecord) -> str:
+    """A stable hash of everything the annotation says about an image (not where the annotation file is)."""
+    boxes = [dataclasses.asdict(box) for box in record.boxes]
+    content = [record.source_id, record.units, record.annotated_size, record.source_split, record.embedded_format, boxes]
+    return hashlib.sha256(json.dumps(content, sort_keys=True, ensure_ascii=True).encode()).hexdigest()[:32]
+
+
+# --- the index: one JSON line per ingested image, one file per shard -------------------------------
+
+
+def parse_index(text: str) -> Dict[str, dict]:
+    entries = {}
+    for line in text.splitlines():
+        if line.strip():
+            entry = json.loads(line)
+            entries[entry["k"]] = entry
+    return entries
+
+
+def format_index(entries: Mapping[str, dict]) -> str:
+    return "".join(json.dumps(entries[key], sort_keys=True, ensure_ascii=False) + "\n" for key in sorted(entries))
+
+
+def read_index_part(path: Optional[str]) -> Dict[str, dict]:
+    if not path:
+        return {}
+    return parse_index(storage.read_bytes(path).decode("utf-8"))
+
+
+# --- the manifest ------------------------------------------------------------------------------------
+
+
+def read_manifest(output: str) -> Optional[dict]:
+    path = paths.join(output, MANIFEST)
+    if not storage.exists(path):
+        return None
+    manifest = json.loads(storage.read_bytes(path).decode("utf-8"))
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise ValueError(f"{path}: unknown format_version {manifest.get('format_version')!r}")
+    return manifest
+
+
+def index_paths(output: str, manifest: Optional[dict]) -> Tuple[Optional[str], ...]:
+    """The absolute path of each shard's index part (None: no image of that shard ingested yet)."""
+    if not manifest:
+        return ()
+    return tuple(paths.join(output, part) if part else None for part in manifest["index"])
+
+
+@dataclasses.dataclass(frozen=True)
+class FileChange:
+    """A shard writer's report of one staged file: a new one, or a live one rewritten without some records."""
+
+    kind: str  # "new", "rewritten" or "index"
+    shard: int
+    staged: str
+    split: str = ""
+    file_id: str = ""
+    replaces: str = ""  # rewritten: the live file name it replaces
+    records: int = 0
+    bytes: int = 0
+    boxes: int = 0
+
+
+def next_manifest(
+    previous: Optional[dict], *, run: int, name: str, seed: int, splits: str, index_shards: int,
+    label_ids: Mapping[str, int], changes: Sequence[FileChange], config: dict,
+) -> Tuple[dict, List[Tuple[str, str]]]:
+    """The new manifest and the (staged path, OUTPUT-relative name) moves that publish it, in order:
+    rewritten shards first (a glob never sees an old and a new copy of a record), then new shards and
+    index parts. Pure."""
+    files = [dict(entry) for entry in previous["files"]] if previous else []
+    index = list(previous["index"]) if previous else [None] * index_shards
+    moves: List[Tuple[str, str]] = []
+    by_name = {entry["file"]: entry for entry in files}
+    for change in sorted((c for c in changes if c.kind == "rewritten"), key=lambda c: c.replaces):
+        by_name[change.replaces].update(id=change.file_id, records=change.records, bytes=change.bytes, boxes=change.boxes)
+        moves.append((change.staged, change.replaces))
+    for change in sorted((c for c in changes if c.kind == "new"), key=lambda c: (c.split, c.shard)):
+        count = sum(1 for entry in files if entry["split"] == change.split)
+        file_name = live_file_name(name, change.split, count)
+        files.append({"id": change.file_id, "file": file_name, "split": change.split, "records": change.records,
+                      "bytes": change.bytes, "boxes": change.boxes})
+        moves.append((change.staged, file_name))
+    for change in sorted((c for c in changes if c.kind == "index"), key=lambda c: c.shard):
+        part = f"{STATE}/r{run:04d}/{index_part_name(change.shard)}"
+        index[change.shard] = part
+        moves.append((change.staged, part))
+    manifest = {
+        "format_version": FORMAT_VERSION,
+        "run": run,
+        "name": name,
+        "seed": seed,
+        "splits": splits,
+        "index_shards": index_shards,
+        "label_map": dict(sorted(label_ids.items(), key=lambda item: item[1])),
+        "files": files,
+        "index": index,
+        "config": config,
+    }
+    return manifest, moves
+
+
+def split_counts(manifest: dict, split_names: Iterable[str]) -> Dict[str, dict]:
+    """{split: {images, boxes, shards}} of the whole published dataset."""
+    counts = {split: {"images": 0, "boxes": 0, "shards": 0} for split in split_names}
+    for entry in manifest["files"]:
+        split = counts.setdefault(entry["split"], {"images": 0, "boxes": 0, "shards": 0})
+        split["images"] += entry["records"]
+        split["boxes"] += entry["boxes"]
+        split["shards"] += 1
+    return counts
+
+
+def tfds_shards(manifest: dict) -> Dict[str, List[Tuple[int, int]]]:
+    """split -> [(records, bytes)] in file-index order, for tfds_metadata.dataset_info_json."""
+    shards: Dict[str, List[Tuple[int, int]]] = {}
+    for entry in manifest["files"]:  # appended in index order per split
+        shards.setdefault(entry["split"], []).append((entry["records"], entry["bytes"]))
+    return shards
+
+
+def with_template(dataset_info: str, template: str = INCREMENTAL_TEMPLATE) -> str:
+    """dataset_info.json (as tfds_metadata writes it) naming files by `template` instead."""
+    info = json.loads(dataset_info)
+    for split in info["splits"]:
+        split["filepathTemplate"] = template
+    return json.dumps(info, indent=2, sort_keys=True)
+
+
+# --- publishing with a journal ----------------------------------------------------------------------
+
+
+def journal_path(output: str) -> str:
+    return paths.join(paths.join(output, STATE), JOURNAL)
+
+
+def publish(output: str, staging_dir: str, moves: Sequence[Tuple[str, str]]) -> None:
+    """Move staged files into OUTPUT in order (manifest.json must be the last), journaled first."""
+    plan = {"staging": staging_dir, "moves": [[src, paths.join(output, dst)] for src, dst in moves]}
+    staged_plan = paths.join(staging_dir, JOURNAL)
+    storage.write_bytes(staged_plan, json.dumps(plan, indent=1).encode())
+    if storage.is_local(output):
+        import os
+
+        os.makedirs(paths.join(output, STATE), exist_ok=True)
+    storage.move([staged_plan], [journal_path(output)])  # a rename: the journal is whole or absent
+    _finish(output, plan)
+
+
+def _finish(output: str, plan: dict) -> None:
+    for src, dst in plan["moves"]:
+        if storage.is_local(dst):
+            import os
+
+            os.makedirs(dst.rsplit("/", 1)[0], exist_ok=True)
+        if storage.exists(src):  # gone: moved before a crash
+            storage.move([src], [dst])
+    storage.delete([journal_path(output)])
+    storage.remove_tree(plan["staging"])
+
+
+def recover(output: str) -> bool:
+    """Finish a publish a killed run left journaled; True when there was one. Call holding the lock."""
+    path = journal_path(output)
+    if not storage.exists(path):
+        return False
+    _finish(output, json.loads(storage.read_bytes(path).decode("utf-8")))
+    return True
+
+
+def collect_garbage(output: str, manifest: dict, extra_names: Sequence[str] = ()) -> None:
+    """Delete shard files and index parts the manifest no longer names (superseded, or left by a plain run)."""
+    live = {paths.join(output, entry["file"]) for entry in manifest["files"]}
+    stale = []
+    for name in sorted({manifest["name"], *extra_names}):
+        stale += [path for path in storage.list_files(paths.join(output, f"{name}-*.tfrecord-*")) if path not in live]
+    parts = {paths.join(output, part) for part in manifest["index"] if part}
+    stale += [path for path in storage.list_files(paths.join(output, f"{STATE}/r*/index-*.jsonl")) if path not in parts]
+    storage.delete(stale)
+    if storage.is_local(output):
+        import os
+
+        state = paths.join(output, STATE)
+        for folder in sorted(os.listdir(state)) if os.path.isdir(state) else ():
+            storage.remove_empty_folder(paths.join(state, folder))
+
+
+def run_log_name(started_at: float) -> str:
+    import time
+
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(started_at))
+    return f"{RUNS}/{stamp}-{uuid.uuid4().hex[:8]}.json"
+
+
+def read_frames_of(path: str) -> Iterator[bytes]:
+    """The records of a live shard file (CRC-checked), for rewriting it without some of them."""
+    from transforms.records import open_records, read_frames
+
+    with open_records(path) as stream:
+        for frame in read_frames(stream):
+            if frame.problem is not None:
+                raise ValueError(f"{path}: {frame.problem.detail}")
+            yield frame.data
