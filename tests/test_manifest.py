@@ -1,0 +1,119 @@
+"""The manifest, the ingested-keys index and the publish journal: pure functions and local files."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from transforms import manifest as state
+from transforms.model import Box, ImageRecord
+from transforms.tfds_metadata import dataset_info_json
+
+
+def _record(**changes):
+    base = dict(key="a/b.jpg", source="ann/b.xml", boxes=(Box("cat", 1, 2, 3, 4),), annotated_size=(10, 20))
+    return ImageRecord(**{**base, **changes})
+
+
+def test_fingerprint_is_the_annotation_content_only():
+    assert state.fingerprint(_record()) == state.fingerprint(_record(source="moved/b.xml", image_bytes=99))
+    assert state.fingerprint(_record()) != state.fingerprint(_record(boxes=(Box("dog", 1, 2, 3, 4),)))
+    assert state.fingerprint(_record()) != state.fingerprint(_record(boxes=(Box("cat", 1, 2, 3, 5),)))
+    assert state.fingerprint(_record()) != state.fingerprint(_record(source_id="7"))
+
+
+def test_fingerprint_is_the_same_in_another_process():
+    code = ("from transforms import manifest as m; from transforms.model import Box, ImageRecord; "
+            "print(m.fingerprint(ImageRecord(key='a/b.jpg', source='ann/b.xml', boxes=(Box('cat', 1, 2, 3, 4),), "
+            "annotated_size=(10, 20))))")
+    other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           env={"PYTHONHASHSEED": "123", "PATH": ""}, cwd=str(__import__("tests.conftest").conftest.REPO))
+    assert other.stdout.strip() == state.fingerprint(_record())
+
+
+def test_identity_names_the_root_only_for_merged_sources():
+    record = _record(images_root="/data/images")
+    assert state.identity(record, 1) == "a/b.jpg"
+    assert state.identity(record, 2) == "/data/images/a/b.jpg"
+
+
+def test_index_round_trip_is_sorted_and_stable():
+    entries = {"b": {"k": "b", "fp": "2"}, "a": {"k": "a", "fp": "1"}}
+    text = state.format_index(entries)
+    assert text.splitlines()[0].startswith('{"fp": "1", "k": "a"}'[:10]) and state.parse_index(text) == entries
+    assert state.format_index(state.parse_index(text)) == text
+
+
+def _first_manifest():
+    changes = [
+        state.FileChange("new", 1, "/s/train-1", "train", "r0001-00001-train", records=3, bytes=30, boxes=4),
+        state.FileChange("new", 0, "/s/train-0", "train", "r0001-00000-train", records=2, bytes=20, boxes=2),
+        state.FileChange("new", 0, "/s/val-0", "val", "r0001-00000-val", records=1, bytes=10, boxes=0),
+        state.FileChange("index", 0, "/s/index-0"),
+        state.FileChange("index", 1, "/s/index-1"),
+    ]
+    return state.next_manifest(None, run=1, name="d", seed=0, splits="train=0.5,val=0.5", index_shards=2,
+                               label_ids={"cat": 1}, changes=changes, config={})
+
+
+def test_next_manifest_numbers_new_files_after_the_live_ones():
+    manifest, moves = _first_manifest()
+    assert [entry["file"] for entry in manifest["files"]] == ["d-train.tfrecord-00000", "d-train.tfrecord-00001", "d-val.tfrecord-00000"]
+    assert moves[0] == ("/s/train-0", "d-train.tfrecord-00000")  # shard order inside a split
+    assert manifest["index"] == [".state/r0001/index-00000.jsonl", ".state/r0001/index-00001.jsonl"]
+
+    changes = [
+        state.FileChange("new", 1, "/t/val-1", "val", "r0002-00001-val", records=5, bytes=50, boxes=5),
+        state.FileChange("rewritten", 0, "/t/rw", "train", "r0002-rw-x", replaces="d-train.tfrecord-00000", records=1, bytes=9, boxes=1),
+        state.FileChange("index", 1, "/t/index-1"),
+    ]
+    second, moves = state.next_manifest(manifest, run=2, name="d", seed=0, splits="train=0.5,val=0.5", index_shards=2,
+                                        label_ids={"cat": 1, "dog": 2}, changes=changes, config={})
+    assert moves == [("/t/rw", "d-train.tfrecord-00000"), ("/t/val-1", "d-val.tfrecord-00001"),
+                     ("/t/index-1", ".state/r0002/index-00001.jsonl")]  # a rewritten shard moves first
+    assert second["index"] == [".state/r0001/index-00000.jsonl", ".state/r0002/index-00001.jsonl"]
+    assert second["files"][0] == {"id": "r0002-rw-x", "file": "d-train.tfrecord-00000", "split": "train",
+                                  "records": 1, "bytes": 9, "boxes": 1}
+    assert state.split_counts(second, ["train", "val", "test"]) == {
+        "train": {"images": 4, "boxes": 5, "shards": 2}, "val": {"images": 6, "boxes": 5, "shards": 2},
+        "test": {"images": 0, "boxes": 0, "shards": 0}}
+    info = json.loads(state.with_template(dataset_info_json("d", state.tfds_shards(second))))
+    assert [split["shardLengths"] for split in info["splits"]] == [["1", "3"], ["1", "5"]]
+    assert {split["filepathTemplate"] for split in info["splits"]} == {state.INCREMENTAL_TEMPLATE}
+
+
+def test_a_publish_killed_half_way_is_finished_by_recover(tmp_path):
+    output, staging = tmp_path / "out", tmp_path / "out" / ".staging" / "run"
+    staging.mkdir(parents=True)
+    moves = []
+    for name in ("d-train.tfrecord-00000", "d-train.tfrecord-00001", state.MANIFEST):
+        (staging / name).write_text(name)
+        moves.append((str(staging / name), name))
+    plan = {"staging": str(staging), "moves": [[src, str(output / dst)] for src, dst in moves]}
+    (output / state.STATE).mkdir()
+    (output / state.STATE / state.JOURNAL).write_text(json.dumps(plan))
+    (staging / "d-train.tfrecord-00000").rename(output / "d-train.tfrecord-00000")  # the first move was done
+    assert state.recover(str(output))
+    assert sorted(path.name for path in output.iterdir() if path.is_file()) == [
+        "d-train.tfrecord-00000", "d-train.tfrecord-00001", "manifest.json"]
+    assert not staging.exists() and not (output / state.STATE / state.JOURNAL).exists()
+    assert not state.recover(str(output))
+
+
+def test_publish_puts_the_manifest_last_and_collects_garbage(tmp_path):
+    output, staging = tmp_path / "out", tmp_path / "out" / ".staging" / "run"
+    staging.mkdir(parents=True)
+    (output / "d-train.tfrecord-00000-of-00001").write_text("a plain run's shard")
+    manifest, moves = _first_manifest()
+    for src, _ in moves:
+        (tmp_path / src.strip("/")).parent.mkdir(parents=True, exist_ok=True)
+    moves = []
+    for name in ("d-train.tfrecord-00000", "d-train.tfrecord-00001", "d-val.tfrecord-00000", state.MANIFEST):
+        (staging / name).write_text(name)
+        moves.append((str(staging / name), name))
+    manifest["index"] = [None, None]
+    state.publish(str(output), str(staging), moves)
+    state.collect_garbage(str(output), manifest)
+    assert sorted(path.name for path in output.iterdir() if path.is_file()) == [
+        "d-train.tfrecord-00000", "d-train.tfrecord-00001", "d-val.tfrecord-00000", "manifest.json"]
+    assert not staging.exists() and not (output / state.STATE / state.JOURNAL).exists()
