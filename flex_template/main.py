@@ -1,7 +1,7 @@
 """The Flex Template's entry point: `python -m pipeline convert` with the template's parameters.
 
 The launcher passes every parameter as `--name=value`; the convert command's on/off flags
-(`--drop_duplicates`, `--include_masks`) take no value, so `=true` becomes the bare flag and `=false`
+(`--drop_duplicates`, `--include_masks`, `--incremental`, `--update_changed`, `--resplit`) take no value, so `=true` becomes the bare flag and `=false`
 drops it. Everything else (Beam and Dataflow options the service adds) passes through unchanged.
 """
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sys
 
 from pipeline.cli import main
 
-SWITCHES = ("drop_duplicates", "include_masks")
+SWITCHES = ("drop_duplicates", "include_masks", "incremental", "update_changed", "resplit")
 
 
 def template_args(argv):
