@@ -21,7 +21,6 @@ setuptools.setup(
         "defusedxml>=0.7,<1",
         "PyYAML>=6,<7",
         "Pillow>=10,<13",
-        "ijson>=3.2,<4",
         "matplotlib>=3.7,<4",
     ],
     extras_require={
