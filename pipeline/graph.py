@@ -35,7 +35,7 @@ def build_convert_pipeline(p: beam.Pipeline, job: ConvertJob, progress_dir: Opti
     """
     incremental = None
     if job.incremental:
-        job, incremental = _start_incremental(job)
+        job, incremental = _start_incremental(job, p)
     staging_dir = paths.join(paths.join(job.output, STAGING), uuid.uuid4().hex)
 
     labels = [f"Source{index}" if len(job.sources) > 1 else "Source" for index in range(len(job.sources))]
@@ -108,17 +108,22 @@ def build_convert_pipeline(p: beam.Pipeline, job: ConvertJob, progress_dir: Opti
     )
 
 
-def _start_incremental(job: ConvertJob):
+def _start_incremental(job: ConvertJob, p: beam.Pipeline):
     """On the launcher: take the lock, finish a killed run's publish, clear its staging, read the manifest.
 
-    The lock is released by the publish step, or when this process exits (a failed run); a run killed
-    outright leaves it, and the next run on this host sees that its process is gone (stale).
+    The lock is released by the publish step; on a local runner also when this process exits (a failed
+    run). A run killed outright leaves it, and the next run on this host sees that its process is gone
+    (stale). A remote job's launcher may exit while the job runs, so only the job releases it; if the
+    job fails, the lock goes stale after --lock_timeout_hours.
     """
+    from apache_beam.options.pipeline_options import StandardOptions
+
     try:
         token = lock.acquire(job.output, job.lock_timeout_hours)
     except lock.LockHeld as error:
         raise UsageError(str(error)) from None
-    atexit.register(lock.release, job.output, token)
+    if p.options.view_as(StandardOptions).runner in (None, "DirectRunner", "direct", "BundleBasedDirectRunner"):
+        atexit.register(lock.release, job.output, token)
     state.recover(job.output)
     storage.remove_tree(paths.join(job.output, STAGING))  # what a killed run staged: it starts over
     job = refresh_incremental(job)
