@@ -197,3 +197,42 @@ def test_changed_settings_and_a_held_lock_are_refused(raccoon, tmp_path):
     records = _records(output)
     assert len(records) == 10 and {split for split, _ in records.values()} <= {"train", "val"}
     assert json.loads((output / "manifest.json").read_text())["splits"] == "train=0.5,val=0.5"
+
+
+def test_incremental_runs_on_gcs(raccoon, tmp_path):
+    """The same story with every path on gs:// (a GCS-protocol server on 127.0.0.1): lock, journal,
+    manifest and index parts live in the bucket, and no local file is written."""
+    from tests.gcs_emulator import running_emulator
+
+    source = tmp_path / "source"
+    _add_images(raccoon, source, 1, 12)
+    with running_emulator("nightly") as gcs:
+        gcs.upload_tree(source, "source")
+        env = {**gcs.env(), "PYTHONPATH": str(REPO), "TMPDIR": str(tmp_path / "tmp")}
+        (tmp_path / "tmp").mkdir()
+        args = ["convert", "--format", "voc", "--annotations", "gs://nightly/source/ann", "--images", "gs://nightly/source/img",
+                "--output", "gs://nightly/out", "--incremental", "--splits", SPLITS, "--seed", SEED, "--name", "nightly"]
+
+        def run():
+            result = subprocess.run([sys.executable, "-m", "pipeline", *map(str, args)], cwd=tmp_path, env=env,
+                                    capture_output=True, text=True, timeout=300)
+            assert result.returncode == 0, result.stderr[-2000:]
+            return result
+
+        assert "12 new" in run().stdout
+        first = set(gcs.list("out/"))
+        _add_images(raccoon, tmp_path / "more", 13, 20, label="dog")
+        gcs.upload_tree(tmp_path / "more", "source")
+        assert "8 new, 0 changed, 0 deleted, 12 already ingested" in run().stdout
+        names = gcs.list("out/")
+        assert "out/.lock" not in names and not [name for name in names if "/.staging/" in name]
+        assert {name for name in first if ".tfrecord-" in name} <= set(names)  # old shards stay
+        output = tmp_path / "downloaded"
+        for name in names:
+            if ".tfrecord-" in name or name.endswith(("manifest.json", "label_map.pbtxt")):
+                (output / name[4:]).parent.mkdir(parents=True, exist_ok=True)
+                (output / name[4:]).write_bytes(gcs.download(name))
+        manifest = json.loads((output / "manifest.json").read_text())
+        assert manifest["run"] == 2 and manifest["label_map"] == {"raccoon": 1, "dog": 2}
+        assert len(_records(output)) == 20
+        assert [path for path in (tmp_path / "tmp").rglob("*") if path.is_file()] == []
