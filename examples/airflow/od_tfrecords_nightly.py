@@ -1,7 +1,8 @@
 """Apache Airflow DAG: the nightly incremental conversion, then a verification of what was published.
 
 Copy this file into your DAGs folder and install this package on the Airflow workers
-(`pip install /path/to/od-tfrecords`) with `apache-airflow-providers-apache-beam`.
+(`pip install /path/to/od-tfrecords`) with `apache-airflow-providers-apache-beam[google]` (the Beam
+operator refuses to load without the Google provider, even for the DirectRunner).
 
 - Locally (the default, OD_TFRECORDS_RUNNER unset): the DirectRunner on the Airflow worker.
 - In production: set OD_TFRECORDS_RUNNER=DataflowRunner and the OD_TFRECORDS_* variables below; the
@@ -19,7 +20,11 @@ import os
 from datetime import datetime, timedelta
 
 from airflow import DAG
-from airflow.operators.bash import BashOperator
+
+try:
+    from airflow.providers.standard.operators.bash import BashOperator  # Airflow 3
+except ImportError:
+    from airflow.operators.bash import BashOperator  # Airflow 2
 from airflow.providers.apache.beam.operators.beam import BeamRunPythonPipelineOperator
 
 RUNNER = os.environ.get("OD_TFRECORDS_RUNNER", "DirectRunner")
