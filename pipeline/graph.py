@@ -28,10 +28,13 @@ from transforms.write import ALL_SHARDS, DROPPED, FILES, IncrementalPlan, WriteS
 STAGING = ".staging"
 
 
-def build_convert_pipeline(p: beam.Pipeline, job: ConvertJob, progress_dir: Optional[str] = None) -> beam.PCollection:
+def build_convert_pipeline(
+    p: beam.Pipeline, job: ConvertJob, progress_dir: Optional[str] = None, processes: int = 1
+) -> beam.PCollection:
     """Adds the conversion to `p`; returns the one-element PCollection of the published summary.
 
-    `progress_dir`: a local folder where the workers note their progress (local runs only).
+    Local runs only: `progress_dir`, a folder where the workers note their progress; `processes`, how
+    many forked processes parse and write (pipeline/local_runner.py).
     """
     incremental = None
     if job.incremental:
@@ -50,7 +53,7 @@ def build_convert_pipeline(p: beam.Pipeline, job: ConvertJob, progress_dir: Opti
     for index, (label, source, images) in enumerate(zip(labels, job.sources, image_lists)):
         parsed = p | f"{label}/ParseAnnotations" >> ParseAnnotations(
             source.format, source.patterns, source.context, job.class_map,
-            source_index=index, seed=job.seed, num_shards=num_shards, progress_dir=progress_dir,
+            source_index=index, seed=job.seed, num_shards=num_shards, progress_dir=progress_dir, processes=processes,
         )
         steps.append(parsed)
         record_batches.append(parsed.records)
@@ -81,6 +84,7 @@ def build_convert_pipeline(p: beam.Pipeline, job: ConvertJob, progress_dir: Opti
         label_ids=label_ids,
         progress_dir=progress_dir,
         incremental=incremental and incremental["plan"],
+        processes=processes,
     )
     duplicate_groups = written.content | "FindDuplicates" >> FindDuplicates()
 

@@ -1,21 +1,36 @@
-"""The DirectRunner's parallelism, chosen from the CPU count and the size of the job.
+"""How many cores a local run uses: the DirectRunner's work is spread over forked worker processes.
 
-Beam's DirectRunner runs everything in one process by default, which leaves all but one core idle.
-Its multi_processing mode runs one worker process per core, but each worker costs seconds of start-up
-(it imports Beam and this package), which a small dataset never earns back. So, unless the user chose
---direct_running_mode or --direct_num_workers, a local run of at least PARALLEL_FROM_IMAGES images
-gets one worker process per core (measured; see the README's performance section).
+Beam's DirectRunner runs a job in one process by default, which leaves all but one core idle. Its
+multi_processing mode starts fresh worker interpreters that import Beam and exchange every element
+with the runner over gRPC: measured here it was slower than one process (see the README's performance
+section). So a local run hands the parse and write steps' elements to forked worker processes
+(transforms.local_pool), one per core, when the dataset is big enough to repay the forks; the user can
+set the number with --local_processes. Other runners already run one worker per core: 1.
 """
 from __future__ import annotations
 
 import os
-from typing import List, Sequence
+from typing import Optional, Sequence
+
+from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
 
 from transforms import storage
 from transforms.read import IMAGE_EXTENSIONS
 
-PARALLEL_FROM_IMAGES = 5000
+PARALLEL_FROM_IMAGES = 1000
 _DIRECT_RUNNERS = (None, "DirectRunner", "direct")
+
+
+class LocalOptions(PipelineOptions):
+    @classmethod
+    def _add_argparse_args(cls, parser):
+        parser.add_argument(
+            "--local_processes",
+            type=int,
+            default=None,
+            help="processes that parse and write on this machine with the DirectRunner "
+            f"(default: one per core for {PARALLEL_FROM_IMAGES}+ images, else 1)",
+        )
 
 
 def is_local_runner(runner) -> bool:
@@ -35,10 +50,13 @@ def _at_least(images_roots: Sequence[str], count: int) -> bool:
     return False
 
 
-def direct_runner_args(beam_args: List[str], runner, images_roots: Sequence[str]) -> List[str]:
-    """`beam_args` plus the DirectRunner's parallelism when the user left it to us."""
-    chosen = any(arg.split("=")[0] in ("--direct_running_mode", "--direct_num_workers") for arg in beam_args)
-    cores = os.cpu_count() or 1
-    if chosen or not is_local_runner(runner) or cores < 2 or not _at_least(images_roots, PARALLEL_FROM_IMAGES):
-        return beam_args
-    return [*beam_args, "--direct_running_mode=multi_processing", f"--direct_num_workers={cores}"]
+def local_processes(options: PipelineOptions, images_roots: Sequence[str], cores: Optional[int] = None) -> int:
+    """The processes the parse and write steps fork: the user's number, else one per core for big local jobs."""
+    chosen = options.view_as(LocalOptions).local_processes
+    if chosen is not None:
+        return max(1, chosen)
+    cores = cores or os.cpu_count() or 1
+    one_process = options.view_as(DirectOptions).direct_running_mode in (None, "in_memory")
+    if not is_local_runner(options.view_as(StandardOptions).runner) or not one_process or cores < 2:
+        return 1
+    return cores if _at_least(images_roots, PARALLEL_FROM_IMAGES) else 1

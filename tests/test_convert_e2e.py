@@ -141,15 +141,23 @@ def test_coco_records_equal_the_source_annotations(raccoon, tmp_path):
 
 
 def test_same_inputs_give_byte_identical_output_across_processes(raccoon, tmp_path):
+    """One process, Beam's worker processes, and our forked ones: the same bytes, summary and rejections."""
     args = ["convert", "--format", "voc", "--annotations", raccoon / "annotations", "--images", raccoon / "images",
             "--num_shards", "2", "--seed", "3"]
-    run_cli(*args, "--output", tmp_path / "a", check_exit=0)
+    run_cli(*args, "--output", tmp_path / "a", "--local_processes", "1", check_exit=0)
     run_cli(*args, "--output", tmp_path / "b", "--direct_running_mode", "multi_processing", check_exit=0)
-    files_a = [Path(p).name for p in shard_files(tmp_path / "a")] + ["label_map.pbtxt"]
-    files_b = [Path(p).name for p in shard_files(tmp_path / "b")] + ["label_map.pbtxt"]
-    assert files_a == files_b and len(files_a) == 7  # 3 splits x 2 shards + label map
-    for name in files_a:
-        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+    run_cli(*args, "--output", tmp_path / "c", "--local_processes", "2", check_exit=0)
+    files_a = [Path(p).name for p in shard_files(tmp_path / "a")] + ["label_map.pbtxt", "rejected.jsonl"]
+    assert len(files_a) == 8  # 3 splits x 2 shards + label map + rejections
+    for other in ("b", "c"):
+        assert [Path(p).name for p in shard_files(tmp_path / other)] == files_a[:6]
+        for name in files_a:
+            assert (tmp_path / "a" / name).read_bytes() == (tmp_path / other / name).read_bytes(), (other, name)
+        summaries = [json.loads((tmp_path / run / "summary.json").read_text()) for run in ("a", other)]
+        for summary in summaries:
+            summary.pop("durations")
+            summary.pop("config")
+        assert summaries[0] == summaries[1]
 
 
 def test_changing_num_shards_moves_no_image_to_another_split(raccoon, tmp_path):

@@ -1,8 +1,10 @@
-"""The DirectRunner's parallelism: one worker process per core for big local jobs, unless the user chose."""
+"""How many processes a local run forks: one per core for big local jobs, unless the user chose."""
 from __future__ import annotations
 
+from apache_beam.options.pipeline_options import PipelineOptions
+
 from pipeline import local_runner
-from pipeline.local_runner import direct_runner_args
+from pipeline.local_runner import local_processes
 
 
 def _images(folder, count):
@@ -13,22 +15,20 @@ def _images(folder, count):
     return str(folder)
 
 
-def test_big_local_jobs_get_a_worker_process_per_core(tmp_path, monkeypatch):
+def test_big_local_jobs_get_a_process_per_core(tmp_path, monkeypatch):
     monkeypatch.setattr(local_runner, "PARALLEL_FROM_IMAGES", 3)
-    monkeypatch.setattr(local_runner.os, "cpu_count", lambda: 4)
     small, big = _images(tmp_path / "small", 2), _images(tmp_path / "big" / "deep", 3)
-    assert direct_runner_args(["--x=1"], None, [small]) == ["--x=1"]
-    assert direct_runner_args([], None, [small, str(tmp_path / "big")]) == [
-        "--direct_running_mode=multi_processing", "--direct_num_workers=4"]
-    assert direct_runner_args([], "DirectRunner", ["gs://bucket/images"])[-1] == "--direct_num_workers=4"
+    default = PipelineOptions([])
+    assert local_processes(default, [small], cores=4) == 1
+    assert local_processes(default, [small, str(tmp_path / "big")], cores=4) == 4
+    assert local_processes(PipelineOptions(["--runner=DirectRunner"]), ["gs://bucket/images"], cores=4) == 4
 
 
-def test_the_users_choice_and_other_runners_are_left_alone(tmp_path, monkeypatch):
+def test_the_users_choice_other_runners_and_beams_own_workers_are_respected(tmp_path, monkeypatch):
     monkeypatch.setattr(local_runner, "PARALLEL_FROM_IMAGES", 1)
-    monkeypatch.setattr(local_runner.os, "cpu_count", lambda: 4)
-    images = _images(tmp_path / "images", 2)
-    for chosen in (["--direct_running_mode=in_memory"], ["--direct_num_workers", "1"]):
-        assert direct_runner_args(chosen, None, [images]) == chosen
-    assert direct_runner_args([], "DataflowRunner", [images]) == []
-    monkeypatch.setattr(local_runner.os, "cpu_count", lambda: 1)
-    assert direct_runner_args([], None, [images]) == []
+    images = [_images(tmp_path / "images", 2)]
+    assert local_processes(PipelineOptions(["--local_processes=3"]), images, cores=8) == 3
+    assert local_processes(PipelineOptions(["--local_processes", "1"]), images, cores=8) == 1
+    assert local_processes(PipelineOptions(["--runner=DataflowRunner"]), images, cores=8) == 1
+    assert local_processes(PipelineOptions(["--direct_running_mode=multi_processing"]), images, cores=8) == 1
+    assert local_processes(PipelineOptions([]), images, cores=1) == 1

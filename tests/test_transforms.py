@@ -138,13 +138,13 @@ def test_a_big_coco_file_is_parsed_in_parts_with_the_same_result(tmp_path, monke
 
     expected = [(assign_shard(f"img{i}.jpg", 3, 4), f"img{i}.jpg", len([b for b in boxes if b["image_id"] == i]))
                 for i in range(40)]
-    for part_bytes in (10 ** 9, path.stat().st_size // 5):  # whole, then in six parts
+    for part_bytes, processes in ((10 ** 9, 1), (path.stat().st_size // 5, 2)):  # whole; six parts on two forks
         monkeypatch.setattr(read, "PART_BYTES", part_bytes)
         tasks = list(read._PlanParsing(FORMATS["coco"]).process([str(path)]))
         assert len(tasks) == (1 if part_bytes > path.stat().st_size else 6)
         with TestPipeline() as p:
             parsed = p | ParseAnnotations(FORMATS["coco"], [str(path)], ParseContext(), class_map={},
-                                          source_index=0, seed=3, num_shards=p | beam.Create([4]))
+                                          source_index=0, seed=3, num_shards=p | beam.Create([4]), processes=processes)
             records = parsed.records | beam.FlatMap(lambda item: [(item[0], r.key, len(r.boxes)) for r in item[1][1]])
             assert_that(records, equal_to(expected), label="records")
             assert_that(parsed.rejected | beam.Map(lambda r: r.reason), equal_to(["box_unknown_image"]), label="rejected")

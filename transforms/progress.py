@@ -20,13 +20,20 @@ class ProgressNotes:
     """Running counts of one worker (e.g. {"parsed": 1200, "written": 800}), flushed every few seconds."""
 
     def __init__(self, folder: Optional[str]):
-        self._path = os.path.join(folder, f"{uuid.uuid4().hex}.json") if folder else None
+        self._folder = folder
+        self._start()
+
+    def _start(self) -> None:
+        self._path = os.path.join(self._folder, f"{uuid.uuid4().hex}.json") if self._folder else None
+        self._pid = os.getpid()
         self._counts: Counter = Counter()
         self._flushed_at = time.monotonic()
 
     def add(self, kind: str, n: int = 1) -> None:
         if self._path is None:
             return
+        if os.getpid() != self._pid:  # a forked worker (transforms.local_pool) keeps notes of its own
+            self._start()
         self._counts[kind] += n
         if time.monotonic() - self._flushed_at >= FLUSH_SECONDS:
             self.flush()

@@ -18,9 +18,10 @@ from transforms.formats import FORMATS, AnnotationFormat, ParseContext, parse_an
 from transforms.images import ImageProblem
 from transforms.model import ITEM_ANNOTATION, ITEM_BOX, ITEM_IMAGE, Ignored, ImageRecord, Rejection
 from transforms.join import JoinRule
+from transforms.local_pool import PooledDoFn
 from transforms.progress import ProgressNotes
 from transforms.splits import assign_shard
-from transforms.tally import TALLY, CountingDoFn
+from transforms.tally import TALLY
 
 REJECTED = "rejected"
 
@@ -99,9 +100,10 @@ class _PlanParsing(beam.DoFn):
             yield batch
 
 
-class _ParseAnnotationFiles(CountingDoFn):
+class _ParseAnnotationFiles(PooledDoFn):
     def __init__(self, fmt: AnnotationFormat, context: ParseContext, class_map: ClassMap, source_index: int,
-                 seed: int, progress_dir: Optional[str]):
+                 seed: int, progress_dir: Optional[str], processes: int):
+        super().__init__(processes)
         self._format = fmt
         self._context = context
         self._class_map = class_map
@@ -111,8 +113,9 @@ class _ParseAnnotationFiles(CountingDoFn):
 
     def setup(self):
         self._progress = ProgressNotes(self._progress_dir)
+        super().setup()
 
-    def process(self, tasks: Sequence[Tuple[str, int, int]], num_shards: int):
+    def handle(self, tasks: Sequence[Tuple[str, int, int]], num_shards: int):
         records = []
         for path, part, parts in tasks:
             for item in self._parse(path, part, parts):
@@ -123,9 +126,12 @@ class _ParseAnnotationFiles(CountingDoFn):
         self._progress.add("parsed", len(records))
         yield from shard_batches(records, _record_join_key, self._source_index, self._seed, num_shards)
 
-    def finish_bundle(self):
+    def flush_progress(self):
         self._progress.flush()
+
+    def finish_bundle(self):
         yield from super().finish_bundle()
+        self._progress.flush()
 
     def _parse(self, path: str, part: int, parts: int):
         if part == 0:
@@ -174,7 +180,7 @@ class ParseAnnotations(beam.PTransform):
     """
 
     def __init__(self, fmt: AnnotationFormat, patterns: Sequence[str], context: ParseContext, class_map: ClassMap,
-                 *, source_index: int, seed: int, num_shards, progress_dir: Optional[str] = None):
+                 *, source_index: int, seed: int, num_shards, progress_dir: Optional[str] = None, processes: int = 1):
         super().__init__()
         self._format = fmt
         self._patterns = list(patterns)
@@ -184,10 +190,12 @@ class ParseAnnotations(beam.PTransform):
         self._seed = seed
         self._num_shards = num_shards  # a singleton PCollection
         self._progress_dir = progress_dir
+        self._processes = processes
 
     def expand(self, pbegin):
         parse = _ParseAnnotationFiles(
-            self._format, self._context, self._class_map, self._source_index, self._seed, self._progress_dir
+            self._format, self._context, self._class_map, self._source_index, self._seed, self._progress_dir,
+            self._processes,
         )
         return (
             pbegin

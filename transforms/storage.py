@@ -140,6 +140,12 @@ def _pipeline_options():
     return FileSystems._pipeline_options or RuntimeValueProvider.runtime_options or PipelineOptions([])
 
 
+def forget_clients() -> None:
+    """Drop this process's clients: a forked child must not share its parent's connections."""
+    global _local
+    _local = threading.local()
+
+
 def gcs_client():
     """This thread's google-cloud-storage client, made once (heavy: credentials, a connection pool)."""
     client = getattr(_local, "client", None)

@@ -23,11 +23,12 @@ from transforms.encode import ImagePolicy, encode_record
 from transforms.example import tfrecord_frame
 from transforms.images import ImageProblem
 from transforms.join import join_shard
+from transforms.local_pool import PooledDoFn
 from transforms.progress import ProgressNotes
 from transforms.model import ImageRecord, Rejection
 from transforms.read import REJECTED, read_record_image
 from transforms.splits import Splits, assign_split
-from transforms.tally import TALLY, CountingDoFn
+from transforms.tally import TALLY
 
 CONTENT = "content"
 DROPPED = "dropped"
@@ -63,9 +64,10 @@ class IncrementalPlan:
         return self.index_paths[shard] if shard < len(self.index_paths) else None
 
 
-class _WriteShard(CountingDoFn):
+class _WriteShard(PooledDoFn):
     def __init__(self, staging_dir: str, name: str, seed: int, splits: Splits, policy: ImagePolicy, rules,
-                 progress_dir: Optional[str], incremental: Optional[IncrementalPlan] = None):
+                 progress_dir: Optional[str], incremental: Optional[IncrementalPlan] = None, processes: int = 1):
+        super().__init__(processes)
         self._policy = policy
         self._staging_dir = staging_dir
         self._name = name
@@ -77,12 +79,20 @@ class _WriteShard(CountingDoFn):
 
     def setup(self):
         self._progress = ProgressNotes(self._progress_dir)
+        super().setup()
+
+    def flush_progress(self):
+        self._progress.flush()
 
     def finish_bundle(self):
-        self._progress.flush()
         yield from super().finish_bundle()
+        self._progress.flush()
 
-    def process(self, element, label_ids: Dict[str, int], num_shards: int):
+    def portable(self, element):
+        shard, grouped = element
+        return shard, {tag: list(values) for tag, values in grouped.items()}
+
+    def handle(self, element, label_ids: Dict[str, int], num_shards: int):
         shard, grouped = element
         joined = join_shard(grouped["records"], grouped["images"], self._rules)
         self.count("images_read", joined.images_read)
@@ -243,9 +253,11 @@ class WriteShards(beam.PTransform):
     """
 
     def __init__(self, *, staging_dir, name, seed, splits, policy, rules, num_shards, label_ids, progress_dir=None,
-                 incremental: Optional[IncrementalPlan] = None):
+                 incremental: Optional[IncrementalPlan] = None, processes: int = 1):
         super().__init__()
-        self._writer = _WriteShard(staging_dir, name, seed, splits, policy, tuple(rules), progress_dir, incremental)
+        self._writer = _WriteShard(
+            staging_dir, name, seed, splits, policy, tuple(rules), progress_dir, incremental, processes
+        )
         self._num_shards = num_shards  # singleton PCollections: they depend on the data
         self._label_ids = label_ids
 
