@@ -77,6 +77,13 @@ def _check_dataset(output: Path, source: Path, expected_images: int, label_ids: 
     assert manifest["label_map"] == label_ids
     assert sorted(entry["file"] for entry in manifest["files"]) == sorted(_live(output))
     assert sum(entry["records"] for entry in manifest["files"]) == expected_images
+    boxes_by_class = {}
+    for _, example in records.values():
+        for text in example["image/object/class/text"]:
+            boxes_by_class[text.decode()] = boxes_by_class.get(text.decode(), 0) + 1
+    assert manifest["class_boxes"] == boxes_by_class
+    summary = json.loads((output / "summary.json").read_text())
+    assert {entry["name"]: entry["boxes"] for entry in summary["classes"] if entry["boxes"]} == boxes_by_class
     for split in ("train", "val", "test"):
         assert sum(e["records"] for e in manifest["files"] if e["split"] == split) == sum(
             1 for s, _ in records.values() if s == split)

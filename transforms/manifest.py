@@ -122,6 +122,7 @@ class FileChange:
 def next_manifest(
     previous: Optional[dict], *, run: int, name: str, seed: int, splits: str, index_shards: int,
     label_ids: Mapping[str, int], changes: Sequence[FileChange], config: dict,
+    class_boxes: Optional[Mapping[str, int]] = None,
 ) -> Tuple[dict, List[Tuple[str, str]]]:
     """The new manifest and the (staged path, OUTPUT-relative name) moves that publish it, in order:
     rewritten shards first (a glob never sees an old and a new copy of a record), then new shards and
@@ -151,11 +152,21 @@ def next_manifest(
         "splits": splits,
         "index_shards": index_shards,
         "label_map": dict(sorted(label_ids.items(), key=lambda item: item[1])),
+        "class_boxes": dict(sorted((class_boxes or {}).items())),  # boxes per class in the live records
         "files": files,
         "index": index,
         "config": config,
     }
     return manifest, moves
+
+
+def class_boxes(previous: Optional[dict], tallies: Mapping) -> Dict[str, int]:
+    """Boxes per class in the live records: the published counts, plus this run's, minus the removed."""
+    counts = dict((previous or {}).get("class_boxes", {}))
+    for key, n in tallies.items():
+        if isinstance(key, tuple) and key[0] in ("class_boxes", "removed_class_boxes"):
+            counts[key[1]] = counts.get(key[1], 0) + (n if key[0] == "class_boxes" else -n)
+    return {name: n for name, n in counts.items() if n}
 
 
 def split_counts(manifest: dict, split_names: Iterable[str]) -> Dict[str, dict]:

@@ -188,15 +188,21 @@ class _PublishIncremental(beam.DoFn):
             manifest, moves = state.next_manifest(
                 self._previous, run=self._run, name=self._name, seed=self._seed, splits=self._config["splits"],
                 index_shards=num_shards, label_ids=label_ids, changes=changes, config=self._config,
+                class_boxes=state.class_boxes(self._previous, tallies),
             )
         else:
             manifest, moves = self._previous, []
         summary["splits"] = state.split_counts(manifest, names)
+        written_by_class = {entry["name"]: entry["boxes"] for entry in summary["classes"]}
+        live_by_class = manifest.get("class_boxes", {})
+        for entry in summary["classes"]:  # the whole dataset's boxes, as for the splits
+            entry["boxes"] = live_by_class.get(entry["name"], 0)
         summary["incremental"] = {
             "run": manifest["run"],
             "published": published,
             **counts,
             "update_changed": self._update_changed,
+            "class_boxes_written": {name: n for name, n in written_by_class.items() if n},
             "dataset_images": sum(entry["records"] for entry in manifest["files"]),
             "live_shards": len(manifest["files"]),
         }

@@ -173,6 +173,8 @@ class _WriteShard(PooledDoFn):
         with FileSystems.create(staged, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
             for position, data in enumerate(state.read_frames_of(live_path)):
                 if position in removed_positions:
+                    for text in _class_texts(data):  # the dataset's box counts per class go down
+                        self.count(("removed_class_boxes", text))
                     continue
                 handle.writelines(tfrecord_frame((data,)))
                 entry = by_position.get(position)
@@ -244,6 +246,13 @@ class _WriteShard(PooledDoFn):
     @staticmethod
     def _reject(record: ImageRecord, rejection: Rejection):
         yield beam.pvalue.TaggedOutput(REJECTED, dataclasses.replace(rejection, boxes=len(record.boxes)))
+
+
+def _class_texts(data: bytes):
+    from transforms.records import parse_example
+
+    feature = parse_example(data).get("image/object/class/text")
+    return [value.decode("utf-8", "replace") for value in feature.values] if feature and feature.kind == "bytes" else []
 
 
 class WriteShards(beam.PTransform):
