@@ -146,4 +146,5 @@ def _start_incremental(job: ConvertJob, p: beam.Pipeline):
         "update_changed": job.update_changed,
         "lock_token": token,
         "run_log": job.run_log,
+        "replacing": [job.manifest["name"]] if job.manifest else [],
     }

@@ -117,3 +117,24 @@ def test_publish_puts_the_manifest_last_and_collects_garbage(tmp_path):
     assert sorted(path.name for path in output.iterdir() if path.is_file()) == [
         "d-train.tfrecord-00000", "d-train.tfrecord-00001", "d-val.tfrecord-00000", "manifest.json"]
     assert not staging.exists() and not (output / state.STATE / state.JOURNAL).exists()
+
+
+def test_replaced_shards_are_deleted_before_the_first_move_and_only_then(tmp_path):
+    output, staging = tmp_path / "out", tmp_path / "out" / ".staging" / "run"
+    staging.mkdir(parents=True)
+    old = [output / "d-train.tfrecord-00000", output / "d-train.tfrecord-00001"]
+    for path in old:
+        path.write_text("old " + path.name)
+    (staging / "d-train.tfrecord-00000").write_text("new")
+    (staging / state.MANIFEST).write_text("{}")
+    plan = {"staging": str(staging), "deletes": [str(path) for path in old],
+            "moves": [[str(staging / "d-train.tfrecord-00000"), str(old[0])],
+                      [str(staging / state.MANIFEST), str(output / state.MANIFEST)]]}
+    (output / state.STATE).mkdir()
+    (output / state.STATE / state.JOURNAL).write_text(json.dumps(plan))
+    # killed after the deletes and the first move: the recovery must not delete the moved file again
+    old[0].unlink()
+    old[1].unlink()
+    (staging / "d-train.tfrecord-00000").rename(old[0])
+    assert state.recover(str(output))
+    assert old[0].read_text() == "new" and not old[1].exists() and (output / state.MANIFEST).exists()

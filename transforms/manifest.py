@@ -203,9 +203,12 @@ def journal_path(output: str) -> str:
     return paths.join(paths.join(output, STATE), JOURNAL)
 
 
-def publish(output: str, staging_dir: str, moves: Sequence[Tuple[str, str]]) -> None:
-    """Move staged files into OUTPUT in order (manifest.json must be the last), journaled first."""
-    plan = {"staging": staging_dir, "moves": [[src, paths.join(output, dst)] for src, dst in moves]}
+def publish(output: str, staging_dir: str, moves: Sequence[Tuple[str, str]], deletes: Sequence[str] = ()) -> None:
+    """Delete `deletes` (paths), then move staged files into OUTPUT in order (manifest.json must be the
+    last), journaled first. Deleting the replaced shards before the first move means a reader globbing
+    OUTPUT sees some old records or some new ones, never an image twice."""
+    plan = {"staging": staging_dir, "deletes": list(deletes),
+            "moves": [[src, paths.join(output, dst)] for src, dst in moves]}
     staged_plan = paths.join(staging_dir, JOURNAL)
     storage.write_bytes(staged_plan, json.dumps(plan, indent=1).encode())
     if storage.is_local(output):
@@ -217,6 +220,8 @@ def publish(output: str, staging_dir: str, moves: Sequence[Tuple[str, str]]) -> 
 
 
 def _finish(output: str, plan: dict) -> None:
+    if all(storage.exists(src) for src, _ in plan["moves"]):  # once a move is done, the deletes were all done
+        storage.delete([path for path in plan.get("deletes", ()) if storage.exists(path)])
     for src, dst in plan["moves"]:
         if storage.is_local(dst):
             import os

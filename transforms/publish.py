@@ -153,7 +153,7 @@ class _PublishIncremental(beam.DoFn):
     through the journal, manifest.json last; nothing but a run log when nothing changed. Releases the lock."""
 
     def __init__(self, *, output, staging_dir, name, splits, config, started_at, previous, run, seed,
-                 update_changed, lock_token, run_log):
+                 update_changed, lock_token, run_log, replacing=()):
         self._output = output
         self._staging_dir = staging_dir
         self._name = name
@@ -166,6 +166,7 @@ class _PublishIncremental(beam.DoFn):
         self._update_changed = update_changed
         self._lock_token = lock_token
         self._run_log = run_log
+        self._replacing = tuple(replacing)  # names of datasets this run replaces (--resplit with a new --name)
 
     def process(self, _, tallies, rejections, duplicate_groups, label_ids, num_shards, changes):
         try:
@@ -219,9 +220,12 @@ class _PublishIncremental(beam.DoFn):
             stage(state.MANIFEST, json.dumps(manifest, indent=1) + "\n")
             metadata = [LABEL_MAP, REJECTED_FILE, DATASET_INFO, FEATURES, HANDOFF_README, SUMMARY, state.MANIFEST]
             moves = moves + [(paths.join(self._staging_dir, file_name), file_name) for file_name in metadata]
-            state.publish(self._output, self._staging_dir, moves)  # manifest.json last
-            previous_name = (self._previous or {}).get("name", self._name)
-            state.collect_garbage(self._output, manifest, extra_names=(previous_name,))
+            replaced = []  # a first run or --resplit replaces every shard file of the dataset there
+            if self._previous is None:
+                for name in sorted({self._name, *self._replacing}):
+                    replaced += storage.list_files(paths.join(self._output, f"{name}-*.tfrecord-*"))
+            state.publish(self._output, self._staging_dir, moves, deletes=replaced)  # manifest.json last
+            state.collect_garbage(self._output, manifest, extra_names=self._replacing)
         else:
             storage.remove_tree(self._staging_dir)
         storage.remove_empty_folder(self._staging_dir.rsplit("/", 1)[0])
