@@ -56,7 +56,7 @@ def test_dry_run_builds_the_whole_job_graph_offline(tmp_path):
     out = result.stdout
     assert out.startswith("Dataflow job graph (dry run, nothing launched): ")
     steps = [line.strip() for line in out.splitlines() if line.startswith("  ") and not line.startswith("    ")]
-    for step in ("Source/ParseAnnotations", "Source/ListImages", "Source/JoinImages", "LabelMap", "CountShards",
+    for step in ("Source/ParseAnnotations", "Source/ListImages", "Source/ShardImages", "LabelMap", "CountShards",
                  "WriteShards", "FindDuplicates", "AllTallies", "Publish"):
         assert step in steps, out
     assert "    WriteShards/GroupByShard" in out
