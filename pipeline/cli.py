@@ -110,20 +110,20 @@ def _progress_line(runner):
 
 def _convert(given: dict, beam_args: List[str]) -> int:
     import apache_beam as beam
-    from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+    from apache_beam.options.pipeline_options import StandardOptions
 
     from pipeline.graph import build_convert_pipeline
-    from pipeline.local_runner import local_processes
+    from pipeline.local_runner import local_engine, local_options, local_processes
     from pipeline.options import resolve_convert
     from transforms import paths
     from transforms.publish import SUMMARY
     from transforms.read import read_file
 
     job = resolve_convert(given, beam_args)
-    options = PipelineOptions(job.beam_args)
+    options = local_options(job.beam_args)
     processes = local_processes(options, [source.images for source in job.sources])
     with _progress_line(options.view_as(StandardOptions).runner) as progress_dir:
-        with beam.Pipeline(options=options) as p:
+        with beam.Pipeline(runner=local_engine(options), options=options) as p:
             build_convert_pipeline(p, job, progress_dir, processes)
     summary = json.loads(read_file(job.run_log or paths.join(job.output, SUMMARY)))  # run_log: incremental runs
     print(_report(summary, job.output))

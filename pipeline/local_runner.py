@@ -6,6 +6,10 @@ with the runner over gRPC: measured here it was slower than one process (see the
 section). So a local run hands the parse and write steps' elements to forked worker processes
 (transforms.local_pool), one per core, when the dataset is big enough to repay the forks; the user can
 set the number with --local_processes. Other runners already run one worker per core: 1.
+
+A local run also names its engine: Beam's FnApiRunner, which the DirectRunner itself uses, but without
+the DirectRunner's first try of Prism, which it downloads from GitHub when it can. That try is a
+network call on every run and, where it succeeds, a different engine on a user's laptop than in CI.
 """
 from __future__ import annotations
 
@@ -35,6 +39,32 @@ class LocalOptions(PipelineOptions):
 
 def is_local_runner(runner) -> bool:
     return runner in _DIRECT_RUNNERS
+
+
+def local_options(beam_args: Sequence[str]) -> PipelineOptions:
+    """The run's options; a local run skips Beam's construction-time type inference unless asked for.
+
+    That inference decompiles every DoFn's bytecode (about 0.7 s a run here) and checks nothing in this
+    pipeline, whose steps declare no types; distributed runners keep it, since it can choose coders.
+    """
+    options = PipelineOptions(list(beam_args))
+    given = any(arg.split("=")[0] in ("--pipeline_type_check", "--no_pipeline_type_check") for arg in beam_args)
+    if is_local_runner(options.view_as(StandardOptions).runner) and not given:
+        options = PipelineOptions([*beam_args, "--no_pipeline_type_check"])
+    return options
+
+
+def local_engine(options: PipelineOptions):
+    """The runner object for a local run (the FnApiRunner, set up as the DirectRunner sets it up), else None."""
+    if not is_local_runner(options.view_as(StandardOptions).runner):
+        return None
+    from apache_beam.portability.api import beam_provision_api_pb2
+    from apache_beam.runners.portability.fn_api_runner import fn_runner
+    from apache_beam.runners.portability.portable_runner import JobServiceHandle
+
+    encoded = JobServiceHandle.encode_pipeline_options(options.get_all_options())
+    provision = fn_runner.ExtendedProvisionInfo(beam_provision_api_pb2.ProvisionInfo(pipeline_options=encoded))
+    return fn_runner.FnApiRunner(provision_info=provision)
 
 
 def _at_least(images_roots: Sequence[str], count: int) -> bool:

@@ -32,3 +32,23 @@ def test_the_users_choice_other_runners_and_beams_own_workers_are_respected(tmp_
     assert local_processes(PipelineOptions(["--runner=DataflowRunner"]), images, cores=8) == 1
     assert local_processes(PipelineOptions(["--direct_running_mode=multi_processing"]), images, cores=8) == 1
     assert local_processes(PipelineOptions([]), images, cores=1) == 1
+
+
+def test_a_local_run_names_the_fnapi_runner_so_nothing_is_downloaded():
+    from apache_beam.runners.portability.fn_api_runner.fn_runner import FnApiRunner
+
+    from pipeline.local_runner import local_engine
+
+    assert isinstance(local_engine(PipelineOptions([])), FnApiRunner)
+    assert isinstance(local_engine(PipelineOptions(["--runner=DirectRunner"])), FnApiRunner)
+    assert local_engine(PipelineOptions(["--runner=DataflowRunner"])) is None
+
+
+def test_a_local_run_skips_construction_type_inference_unless_asked():
+    from apache_beam.options.pipeline_options import TypeOptions
+
+    from pipeline.local_runner import local_options
+
+    assert local_options([]).view_as(TypeOptions).pipeline_type_check is False
+    assert local_options(["--pipeline_type_check"]).view_as(TypeOptions).pipeline_type_check is True
+    assert local_options(["--runner=DataflowRunner"]).view_as(TypeOptions).pipeline_type_check is True

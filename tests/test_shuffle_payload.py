@@ -24,10 +24,21 @@ LARGEST_METADATA = 2048  # bytes per item; a typical raccoon photo is some thirt
 LARGEST_BYTE_STRING = 1024
 
 
+_ROW_LENGTH = len(dataclasses.fields(ImageRecord))
+
+
+def _is_item(value) -> bool:
+    """An image file (path, size), a parse task (path, part, parts) or a record row (key, source, ...)."""
+    if not isinstance(value, tuple) or not value or not isinstance(value[0], str):
+        return False
+    plain = all(isinstance(v, int) for v in value[1:])
+    return (plain and len(value) in (2, 3)) or (len(value) == _ROW_LENGTH and isinstance(value[3], tuple))
+
+
 def _walk(value):
     """(longest byte string, items) of a nested element.
 
-    Items are records, (path, size) image files and (path, part, parts) parse tasks.
+    Items are records and record rows (key, ...), (path, size) image files and (path, part, parts) parse tasks.
     """
     if isinstance(value, (bytes, bytearray)):
         return len(value), 0
@@ -35,8 +46,8 @@ def _walk(value):
         return 0, 0
     if isinstance(value, ImageRecord):
         return max((_walk(field)[0] for field in dataclasses.astuple(value)), default=0), 1
-    if isinstance(value, tuple) and value and isinstance(value[0], str) and all(isinstance(v, int) for v in value[1:]):
-        return 0, 1  # an image file or a parse task
+    if _is_item(value):
+        return max((_walk(field)[0] for field in value), default=0), 1
     children = value.values() if isinstance(value, dict) else (
         dataclasses.astuple(value) if dataclasses.is_dataclass(value) else value)
     walked = [_walk(child) for child in children]

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from typing import Optional, Tuple
+from typing import Iterable, List, Optional, Set, Tuple
 
 PIXELS = "pixels"  # box coordinates in pixels of the annotated image
 RELATIVE = "relative"  # box coordinates already divided by width and height (YOLO, CreateML-style)
@@ -52,6 +52,47 @@ class ImageRecord:
     image_bytes: int = 0  # file size, known after the join; used to size shards
     images_root: str = ""  # the --images folder the key is relative to, set by the join
     embedded_format: str = ""  # set when the image is not a file but embedded in `source`, in this format
+
+
+_BOX_FIELDS = tuple(field.name for field in dataclasses.fields(Box))
+_RECORD_FIELDS = tuple(field.name for field in dataclasses.fields(ImageRecord))
+_BOXES = _RECORD_FIELDS.index("boxes")
+
+RecordRow = tuple  # an ImageRecord as plain values, boxes as tuples: see records_to_rows
+
+
+def records_to_rows(records: Iterable[ImageRecord]) -> List[RecordRow]:
+    """Records as tuples of plain values, which Beam's default coder encodes natively.
+
+    Dataclasses fall back to one pickle call per object, which made (de)coding records the runner's
+    biggest cost; batches of records therefore travel between steps as rows.
+    """
+    rows = []
+    for record in records:
+        row = [getattr(record, name) for name in _RECORD_FIELDS]
+        row[_BOXES] = tuple(tuple(getattr(box, name) for name in _BOX_FIELDS) for box in record.boxes)
+        rows.append(tuple(row))
+    return rows
+
+
+def _frozen(cls, names, values):
+    made = object.__new__(cls)
+    made.__dict__.update(zip(names, values))  # what the generated __init__ does, without its per-field cost
+    return made
+
+
+def records_from_rows(rows: Iterable[RecordRow]) -> List[ImageRecord]:
+    records = []
+    for row in rows:
+        values = list(row)
+        values[_BOXES] = tuple(_frozen(Box, _BOX_FIELDS, box) for box in row[_BOXES])
+        records.append(_frozen(ImageRecord, _RECORD_FIELDS, values))
+    return records
+
+
+def row_labels(row: RecordRow) -> Set[str]:
+    """The class names a record row's boxes carry."""
+    return {box[0] for box in row[_BOXES] if box[0]}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -16,7 +16,7 @@ from transforms import formats, paths, storage
 from transforms.class_map import ClassMap, apply_class_map
 from transforms.formats import FORMATS, AnnotationFormat, ParseContext, parse_annotation_file
 from transforms.images import ImageProblem
-from transforms.model import ITEM_ANNOTATION, ITEM_BOX, ITEM_IMAGE, Ignored, ImageRecord, Rejection
+from transforms.model import ITEM_ANNOTATION, ITEM_BOX, ITEM_IMAGE, Ignored, ImageRecord, Rejection, records_to_rows
 from transforms.join import JoinRule
 from transforms.local_pool import PooledDoFn
 from transforms.progress import ProgressNotes
@@ -124,7 +124,8 @@ class _ParseAnnotationFiles(PooledDoFn):
                 else:
                     yield item
         self._progress.add("parsed", len(records))
-        yield from shard_batches(records, _record_join_key, self._source_index, self._seed, num_shards)
+        for shard, (index, batch) in shard_batches(records, _record_join_key, self._source_index, self._seed, num_shards):
+            yield shard, (index, records_to_rows(batch))
 
     def flush_progress(self):
         self._progress.flush()
@@ -172,7 +173,7 @@ def _record_join_key(record: ImageRecord) -> str:
 
 
 class ParseAnnotations(beam.PTransform):
-    """Annotation file patterns -> (shard, (source index, ImageRecords)) batches, Rejections and tallies.
+    """Annotation file patterns -> (shard, (source index, record rows)) batches, Rejections and tallies.
 
     Matching happens on a worker and the parse tasks are reshuffled, so millions of small VOC files
     (in batches) or the parts of one huge COCO file are parsed in parallel rather than by whichever
