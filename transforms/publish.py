@@ -92,6 +92,8 @@ def _by_kind(tallies: Mapping, name: str) -> Dict[str, int]:
 
 
 class _Publish(beam.DoFn):
+    """A plain run's publish: the dataset replaces whatever OUTPUT held, summary.json last."""
+
     def __init__(self, *, output, staging_dir, name, splits, config, started_at):
         self._output = output
         self._staging_dir = staging_dir
@@ -148,18 +150,12 @@ class _Publish(beam.DoFn):
 INCREMENTAL_COUNTS = ("new", "changed", "deleted", "unchanged", "removed")
 
 
-class _PublishIncremental(beam.DoFn):
+class _PublishIncremental(_Publish):
     """An incremental run's publish: new and rewritten shards, index parts and metadata moved into place
     through the journal, manifest.json last; nothing but a run log when nothing changed. Releases the lock."""
 
-    def __init__(self, *, output, staging_dir, name, splits, config, started_at, previous, run, seed,
-                 update_changed, lock_token, run_log, replacing=()):
-        self._output = output
-        self._staging_dir = staging_dir
-        self._name = name
-        self._splits = splits
-        self._config = config
-        self._started_at = started_at
+    def __init__(self, *, previous, run, seed, update_changed, lock_token, run_log, replacing=(), **common):
+        super().__init__(**common)
         self._previous = previous  # None: a first run (or --resplit), which publishes even an empty dataset
         self._run = run
         self._seed = seed
