@@ -36,7 +36,7 @@ FILES = "files"  # incremental runs: the staged files (new, rewritten, index par
 ALL_SHARDS = "shards"  # incremental runs: one marker per shard, so every shard's writer runs (deletions)
 REWRITE = "rewrite"  # staging subfolder of rewritten live shards
 CONTENT_BUCKET_DIGITS = 1  # hex digits of sha256 that pick the duplicate-search group: 16 groups
-TARGET_SHARD_BYTES = 150 * 1024 * 1024  # TF's guidance: shards of 100-200 MB
+TARGET_SHARD_BYTES = 100 * 1024 * 1024  # TF's guidance is 100-200 MB; the low end gives more shards to write in parallel
 MAX_IMAGE_BYTES = 512 * 1024 * 1024  # no photo is this big; reading one would cost the worker its memory
 
 
