@@ -127,7 +127,8 @@ def draw_tile(record: ODRecord, colours: Mapping[str, Tuple[int, int, int]], lab
         draw.text((x0 + 2, label_top), caption, fill=(0, 0, 0), font=font)
         drawn.append({"class": name, "caption": caption, "label": box.label, "rectangle": [x0, y0, x1, y1], "colour": list(colour)})
     size = f"{record.width}x{record.height}" if record.width and record.height else "size ?"
-    caption = f"{record.filename[-44:]}\n{size}, {len(record.boxes)} boxes" + (f", {problem}" if problem else "")
+    count = len(record.boxes)
+    caption = f"{record.filename[-44:]}\n{size}, {count} box{'' if count == 1 else 'es'}" + (f", {problem}" if problem else "")
     draw.multiline_text((4, TILE_HEIGHT + 2), caption, fill=(230, 230, 230), font=font, spacing=2)
     return tile, (left, top, left + shown.width, top + shown.height), drawn
 
