@@ -16,13 +16,14 @@ from __future__ import annotations
 import collections
 import multiprocessing
 from concurrent.futures import Future, ProcessPoolExecutor
-from typing import Any, Dict, Iterator
+from typing import Any, Dict, Iterator, Optional
 
 import apache_beam as beam
 from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.windowed_value import WindowedValue
 
 from transforms import storage
+from transforms.progress import ProgressNotes
 from transforms.tally import CountingDoFn
 
 _DOFNS: Dict[int, "PooledDoFn"] = {}  # what a forked worker finds in its copy of the parent's memory
@@ -36,19 +37,21 @@ def _handle_in_child(dofn_id: int, element, side_inputs):
     dofn = _DOFNS[dofn_id]
     dofn.start_bundle()  # this element's counts only, not whatever the parent had counted when it forked
     outputs = list(dofn.handle(element, *side_inputs))
-    dofn.flush_progress()
+    dofn._progress.flush()
     return outputs, dofn._counts
 
 
 class PooledDoFn(CountingDoFn):
     """A CountingDoFn whose elements `processes` forked workers may handle; subclasses implement `handle`.
 
-    `handle(element, *side_inputs)` yields outputs as `process` would. Elements should be coarse (a
-    shard, a batch of files): each costs a round trip to a worker and back.
+    `handle(element, *side_inputs)` yields outputs as `process` would, and may note progress a person
+    watches with `self.note(kind, n)` (written to `progress_dir`, see transforms.progress). Elements
+    should be coarse (a shard, a batch of files): each costs a round trip to a worker and back.
     """
 
-    def __init__(self, processes: int = 1):
+    def __init__(self, processes: int = 1, progress_dir: Optional[str] = None):
         self._processes = processes
+        self._progress_dir = progress_dir
 
     def handle(self, element, *side_inputs) -> Iterator[Any]:
         raise NotImplementedError
@@ -57,11 +60,12 @@ class PooledDoFn(CountingDoFn):
         """The element as plain Python values a worker can be sent (e.g. a GroupByKey's lazy iterables as lists)."""
         return element
 
-    def flush_progress(self) -> None:
-        """Subclasses that note progress flush it here: it runs in the worker after each element."""
+    def note(self, kind: str, n: int = 1) -> None:
+        self._progress.add(kind, n)
 
     def setup(self):
         super().setup()
+        self._progress = ProgressNotes(self._progress_dir)
         self._pool = None
         if self._processes > 1:
             _DOFNS[id(self)] = self
@@ -95,6 +99,7 @@ class PooledDoFn(CountingDoFn):
                 else:
                     yield WindowedValue(output, window.max_timestamp(), [window])
         yield from super().finish_bundle()
+        self._progress.flush()
 
     def teardown(self):
         if getattr(self, "_pool", None) is not None:

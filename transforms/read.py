@@ -19,7 +19,6 @@ from transforms.images import ImageProblem
 from transforms.model import ITEM_ANNOTATION, ITEM_BOX, ITEM_IMAGE, Ignored, ImageRecord, Rejection, records_to_rows
 from transforms.join import JoinRule
 from transforms.local_pool import PooledDoFn
-from transforms.progress import ProgressNotes
 from transforms.splits import assign_shard
 from transforms.tally import TALLY
 
@@ -103,17 +102,12 @@ class _PlanParsing(beam.DoFn):
 class _ParseAnnotationFiles(PooledDoFn):
     def __init__(self, fmt: AnnotationFormat, context: ParseContext, class_map: ClassMap, source_index: int,
                  seed: int, progress_dir: Optional[str], processes: int):
-        super().__init__(processes)
+        super().__init__(processes, progress_dir)
         self._format = fmt
         self._context = context
         self._class_map = class_map
         self._source_index = source_index
         self._seed = seed
-        self._progress_dir = progress_dir
-
-    def setup(self):
-        self._progress = ProgressNotes(self._progress_dir)
-        super().setup()
 
     def handle(self, tasks: Sequence[Tuple[str, int, int]], num_shards: int):
         records = []
@@ -123,16 +117,9 @@ class _ParseAnnotationFiles(PooledDoFn):
                     records.append(item)
                 else:
                     yield item
-        self._progress.add("parsed", len(records))
+        self.note("parsed", len(records))
         for shard, (index, batch) in shard_batches(records, _record_join_key, self._source_index, self._seed, num_shards):
             yield shard, (index, records_to_rows(batch))
-
-    def flush_progress(self):
-        self._progress.flush()
-
-    def finish_bundle(self):
-        yield from super().finish_bundle()
-        self._progress.flush()
 
     def _parse(self, path: str, part: int, parts: int):
         if part == 0:

@@ -24,7 +24,6 @@ from transforms.example import tfrecord_frame
 from transforms.images import ImageProblem
 from transforms.join import join_shard
 from transforms.local_pool import PooledDoFn
-from transforms.progress import ProgressNotes
 from transforms.model import ImageRecord, Rejection
 from transforms.read import REJECTED, read_record_image
 from transforms.splits import Splits, assign_split
@@ -67,26 +66,14 @@ class IncrementalPlan:
 class _WriteShard(PooledDoFn):
     def __init__(self, staging_dir: str, name: str, seed: int, splits: Splits, policy: ImagePolicy, rules,
                  progress_dir: Optional[str], incremental: Optional[IncrementalPlan] = None, processes: int = 1):
-        super().__init__(processes)
+        super().__init__(processes, progress_dir)
         self._policy = policy
         self._staging_dir = staging_dir
         self._name = name
         self._seed = seed
         self._splits = splits
         self._rules = rules
-        self._progress_dir = progress_dir
         self._incremental = incremental
-
-    def setup(self):
-        self._progress = ProgressNotes(self._progress_dir)
-        super().setup()
-
-    def flush_progress(self):
-        self._progress.flush()
-
-    def finish_bundle(self):
-        yield from super().finish_bundle()
-        self._progress.flush()
 
     def portable(self, element):
         shard, grouped = element
@@ -123,7 +110,7 @@ class _WriteShard(PooledDoFn):
                         self.count("incremental_new")
                 self._written = None
                 yield from self._write_record(record, label_ids, shard, num_shards, files, content)
-                self._progress.add("written")
+                self.note("written")
                 if plan and self._written is not None:
                     sha256, split, size, boxes = self._written
                     counts = per_file[split]
