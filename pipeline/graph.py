@@ -107,7 +107,7 @@ def build_convert_pipeline(
         splits=job.splits,
         config=job.settings,
         started_at=job.started_at,
-        file_changes=written[FILES] if incremental else None,
+        file_changes=written[FILES],
         incremental=incremental and {key: value for key, value in incremental.items() if key != "plan"},
     )
 

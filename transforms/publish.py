@@ -19,7 +19,7 @@ from transforms.model import ITEM_BOX, ITEM_IMAGE, Rejection
 from transforms.splits import Splits
 from transforms.handoff import README as HANDOFF_README
 from transforms.handoff import handoff_readme
-from transforms.tfds_metadata import dataset_info_json, features_json, write_tfds_metadata
+from transforms.tfds_metadata import dataset_info_json, features_json
 from transforms.tfds_metadata import DATASET_INFO, FEATURES
 from transforms.write import shard_file_name
 
@@ -102,7 +102,7 @@ class _Publish(beam.DoFn):
         self._config = config
         self._started_at = started_at
 
-    def process(self, _, tallies, rejections, duplicate_groups, label_ids, num_shards):
+    def process(self, _, tallies, rejections, duplicate_groups, label_ids, num_shards, changes):
         rejections = sorted(rejections, key=Rejection.sort_key)
         summary = build_summary(tallies, rejections, duplicate_groups, label_ids, self._splits, num_shards)
         summary["config"] = self._config
@@ -123,11 +123,14 @@ class _Publish(beam.DoFn):
         )
         stage(LABEL_MAP, format_label_map(label_ids))
         stage(REJECTED_FILE, "".join(rejection.to_json() + "\n" for rejection in rejections))
-        # TFDS metadata and the training hand-off README, written with plain json and text (no TensorFlow).
-        staged_shards = {
-            split: [paths.join(self._staging_dir, shard) for shard in shards] for split, shards in shards_by_split.items()
-        }
-        handoff_files = write_tfds_metadata(self._staging_dir, self._name, staged_shards)
+        # TFDS metadata and the training hand-off README, written with plain json and text (no TensorFlow);
+        # shard lengths as the writers reported them, so no shard is read back.
+        shard_lengths = {split: [(0, 0)] * num_shards for split in shards_by_split}
+        for change in changes:
+            shard_lengths[change.split][change.shard] = (change.records, change.bytes)
+        stage(DATASET_INFO, dataset_info_json(self._name, shard_lengths))
+        stage(FEATURES, features_json())
+        handoff_files = [DATASET_INFO, FEATURES]
         stage(HANDOFF_README, handoff_readme(summary, self._output, self._name))
         stage(SUMMARY, json.dumps(summary, indent=2, sort_keys=False) + "\n")
 
@@ -232,11 +235,11 @@ class _PublishIncremental(_Publish):
 class Publish(beam.PTransform):
     """Side inputs in, the published summary out (one element)."""
 
-    def __init__(self, *, tallies, rejections, duplicate_groups, label_ids, num_shards, file_changes=None,
+    def __init__(self, *, tallies, rejections, duplicate_groups, label_ids, num_shards, file_changes,
                  incremental=None, **settings):
         super().__init__()
         self._inputs = (tallies, rejections, duplicate_groups, label_ids, num_shards)
-        self._file_changes = file_changes  # incremental runs: the writers' FileChange reports
+        self._file_changes = file_changes  # the writers' FileChange reports
         self._incremental = incremental  # incremental runs: previous, run, seed, update_changed, lock_token, run_log
         self._settings = settings
 
@@ -249,9 +252,9 @@ class Publish(beam.PTransform):
             beam.pvalue.AsSingleton(label_ids),
             beam.pvalue.AsSingleton(num_shards),
         ]
+        side_inputs.append(beam.pvalue.AsList(self._file_changes))
         if self._incremental is None:
             publish = _Publish(**self._settings)
         else:
             publish = _PublishIncremental(**self._settings, **self._incremental)
-            side_inputs.append(beam.pvalue.AsList(self._file_changes))
         return pbegin | "Once" >> beam.Create([None]) | "Publish" >> beam.ParDo(publish, *side_inputs)

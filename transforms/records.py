@@ -87,18 +87,6 @@ def read_frames(stream: BinaryIO) -> Iterator[Frame]:
         index += 1
 
 
-def record_lengths(stream: BinaryIO) -> List[int]:
-    """The data length of every record, found by walking the framing and skipping the data (no CRC check)."""
-    lengths = []
-    while True:
-        header = stream.read(_HEADER.size)
-        if len(header) < _HEADER.size:
-            return lengths
-        (length, _) = _HEADER.unpack(header)
-        lengths.append(length)
-        stream.seek(length + _FOOTER.size, 1)
-
-
 # --- tf.train.Example, decoded from its protobuf wire format -----------------------------------------
 
 

@@ -10,10 +10,8 @@ to what write_metadata writes for the same folder, and another loads every split
 from __future__ import annotations
 
 import json
-from typing import Dict, List, Mapping, Sequence, Tuple
+from typing import Dict, Mapping, Sequence, Tuple
 
-from transforms import paths, storage
-from transforms.records import open_records, record_lengths
 
 DATASET_INFO, FEATURES = "dataset_info.json", "features.json"
 VERSION = "1.0.0"
@@ -141,22 +139,3 @@ def dataset_info_json(name: str, splits: SplitShards) -> str:
         "version": VERSION,
     }
     return json.dumps(info, indent=2, sort_keys=True)
-
-
-def count_shards(shard_paths: Mapping[str, Sequence[str]]) -> Dict[str, List[Tuple[int, int]]]:
-    """(records, record bytes) of every shard, by walking its framing: lengths only, the data is skipped."""
-    counted = {}
-    for split, files in shard_paths.items():
-        counted[split] = []
-        for path in files:
-            with open_records(path) as stream:
-                lengths = record_lengths(stream)
-            counted[split].append((len(lengths), sum(lengths)))
-    return counted
-
-
-def write_tfds_metadata(folder: str, name: str, shard_paths: Mapping[str, Sequence[str]]) -> List[str]:
-    """Write dataset_info.json and features.json into `folder` for the given shards; their file names."""
-    storage.write_bytes(paths.join(folder, DATASET_INFO), dataset_info_json(name, count_shards(shard_paths)).encode())
-    storage.write_bytes(paths.join(folder, FEATURES), features_json().encode())
-    return [DATASET_INFO, FEATURES]

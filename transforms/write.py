@@ -31,7 +31,7 @@ from transforms.tally import TALLY
 
 CONTENT = "content"
 DROPPED = "dropped"
-FILES = "files"  # incremental runs: the staged files (new, rewritten, index parts) each writer reports
+FILES = "files"  # the staged files each writer reports (new; in incremental runs also rewritten, index parts)
 ALL_SHARDS = "shards"  # incremental runs: one marker per shard, so every shard's writer runs (deletions)
 REWRITE = "rewrite"  # staging subfolder of rewritten live shards
 CONTENT_BUCKET_DIGITS = 1  # hex digits of sha256 that pick the duplicate-search group: 16 groups
@@ -111,32 +111,39 @@ class _WriteShard(PooledDoFn):
                 self._written = None
                 yield from self._write_record(record, label_ids, shard, num_shards, files, content)
                 self.note("written")
-                if plan and self._written is not None:
-                    sha256, split, size, boxes = self._written
-                    counts = per_file[split]
+                if self._written is None:
+                    continue
+                sha256, split, size, boxes = self._written
+                counts = per_file[split]
+                if plan:
                     entries[ident] = {"k": ident, "sha": sha256, "fp": fingerprint, "split": split, "b": boxes, "n": size,
                                       "file": state.new_file_id(plan.run, shard, split), "pos": counts[0]}
-                    counts[0], counts[1], counts[2] = counts[0] + 1, counts[1] + size, counts[2] + boxes
                     if ident in ingested:
                         remove.add(ident)  # its old record leaves its old shard
+                counts[0], counts[1], counts[2] = counts[0] + 1, counts[1] + size, counts[2] + boxes
         finally:
             for handle in files.values():
                 handle.close()
         for bucket in sorted(content):
             yield beam.pvalue.TaggedOutput(CONTENT, (bucket, content[bucket]))
+        yield from self._new_files(shard, num_shards, per_file, plan)
         if plan:
-            yield from self._update_state(plan, shard, num_shards, ingested, seen, remove, entries, per_file)
+            yield from self._update_state(plan, shard, ingested, seen, remove, entries)
 
-    def _update_state(self, plan: IncrementalPlan, shard, num_shards, ingested, seen, remove, entries, per_file):
-        """Report the new files, rewrite live shards without removed records, and write this shard's index."""
+    def _new_files(self, shard, num_shards, per_file, plan: Optional[IncrementalPlan]):
+        """Report each staged file with its records, record bytes and boxes: publish reads none of them back."""
+        for split, (records, size, boxes) in sorted(per_file.items()):
+            staged = paths.join(self._staging_dir, shard_file_name(self._name, split, shard, num_shards))
+            file_id = state.new_file_id(plan.run, shard, split) if plan else ""
+            yield beam.pvalue.TaggedOutput(FILES, state.FileChange(
+                "new", shard, staged, split, file_id, records=records, bytes=size, boxes=boxes))
+
+    def _update_state(self, plan: IncrementalPlan, shard, ingested, seen, remove, entries):
+        """Rewrite live shards without removed records, and write this shard's index."""
         deleted = sorted(set(ingested) - seen)
         self.count("incremental_deleted", len(deleted))
         if plan.update_changed:
             remove.update(deleted)
-        for split, (records, size, boxes) in sorted(per_file.items()):
-            staged = paths.join(self._staging_dir, shard_file_name(self._name, split, shard, num_shards))
-            yield beam.pvalue.TaggedOutput(FILES, state.FileChange(
-                "new", shard, staged, split, state.new_file_id(plan.run, shard, split), records=records, bytes=size, boxes=boxes))
         kept = {ident: entry for ident, entry in ingested.items() if ident not in remove}
         for file_id in sorted({ingested[ident]["file"] for ident in remove}):
             old = [entry for entry in ingested.values() if entry["file"] == file_id]
