@@ -18,6 +18,7 @@ from typing import Optional, Sequence
 
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
 
+from pipeline.errors import UsageError
 from transforms import storage
 from transforms.read import IMAGE_EXTENSIONS
 
@@ -84,7 +85,9 @@ def local_processes(options: PipelineOptions, images_roots: Sequence[str], cores
     """The processes the parse and write steps fork: the user's number, else one per core for big local jobs."""
     chosen = options.view_as(LocalOptions).local_processes
     if chosen is not None:
-        return max(1, chosen)
+        if chosen < 1:
+            raise UsageError(f"--local_processes must be at least 1, not {chosen}")
+        return chosen
     cores = cores or os.cpu_count() or 1
     one_process = options.view_as(DirectOptions).direct_running_mode in (None, "in_memory")
     if not is_local_runner(options.view_as(StandardOptions).runner) or not one_process or cores < 2:

@@ -5,7 +5,9 @@ Everything a user can get wrong is caught here, before a pipeline is built, as o
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import io
 import os
 import re
 import time
@@ -16,6 +18,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline.config import beam_flags, load_config, split_settings
 from pipeline.errors import UsageError
+from pipeline.local_runner import LocalOptions  # noqa: F401  (registers --local_processes with Beam)
 from pipeline.sources import Source, absolute, as_list, resolve_sources
 from transforms import storage
 from transforms.encode import ImagePolicy
@@ -212,17 +215,26 @@ def _choice(settings: Dict[str, Any], key: str, choices: Sequence[str]) -> str:
     return value
 
 
+def _parsed_beam_options(flags: List[str]) -> Dict[str, Any]:
+    """Beam's own parse of its options; a value it refuses is one line, not argparse's page of usage."""
+    refused = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(refused):
+            return PipelineOptions(flags).get_all_options(retain_unknown_options=True)
+    except SystemExit:
+        lines = refused.getvalue().strip().splitlines() or ["a Beam option could not be read"]
+        raise UsageError(f"{lines[-1].split('error: ', 1)[-1]} (see `python -m pipeline convert --help`)") from None
+
+
 def _checked_beam_args(flags: List[str]) -> List[str]:
-    known = set(PipelineOptions([]).get_all_options())
-    given = PipelineOptions(flags).get_all_options(retain_unknown_options=True)
+    known = set(PipelineOptions([]).get_all_options())  # LocalOptions (--local_processes) included: imported above
+    given = _parsed_beam_options(flags)
     unknown = sorted(set(given) - known)
     if unknown:
         switch = unknown[0][len("no_"):]
         if unknown[0].startswith("no_") and switch in known:
             raise UsageError(f"`{switch}: false`: Beam's --{switch} is off unless given; remove it from the config")
         raise UsageError(f"unknown option --{unknown[0]}; see `python -m pipeline convert --help` and Beam's pipeline options")
-    # The DirectRunner keeps Beam's own default (in_memory, one worker): measured here, multi_threading
-    # gains nothing (the work holds the GIL) and multi_processing pays seconds of worker start-up.
     return flags
 
 

@@ -37,6 +37,8 @@ def _convert(dataset, *extra, **overrides):
         ((), {"name": "my-data"}, "--name 'my-data': use letters, digits and _ only"),
         ((), {"images": None}, "--images is required"),
         (("--no_such_option", "1"), {}, "unknown option --no_such_option"),
+        (("--direct_num_workers", "x"), {}, "argument --direct_num_workers: invalid int value: 'x'"),
+        (("--local_processes", "0"), {}, "--local_processes must be at least 1, not 0"),
         ((), {"label_map": "/no/such/map.pbtxt"}, "cannot read --label_map /no/such/map.pbtxt"),
         ((), {"config": "/no/such/config.yaml"}, "cannot read config /no/such/config.yaml"),
     ],
