@@ -6,7 +6,7 @@ the PNG chunks finds the size and catches a half-copied file at a fraction of th
 from __future__ import annotations
 
 import dataclasses
-from typing import Optional, Union
+from typing import Optional
 
 from transforms.model import Rejection
 

@@ -56,7 +56,6 @@ ANNOTATION_BATCH = 64  # annotation files per parse task: per-element costs shri
 IMAGE_LIST_CHUNK = 4096  # image files per element of a listing
 PART_BYTES = 128 * 1024 * 1024  # a streamable annotation file larger than this is parsed in parts, in parallel
 
-ShardedBatch = Tuple[int, Tuple[int, list]]  # (shard, (source index, items of that shard))
 
 
 def shard_batches(items: Iterable, join_key: Callable, source_index: int, seed: int, num_shards: int):
