@@ -49,7 +49,7 @@ def build_convert_pipeline(
     else:
         num_shards = image_lists | "AllImageFiles" >> beam.Flatten() | "CountShards" >> CountShards(job.num_shards, job.splits)
 
-    steps, record_batches, image_batches = [], [], []
+    steps, record_batches, image_batches, class_names = [], [], [], []
     for index, (label, source, images) in enumerate(zip(labels, job.sources, image_lists)):
         parsed = p | f"{label}/ParseAnnotations" >> ParseAnnotations(
             source.format, source.patterns, source.context, job.class_map,
@@ -57,6 +57,7 @@ def build_convert_pipeline(
         )
         steps.append(parsed)
         record_batches.append(parsed.records)
+        class_names.append(parsed.labels)
         image_batches.append(
             images | f"{label}/ShardImages" >> ShardImages(rules[index], source_index=index, seed=job.seed, num_shards=num_shards)
         )
@@ -72,7 +73,7 @@ def build_convert_pipeline(
     if incremental:  # every shard's writer runs, also one with nothing new: it finds the deletions
         sharded[ALL_SHARDS] = num_shards | "EveryShard" >> beam.FlatMap(lambda n: [(shard, True) for shard in range(n)])
 
-    label_ids = sharded["records"] | "LabelMap" >> BuildLabelMap(job.label_map_seed)
+    label_ids = class_names | "AllClassNames" >> beam.Flatten() | "LabelMap" >> BuildLabelMap(job.label_map_seed)
     written = sharded | "WriteShards" >> WriteShards(
         staging_dir=staging_dir,
         name=job.name,

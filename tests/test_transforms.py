@@ -11,7 +11,7 @@ from apache_beam.testing.util import assert_that, equal_to
 from transforms.aggregate import BuildLabelMap, CountShards, FindDuplicates
 from transforms.formats import FORMATS, ParseContext
 from transforms.join import JoinRule, join_shard, join_source
-from transforms.model import ITEM_ANNOTATION, RELATIVE, Box, ImageRecord, Rejection, records_from_rows, records_to_rows
+from transforms.model import ITEM_ANNOTATION, RELATIVE, Box, ImageRecord, Rejection, pack_records, unpack_records
 from transforms.read import ListImages, ParseAnnotations, ShardImages
 from transforms.splits import assign_shard
 from transforms.write import TARGET_SHARD_BYTES
@@ -42,7 +42,7 @@ def test_join_reports_orphans_both_ways_and_keeps_the_first_annotation():
 def test_a_shard_joins_each_source_with_its_own_images():
     rules = [JoinRule("/one", "voc"), JoinRule("/two", "voc")]
     joined = join_shard(
-        [(1, records_to_rows([_record("a.jpg", "two/a.xml", "dog")])), (0, records_to_rows([_record("a.jpg", "one/a.xml", "cat")]))],
+        [(1, pack_records([_record("a.jpg", "two/a.xml", "dog")])), (0, pack_records([_record("a.jpg", "one/a.xml", "cat")]))],
         [(0, [("a.jpg", 5)]), (1, [("b.jpg", 6)])],
         rules,
     )
@@ -54,10 +54,8 @@ def test_a_shard_joins_each_source_with_its_own_images():
 
 
 def test_label_map_extends_the_seed_in_name_order():
-    batches = [(0, (0, records_to_rows([_record("1", "s", "zebra", "cat")]))),
-               (3, (1, records_to_rows([_record("2", "s", "ant", "cat"), _record("3", "s")])))]
     with TestPipeline() as p:
-        ids = p | beam.Create(batches) | BuildLabelMap({"cat": 7})
+        ids = p | beam.Create(["zebra", "cat", "ant", "cat"]) | BuildLabelMap({"cat": 7})
         assert_that(ids, equal_to([{"cat": 7, "ant": 8, "zebra": 9}]))
 
 
@@ -100,10 +98,11 @@ def test_parse_and_list_real_files(tmp_path):
         parsed = p | ParseAnnotations(FORMATS["voc"], patterns, ParseContext(), class_map={},
                                       source_index=2, seed=0, num_shards=num_shards)
         shard = assign_shard("a.jpg", 0, 3)
-        assert_that(parsed.records | beam.Map(lambda item: (item[0], item[1][0], [(r.key, r.boxes) for r in records_from_rows(item[1][1])])),
+        assert_that(parsed.records | beam.Map(lambda item: (item[0], item[1][0], [(r.key, r.boxes) for r in unpack_records(item[1][1])])),
                     equal_to([(shard, 2, [("a.jpg", (Box("cat", 1, 2, 3, 4),))])]), label="records")
         assert_that(parsed.rejected | beam.Map(lambda r: (r.source, r.reason)),
                     equal_to([(f"{tmp_path}/ann/sub/b.xml", "xml_malformed")]), label="rejected")
+        assert_that(parsed.labels, equal_to(["cat"]), label="labels")
         assert_that(parsed.tally | beam.CombinePerKey(sum),
                     equal_to([("annotation_files_read", 2), ("boxes_read", 1)]), label="tally")
         images = p | ListImages(str(tmp_path / "img"))
@@ -146,7 +145,7 @@ def test_a_big_coco_file_is_parsed_in_parts_with_the_same_result(tmp_path, monke
         with TestPipeline() as p:
             parsed = p | ParseAnnotations(FORMATS["coco"], [str(path)], ParseContext(), class_map={},
                                           source_index=0, seed=3, num_shards=p | beam.Create([4]), processes=processes)
-            records = parsed.records | beam.FlatMap(lambda item: [(item[0], r.key, len(r.boxes)) for r in records_from_rows(item[1][1])])
+            records = parsed.records | beam.FlatMap(lambda item: [(item[0], r.key, len(r.boxes)) for r in unpack_records(item[1][1])])
             assert_that(records, equal_to(expected), label="records")
             assert_that(parsed.rejected | beam.Map(lambda r: r.reason), equal_to(["box_unknown_image"]), label="rejected")
             assert_that(parsed.tally | beam.CombinePerKey(sum),

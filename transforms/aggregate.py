@@ -12,7 +12,7 @@ from transforms.encode import ImagePolicy, prepare_record_image
 from transforms.image_prep import VALIDATE_STRUCTURE
 from transforms.join import JoinRule, join_shard
 from transforms.label_map import extend_label_map
-from transforms.model import Rejection, row_labels
+from transforms.model import Rejection
 from transforms.read import REJECTED, read_record_image
 from transforms.tally import TALLY, CountingDoFn
 from transforms.splits import Splits
@@ -20,7 +20,7 @@ from transforms.write import auto_num_shards
 
 
 class BuildLabelMap(beam.PTransform):
-    """Sharded record rows -> one {class name: id} dict, extending `seed` without renumbering it.
+    """The class names the parsers found -> one {class name: id} dict, extending `seed` without renumbering it.
 
     Every class an annotation names gets an id, even if its images are rejected later: ids must not
     depend on which images happened to be readable in one run.
@@ -30,11 +30,10 @@ class BuildLabelMap(beam.PTransform):
         super().__init__()
         self._seed = dict(seed)
 
-    def expand(self, record_batches):
+    def expand(self, class_names):
         seed = self._seed
         return (
-            record_batches
-            | "ClassNames" >> beam.FlatMap(lambda item: set().union(*(row_labels(row) for row in item[1][1])))
+            class_names
             | "Distinct" >> beam.Distinct()
             | "All" >> beam.combiners.ToList()
             | "Number" >> beam.Map(lambda names: extend_label_map(seed, names))

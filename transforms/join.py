@@ -14,7 +14,7 @@ from typing import Iterable, Iterator, List, Sequence, Tuple, Union
 
 from transforms import paths
 from transforms.formats import FORMATS, AnnotationFormat
-from transforms.model import ITEM_ANNOTATION, RELATIVE, ImageRecord, Rejection, RecordRow, records_from_rows
+from transforms.model import ITEM_ANNOTATION, RELATIVE, ImageRecord, Rejection, unpack_records
 from transforms.source_splits import split_from_path
 
 ImageFile = Tuple[str, int]  # (path relative to --images, size in bytes)
@@ -97,14 +97,14 @@ def _unannotated(relative: str, size: int, rule: JoinRule) -> Union[ImageRecord,
 
 
 def join_shard(
-    record_batches: Iterable[Tuple[int, Sequence[RecordRow]]],
+    record_batches: Iterable[Tuple[int, bytes]],
     image_batches: Iterable[Tuple[int, Sequence[ImageFile]]],
     rules: Sequence[JoinRule],
 ) -> Joined:
-    """A shard's (source index, batch) lists of record rows and image files, joined source by source."""
+    """A shard's (source index, batch) lists of packed records and of image files, joined source by source."""
     records_by_source, images_by_source = defaultdict(list), defaultdict(list)
-    for source, rows in record_batches:
-        records_by_source[source].extend(records_from_rows(rows))
+    for source, packed in record_batches:
+        records_by_source[source].extend(unpack_records(packed))
     for source, batch in image_batches:
         images_by_source[source].extend(batch)
     joined = Joined([], [], 0)

@@ -1,12 +1,15 @@
 """The values that travel between the pipeline's steps.
 
-Only these small metadata objects cross a shuffle; image bytes are read in the shard writer.
+Only these small metadata objects cross a shuffle (records in packed batches); image bytes are read in
+the shard writer.
 """
 from __future__ import annotations
 
 import dataclasses
 import json
-from typing import Iterable, List, Optional, Set, Tuple
+import pickle
+import zlib
+from typing import Iterable, List, Optional, Tuple
 
 PIXELS = "pixels"  # box coordinates in pixels of the annotated image
 RELATIVE = "relative"  # box coordinates already divided by width and height (YOLO, CreateML-style)
@@ -58,21 +61,20 @@ _BOX_FIELDS = tuple(field.name for field in dataclasses.fields(Box))
 _RECORD_FIELDS = tuple(field.name for field in dataclasses.fields(ImageRecord))
 _BOXES = _RECORD_FIELDS.index("boxes")
 
-RecordRow = tuple  # an ImageRecord as plain values, boxes as tuples: see records_to_rows
+def pack_records(records: Iterable[ImageRecord]) -> bytes:
+    """A batch of records as one compressed byte string: how a parser's batch travels to its shard's writer.
 
-
-def records_to_rows(records: Iterable[ImageRecord]) -> List[RecordRow]:
-    """Records as tuples of plain values, which Beam's default coder encodes natively.
-
-    Dataclasses fall back to one pickle call per object, which made (de)coding records the runner's
-    biggest cost; batches of records therefore travel between steps as rows.
+    The runner stores and shuffles the batch without decoding it (a local run keeps every batch in
+    memory between steps: packed, a fifth of the size of the same values as Beam-coded tuples) and only
+    the writer unpacks it. Inside, the records are tuples of plain values: pickling dataclasses costs
+    a call per object.
     """
     rows = []
     for record in records:
         row = [getattr(record, name) for name in _RECORD_FIELDS]
         row[_BOXES] = tuple(tuple(getattr(box, name) for name in _BOX_FIELDS) for box in record.boxes)
         rows.append(tuple(row))
-    return rows
+    return zlib.compress(pickle.dumps(rows, protocol=pickle.HIGHEST_PROTOCOL), 1)
 
 
 def _frozen(cls, names, values):
@@ -81,18 +83,14 @@ def _frozen(cls, names, values):
     return made
 
 
-def records_from_rows(rows: Iterable[RecordRow]) -> List[ImageRecord]:
+def unpack_records(packed: bytes) -> List[ImageRecord]:
+    """The records pack_records packed (only ever bytes this pipeline made: they are unpickled)."""
     records = []
-    for row in rows:
+    for row in pickle.loads(zlib.decompress(packed)):
         values = list(row)
         values[_BOXES] = tuple(_frozen(Box, _BOX_FIELDS, box) for box in row[_BOXES])
         records.append(_frozen(ImageRecord, _RECORD_FIELDS, values))
     return records
-
-
-def row_labels(row: RecordRow) -> Set[str]:
-    """The class names a record row's boxes carry."""
-    return {box[0] for box in row[_BOXES] if box[0]}
 
 
 @dataclasses.dataclass(frozen=True)

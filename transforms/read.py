@@ -16,13 +16,14 @@ from transforms import formats, paths, storage
 from transforms.class_map import ClassMap, apply_class_map
 from transforms.formats import FORMATS, AnnotationFormat, ParseContext, parse_annotation_file
 from transforms.images import ImageProblem
-from transforms.model import ITEM_ANNOTATION, ITEM_BOX, ITEM_IMAGE, Ignored, ImageRecord, Rejection, records_to_rows
+from transforms.model import ITEM_ANNOTATION, ITEM_BOX, ITEM_IMAGE, Ignored, ImageRecord, Rejection, pack_records
 from transforms.join import JoinRule
 from transforms.local_pool import PooledDoFn
 from transforms.splits import assign_shard
 from transforms.tally import TALLY
 
 REJECTED = "rejected"
+LABELS = "labels"
 
 IMAGE_EXTENSIONS = frozenset([".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"])
 
@@ -30,12 +31,18 @@ IMAGE_EXTENSIONS = frozenset([".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".gif", "
 def read_file(path: str, limit: int = -1) -> bytes:
     """The file's bytes (the first `limit` only, if given).
 
-    A local path that is not a regular file (a named pipe, a device) is refused, never opened: reading
+    A local path that is not a regular file (a named pipe, a device) is refused, never read: reading
     one would block or never end.
     """
-    if storage.is_local(path) and not stat.S_ISREG(os.stat(path).st_mode):
-        raise OSError(f"{path} is not a regular file")
-    return storage.read_bytes(path, limit)  # gs://: one GET per file, a client per worker, retries
+    if not storage.is_local(path):
+        return storage.read_bytes(path, limit)  # gs://: one GET per file, a client per worker, retries
+    # O_NONBLOCK: opening a named pipe must not wait for a writer. One open and one fstat per file, not
+    # Beam's filesystem lookup: this runs once per annotation file and once per image.
+    descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    with open(descriptor, "rb", buffering=0) as handle:
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            raise OSError(f"{path} is not a regular file")
+        return handle.read() if limit < 0 else handle.read(limit)
 
 
 def read_record_image(record: ImageRecord) -> bytes:
@@ -118,7 +125,9 @@ class _ParseAnnotationFiles(PooledDoFn):
                     yield item
         self.note("parsed", len(records))
         for shard, (index, batch) in shard_batches(records, _record_join_key, self._source_index, self._seed, num_shards):
-            yield shard, (index, records_to_rows(batch))
+            yield shard, (index, pack_records(batch))
+        for label in sorted({box.label for record in records for box in record.boxes if box.label}):
+            yield beam.pvalue.TaggedOutput(LABELS, label)
 
     def _parse(self, path: str, part: int, parts: int):
         if part == 0:
@@ -159,7 +168,8 @@ def _record_join_key(record: ImageRecord) -> str:
 
 
 class ParseAnnotations(beam.PTransform):
-    """Annotation file patterns -> (shard, (source index, record rows)) batches, Rejections and tallies.
+    """Annotation file patterns -> (shard, (source index, packed records)) batches, Rejections, class names
+    (`labels`) and tallies.
 
     Matching happens on a worker and the parse tasks are reshuffled, so millions of small VOC files
     (in batches) or the parts of one huge COCO file are parsed in parallel rather than by whichever
@@ -190,7 +200,7 @@ class ParseAnnotations(beam.PTransform):
             | "PlanTasks" >> beam.ParDo(_PlanParsing(self._format))
             | "Spread" >> beam.Reshuffle()
             | "Parse" >> beam.ParDo(parse, beam.pvalue.AsSingleton(self._num_shards)).with_outputs(
-                REJECTED, TALLY, main="records"
+                REJECTED, LABELS, TALLY, main="records"
             )
         )
 

@@ -10,16 +10,18 @@ from transforms.formats._xml import parse_xml
 from transforms.model import ITEM_ANNOTATION, ITEM_BOX, Box, ImageRecord, Rejection
 
 
-def _child(element: ElementTree.Element, path: str) -> Optional[str]:
-    found = element.find(path)
+def _child(element: Optional[ElementTree.Element], name: str) -> Optional[str]:
+    """The stripped text of the first child called `name` (a plain tag: the C find, not ElementPath)."""
+    found = None if element is None else element.find(name)
     if found is None or found.text is None:
         return None
     return found.text.strip()
 
 
 def _size(root: ElementTree.Element) -> Optional[tuple]:
-    width = _text.positive_int(_child(root, "size/width"))
-    height = _text.positive_int(_child(root, "size/height"))
+    size = root.find("size")
+    width = _text.positive_int(_child(size, "width"))
+    height = _text.positive_int(_child(size, "height"))
     return (width, height) if width and height else None
 
 
@@ -43,9 +45,10 @@ def parse(source: str, data: bytes, context: ParseContext = NO_CONTEXT) -> Itera
     boxes = []
     for index, obj in enumerate(root.iter("object")):
         label = _child(obj, "name") or ""
+        bndbox = obj.find("bndbox")
         try:
             corners = [
-                _text.number(_child(obj, f"bndbox/{corner}"), f"<bndbox/{corner}>")
+                _text.number(_child(bndbox, corner), f"<bndbox/{corner}>")
                 for corner in ("xmin", "ymin", "xmax", "ymax")
             ]
         except ValueError as error:
