@@ -15,7 +15,8 @@ The dataset is N distinct photo-like 640x480 JPEGs (~170 KB each) with 1 to 4 bo
 VOC xml per image plus one COCO instances JSON holding the same images and boxes. It is generated once
 (in parallel over all cores) and cached under --workdir/voc-N.
 
-Before each converter, every input file is read once (page cache warm) and the output folder is removed.
+Before each converter, every input file is read once (page cache warm), the output folder is removed and
+pending writes are flushed (os.sync), so no earlier write is flushed to disk during the run.
 Each run is measured as: wall seconds; images/s; MB/s of input JPEG bytes; peak RSS of every process in
 its tree, sampled with psutil every 0.1 s (the largest single process, and the largest sum over the
 tree; RSS sums count shared pages once per process); and the kernel's ru_maxrss from wait4 (the top
@@ -447,6 +448,7 @@ def main() -> None:
         destination = output_folder(output, name)
         shutil.rmtree(destination, ignore_errors=True)
         input_bytes = warm_page_cache(data)
+        os.sync()  # earlier writes (another converter's output, the dataset) are not flushed during this run
         image_bytes = sum(p.stat().st_size for p in (data / "images").iterdir())
         print(f"running {name} ({input_bytes / 1e6:.0f} MB of input read to warm the cache) ...", flush=True)
         cwd = Path(args.project_dir) if name == PROJECT else REPO

@@ -34,37 +34,42 @@ def _varint(value: int) -> bytes:
     return bytes(out)
 
 
-def _field(number: int, payload: Chunks) -> Chunks:
-    """A length-delimited field around `payload`, a sequence of byte strings.
+def _prefix(number: int, size: int) -> bytes:
+    """The tag and length of a length-delimited field (field numbers here are all below 16)."""
+    return _ONE_BYTE[number << 3 | _LEN] + _varint(size)
 
-    Small payloads are joined into one piece (fewer pieces to checksum and write); large ones, such
-    as an image, are passed through and never copied.
-    """
-    size = sum(map(len, payload))
-    header = _ONE_BYTE[number << 3 | _LEN] + _varint(size)  # field numbers here are all below 16
-    if size <= _JOIN_BELOW:
-        return (header + b"".join(payload),)
-    return (header, *payload)
+
+def _message(number: int, payload: bytes) -> bytes:
+    return _prefix(number, len(payload)) + payload
 
 
 @functools.lru_cache(maxsize=1024)
 def _map_key(key: str) -> bytes:
     """The key field of a feature-map entry: the same few keys in every record, encoded once."""
-    return _field(1, (key.encode("utf-8"),))[0]
+    return _message(1, key.encode("utf-8"))
 
+
+# A feature is a serialized Feature message in pieces: one piece, except around a large value (an image),
+# which is passed through and never copied. Small ones are built as whole byte strings: most of a
+# record's fields are a few bytes, and per-piece bookkeeping cost more than the bytes themselves.
 
 def bytes_feature(values: Sequence[bytes]) -> Chunks:
-    return _field(1, [chunk for value in values for chunk in _field(1, (value,))])
+    if sum(map(len, values)) <= _JOIN_BELOW:
+        return (_message(1, b"".join([_message(1, value) for value in values])),)
+    pieces = []
+    for value in values:
+        pieces += (_prefix(1, len(value)), value)
+    return (_prefix(1, sum(map(len, pieces))), *pieces)
 
 
 def float_feature(values: Sequence[float]) -> Chunks:
-    packed = struct.pack(f"<{len(values)}f", *values)
-    return _field(2, _field(1, (packed,)) if values else ())
+    packed = _message(1, struct.pack(f"<{len(values)}f", *values)) if values else b""
+    return (_message(2, packed),)
 
 
 def int64_feature(values: Sequence[int]) -> Chunks:
-    packed = b"".join(_varint(value) for value in values)
-    return _field(3, _field(1, (packed,)) if values else ())
+    packed = _message(1, b"".join([_varint(value) for value in values])) if values else b""
+    return (_message(3, packed),)
 
 
 def example_chunks(features: Dict[str, Chunks]) -> Chunks:
@@ -73,12 +78,15 @@ def example_chunks(features: Dict[str, Chunks]) -> Chunks:
     The pieces are written to the file one after another and never joined: an image's bytes are not
     copied at all (each copy of a photo-sized buffer is a fresh allocation and its page faults).
     """
-    entries = [
-        chunk
-        for key, feature in sorted(features.items())
-        for chunk in _field(1, (_map_key(key), *_field(2, feature)))
-    ]
-    return _field(1, entries)
+    entries = []
+    for key, feature in sorted(features.items()):
+        size = sum(map(len, feature))
+        head = _map_key(key) + _prefix(2, size)
+        if len(feature) == 1:
+            entries.append(_message(1, head + feature[0]))
+        else:
+            entries += (_prefix(1, len(head) + size) + head, *feature)
+    return (_prefix(1, sum(map(len, entries))), *entries)
 
 
 def encode_example(features: Dict[str, Chunks]) -> bytes:
