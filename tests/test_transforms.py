@@ -12,7 +12,7 @@ from transforms.aggregate import BuildLabelMap, CountShards, FindDuplicates
 from transforms.formats import FORMATS, ParseContext
 from transforms.join import JoinRule, join_shard, join_source
 from transforms.model import ITEM_ANNOTATION, RELATIVE, Box, ImageRecord, Rejection, pack_records, unpack_records
-from transforms.read import ListImages, ParseAnnotations, ShardImages
+from transforms.read import ListImages, ParseAnnotations, ShardImages, files_per_task
 from transforms.splits import assign_shard
 from transforms.write import TARGET_SHARD_BYTES
 
@@ -81,6 +81,11 @@ def test_duplicates_are_groups_of_keys_sharing_bytes():
     content = [("1", [("h1", "b.jpg"), ("h2", "c.jpg")]), ("1", [("h1", "a.jpg")]), ("2", [("h3", "d.jpg")])]
     with TestPipeline() as p:
         assert_that(p | beam.Create(content) | FindDuplicates(), equal_to([["a.jpg", "b.jpg"]]))
+
+
+@pytest.mark.parametrize("files, per_task", [(1, 64), (3000, 64), (10_000, 157), (50_000, 782), (10_000_000, 1024)])
+def test_parse_tasks_grow_with_the_dataset_within_bounds(files, per_task):
+    assert files_per_task(files) == per_task
 
 
 def test_parse_and_list_real_files(tmp_path):

@@ -59,7 +59,8 @@ def read_record_image(record: ImageRecord) -> bytes:
     return embedded
 
 
-ANNOTATION_BATCH = 64  # annotation files per parse task: per-element costs shrink, work still spreads
+PARSE_TASKS = 64  # the annotation files are spread over about this many tasks, within these bounds:
+TASK_FILES_MIN, TASK_FILES_MAX = 64, 1024  # annotation files per parse task
 IMAGE_LIST_CHUNK = 4096  # image files per element of a listing
 PART_BYTES = 128 * 1024 * 1024  # a streamable annotation file larger than this is parsed in parts, in parallel
 
@@ -83,6 +84,14 @@ def _matched_files(patterns: Sequence[str]) -> Dict[str, int]:
     return files
 
 
+def files_per_task(files: int) -> int:
+    """Annotation files per parse task: enough tasks to keep every worker busy to the end, and tasks big
+    enough that each sends several records to each shard rather than one (a task sends one packed batch
+    per shard its records fall in; at 50,000 files, 64-file tasks sent 35,000 batches of one or two
+    records through the shuffle, and the runner's per-element costs and memory grew with them)."""
+    return min(TASK_FILES_MAX, max(TASK_FILES_MIN, math.ceil(files / PARSE_TASKS)))
+
+
 class _PlanParsing(beam.DoFn):
     """Patterns -> batches of (path, part, parts) parse tasks; a huge streamable file becomes many parts."""
 
@@ -90,15 +99,16 @@ class _PlanParsing(beam.DoFn):
         self._streamable = fmt.parse_part is not None
 
     def process(self, patterns: Sequence[str]):
-        batch = []
-        for path, size in sorted(_matched_files(patterns).items()):
+        files = sorted(_matched_files(patterns).items())
+        batch, task_files = [], files_per_task(len(files))
+        for path, size in files:
             parts = math.ceil(size / PART_BYTES) if self._streamable and size > PART_BYTES else 1
             if parts > 1:
                 for part in range(parts):
                     yield [(path, part, parts)]
                 continue
             batch.append((path, 0, 1))
-            if len(batch) == ANNOTATION_BATCH:
+            if len(batch) == task_files:
                 yield batch
                 batch = []
         if batch:
