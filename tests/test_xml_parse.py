@@ -21,7 +21,9 @@ def _tree(element: ElementTree.Element):
 
 
 _text = st.text(st.characters(blacklist_categories=("Cs", "Cc")), max_size=12)
-_tag = st.from_regex(r"[A-Za-z_][A-Za-z0-9_.-]{0,8}", fullmatch=True)
+_LETTERS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_"
+_tag = st.builds(lambda first, rest: first + rest, st.sampled_from(_LETTERS),
+                 st.text(_LETTERS + "0123456789.-", max_size=8))
 
 
 @st.composite
