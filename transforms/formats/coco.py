@@ -349,6 +349,17 @@ class _Reader:
             self._fail(f"Expecting {char!r}")
         self.pos += 1
 
+    def _another(self, closer: str) -> bool:
+        """After an element: past its ',' (True: another follows) or past `closer` (False: the end)."""
+        char = self.peek()
+        self.pos += 1
+        if char == closer:
+            return False
+        if char != ",":
+            self.pos -= 1
+            self._fail("Expecting ',' delimiter")
+        return True
+
     def elements(self) -> Iterator[Any]:
         """The elements of the array that comes next, each decoded whole."""
         self._expect("[")
@@ -377,13 +388,8 @@ class _Reader:
                 if found.group(1) == "]":
                     return
                 continue
-            char = self.peek()
-            self.pos += 1
-            if char == "]":
+            if not self._another("]"):
                 return
-            if char != ",":
-                self.pos -= 1
-                self._fail("Expecting ',' delimiter")
 
     def members(self) -> Iterator[str]:
         """The keys of the object that comes next; the caller consumes each key's value."""
@@ -397,13 +403,8 @@ class _Reader:
             key = self.value()
             self._expect(":")
             yield key
-            char = self.peek()
-            self.pos += 1
-            if char == "}":
+            if not self._another("}"):
                 return
-            if char != ",":
-                self.pos -= 1
-                self._fail("Expecting ',' delimiter")
 
     def skip(self) -> bool:
         """Consume the next value, an array or object element by element; whether it is truthy."""
