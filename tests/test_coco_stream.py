@@ -230,16 +230,21 @@ def test_parse_annotation_part_applies_the_file_checks_and_opens_a_fresh_stream_
     assert len(opened) >= 2
 
 
-def test_a_part_parser_that_fails_midway_yields_only_the_rejection_from_part_0():
-    def broken(source, open_stream, context, part, parts):
-        yield ImageRecord(key="a.jpg", source=source)
-        raise RuntimeError("parser bug")
+def test_a_part_that_fails_midway_yields_only_its_rejection_naming_the_part():
+    def broken_in_part_1(source, open_stream, context, part, parts):
+        yield ImageRecord(key=f"{part}.jpg", source=source)
+        if part == 1:
+            raise OSError("connection reset")
 
-    fmt = AnnotationFormat("broken", "", "", ("*",), coco.parse, sniff=lambda path, head: False, parse_part=broken)
+    fmt = AnnotationFormat("broken", "", "", ("*",), coco.parse, sniff=lambda path, head: False,
+                           parse_part=broken_in_part_1)
     assert list(parse_annotation_part(fmt, "f.json", lambda: io.BytesIO(b""), part=0, parts=2)) == [
-        Rejection("f.json", "annotation_unreadable", "RuntimeError: parser bug", ITEM_ANNOTATION)
+        ImageRecord(key="0.jpg", source="f.json", source_id="0.jpg")  # `checked` fills in the id
     ]
-    assert list(parse_annotation_part(fmt, "f.json", lambda: io.BytesIO(b""), part=1, parts=2)) == []
+    # Part 0 went fine: the images of part 1 are not lost without a word.
+    assert list(parse_annotation_part(fmt, "f.json", lambda: io.BytesIO(b""), part=1, parts=2)) == [
+        Rejection("f.json", "annotation_unreadable", "part 2 of 2: OSError: connection reset", ITEM_ANNOTATION)
+    ]
 
 
 def test_a_format_without_parse_part_is_parsed_whole_by_part_0():

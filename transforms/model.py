@@ -61,6 +61,7 @@ _BOX_FIELDS = tuple(field.name for field in dataclasses.fields(Box))
 _RECORD_FIELDS = tuple(field.name for field in dataclasses.fields(ImageRecord))
 _BOXES = _RECORD_FIELDS.index("boxes")
 
+
 def pack_records(records: Iterable[ImageRecord]) -> bytes:
     """A batch of records as one compressed byte string: how a parser's batch travels to its shard's writer.
 

@@ -149,9 +149,9 @@ class _ParseAnnotationFiles(PooledDoFn):
                 opener = lambda: FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
                 items = formats.parse_annotation_part(self._format, path, opener, self._context, part, parts)
             items = list(items)
-        except Exception as error:  # an unreadable file is one rejection, whatever the filesystem raised
-            if part == 0:
-                yield _reject(Rejection(path, "annotation_unreadable", str(error), ITEM_ANNOTATION))
+        except Exception as error:  # an unreadable file (or part) is one rejection, whatever the filesystem raised
+            where = f"part {part + 1} of {parts}: " if parts > 1 else ""
+            yield _reject(Rejection(path, "annotation_unreadable", f"{where}{error}", ITEM_ANNOTATION))
             return
         for item in items:
             if isinstance(item, Ignored):

@@ -45,12 +45,7 @@ class AnnotationFormat:
     # (source path, open_stream, context, part, parts) -> the records of part `part` of `parts` (0-based),
     # with the rejections and Ignored counts that belong to that part; file-level rejections come from
     # part 0 only. `open_stream()` opens the file as a fresh binary stream at each call. For files too
-    # big to hold in memory: each part streams the whole file and keeps its share.
-    parse_part: Optional[
-        Callable[[str, Callable[[], BinaryIO], ParseContext, int, int], Iterable[Parsed]]
-    ] = None
-    # (source path, opener of a fresh binary stream, context, part, parts) -> the records of that part of a
-    # file too big to hold in memory; parts are parsed in parallel (COCO)
+    # big to hold in memory (COCO): each part streams the whole file and keeps its share, in parallel.
     parse_part: Optional[Callable[[str, Callable[[], BinaryIO], ParseContext, int, int], Iterable[Parsed]]] = None
 
 
@@ -80,9 +75,10 @@ def parse_annotation_part(
 ) -> Iterator[Parsed]:
     """Part `part` of `parts` of one annotation file, with the checks of `parse_annotation_file`.
 
-    The part's output is collected before anything is yielded: a parser that fails midway yields
-    only the `annotation_unreadable` rejection, and only from part 0, so the file is rejected once
-    and never half-reported. A format without `parse_part` is parsed whole by part 0.
+    The part's output is collected before anything is yielded: a part that fails midway (a read that
+    failed, a parser bug) yields only its `annotation_unreadable` rejection, naming the part, and is
+    never half-reported. What is wrong with the file itself (malformed JSON) the format reports from
+    part 0 only. A format without `parse_part` is parsed whole by part 0.
     """
     if not 0 <= part < parts:
         raise ValueError(f"part {part} is not in 0..{parts - 1}")
@@ -98,16 +94,15 @@ def parse_annotation_part(
         return
     try:
         parsed = list(fmt.parse_part(source, open_stream, context, part, parts))
-    except Exception as error:  # a parser bug must cost one file, once
-        if part == 0:
-            yield _unreadable(source, error)
+    except Exception as error:  # a failed read or a parser bug costs this part, and says so: never silently
+        yield _unreadable(source, error, f"part {part + 1} of {parts}: ")
         return
     for item in parsed:
         yield checked(source, item, context)
 
 
-def _unreadable(source: str, error: Exception) -> Rejection:
-    return Rejection(source, "annotation_unreadable", f"{type(error).__name__}: {error}", ITEM_ANNOTATION)
+def _unreadable(source: str, error: Exception, where: str = "") -> Rejection:
+    return Rejection(source, "annotation_unreadable", f"{where}{type(error).__name__}: {error}", ITEM_ANNOTATION)
 
 
 def checked(source: str, item: Parsed, context: ParseContext = NO_CONTEXT) -> Parsed:
