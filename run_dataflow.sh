@@ -70,14 +70,20 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline.cli import _build_parser
+from pipeline.config import load_config
 from pipeline.errors import UsageError
 from pipeline.graph import build_convert_pipeline
 from pipeline.options import resolve_convert
 
+INCREMENTAL_FLAGS = ("incremental", "update_changed", "resplit")
 parser = _build_parser()
 try:
     args, extra = parser.parse_known_args(["convert", "--config", sys.argv[1], *sys.argv[2:]])
     given = {key: value for key, value in vars(args).items() if key != "command"}
+    asked = [flag for flag in INCREMENTAL_FLAGS if given.get(flag) or load_config(sys.argv[1]).get(flag)]
+    # Nothing in OUTPUT is touched: an incremental run would read the manifest and take OUTPUT/.lock,
+    # which only the launched job releases. The graph shown is a full run's.
+    given.update({flag: False for flag in INCREMENTAL_FLAGS})
     job = resolve_convert(given, extra + ["--dry_run=True", "--no_auth", "--sdk_location=container"])
 except UsageError as error:
     sys.exit(f"error: {error}")
@@ -104,6 +110,8 @@ for step_id in transforms[root].subtransforms:
         print(f"    {transforms[child_id].unique_name}")
 print(f"{len(transforms[root].subtransforms)} steps, {leaves(root)} primitive transforms; "
       f"output {job.output}; workers install this package from setup.py (--setup_file)")
+if asked:
+    print(f"{', '.join(asked)}: shown as a full run (a dry run reads no manifest and takes no lock)")
 PY
 fi
 

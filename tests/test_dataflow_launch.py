@@ -65,6 +65,18 @@ def test_dry_run_builds_the_whole_job_graph_offline(tmp_path):
     assert "storage.googleapis.com" not in result.stderr
 
 
+@pytest.mark.slow
+def test_an_incremental_dry_run_touches_nothing_in_the_output(tmp_path):
+    # Offline, reading the manifest or taking OUTPUT/.lock would fail; on a real bucket the lock would
+    # stay until it went stale (only a launched job releases it).
+    result = _run(tmp_path, "--dry-run", "--config", "configs/dataflow.yaml", *FILLED, "--incremental",
+                  "--annotations", SAMPLE / "annotations", "--images", SAMPLE / "images")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.startswith("Dataflow job graph (dry run, nothing launched): ")
+    assert "incremental: shown as a full run (a dry run reads no manifest and takes no lock)" in result.stdout
+    assert "storage.googleapis.com" not in result.stderr
+
+
 def test_placeholders_are_refused_with_one_line(tmp_path):
     result = _run(tmp_path, "--dry-run")
     assert result.returncode == 2
