@@ -75,6 +75,23 @@ def test_switches_given_as_true_become_bare_flags():
         "--drop_duplicates", "--runner=DataflowRunner"]
 
 
+@pytest.mark.parametrize("value", ["ture", "on", "2"])
+def test_a_switch_with_any_other_value_is_one_error_line(value):
+    from flex_template.main import template_args
+    from pipeline.errors import UsageError
+
+    with pytest.raises(UsageError, match=f"--incremental is a switch: true or false, not '{value}'"):
+        template_args([f"--incremental={value}"])
+
+
+def test_the_switches_are_the_convert_commands_on_off_flags():
+    from flex_template.main import SWITCHES
+
+    parser = _convert_parser()
+    flags = {action.dest for action in parser._actions if action.const is True and action.nargs == 0}
+    assert set(SWITCHES) == flags
+
+
 def test_dockerfile_ships_both_packages_and_points_at_the_entry_point():
     dockerfile = (TEMPLATE / "Dockerfile").read_text()
     for line in ("COPY setup.py ./", "COPY pipeline ./pipeline", "COPY transforms ./transforms"):
