@@ -127,10 +127,16 @@ def _start_incremental(job: ConvertJob, p: beam.Pipeline):
         token = lock.acquire(job.output, job.lock_timeout_hours)
     except lock.LockHeld as error:
         raise UsageError(str(error)) from None
+    except Exception as error:  # a refused permission, an unreachable bucket
+        raise UsageError(f"cannot take the lock in {job.output}: {_one_line(error)}") from None
     if p.options.view_as(StandardOptions).runner in (None, "DirectRunner", "direct", "BundleBasedDirectRunner"):
         atexit.register(lock.release, job.output, token)
-    state.recover(job.output)
-    storage.remove_tree(paths.join(job.output, STAGING))  # what a killed run staged: it starts over
+    try:
+        state.recover(job.output)
+        storage.remove_tree(paths.join(job.output, STAGING))  # what a killed run staged: it starts over
+    except Exception as error:
+        lock.release(job.output, token)
+        raise UsageError(f"cannot finish the interrupted run's publish in {job.output}: {_one_line(error)}") from None
     job = refresh_incremental(job)
     previous = None if job.resplit else job.manifest
     plan = IncrementalPlan(
@@ -149,3 +155,7 @@ def _start_incremental(job: ConvertJob, p: beam.Pipeline):
         "run_log": job.run_log,
         "replacing": [job.manifest["name"]] if job.manifest else [],
     }
+
+
+def _one_line(error: Exception) -> str:
+    return " ".join(str(error).split())[:200] or type(error).__name__

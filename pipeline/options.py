@@ -277,6 +277,8 @@ def resolve_convert(given: Dict[str, Any], extra_beam_args: List[str]) -> Conver
     for flag in ("incremental", "update_changed", "resplit"):
         if not isinstance(settings[flag], bool):
             raise UsageError(f"{flag} must be true or false, not {settings[flag]!r}")
+    if settings["incremental"] and "://" in output and not output.startswith("gs://"):
+        raise UsageError(f"--incremental needs a local or gs:// --output (for its lock and manifest), not {output}")
     try:
         lock_timeout_hours = float(settings["lock_timeout_hours"])
     except (TypeError, ValueError):
