@@ -11,6 +11,7 @@ import heapq
 import json
 import os
 import re
+import zlib
 from collections import defaultdict
 from typing import Dict, List, Optional, Tuple
 
@@ -55,6 +56,23 @@ class Collected:
     samples: Dict[str, list]  # split -> heap of (inverted sample key, file, index, record bytes)
 
 
+def _add_frame(frame, record_file, split_stats, heap: list, samples: int, label_names) -> None:
+    try:
+        record = od_record(parse_example(frame.data)) if frame.data is not None else None
+    except ExampleError:
+        record = None
+    if record is None:  # verify says why; inspect shows what can be read
+        split_stats.unreadable += 1
+        return
+    split_stats.add(record, label_names)
+    # A max-heap on the key (bytes inverted) holds the `samples` smallest keys seen so far.
+    entry = (bytes(255 - b for b in report.sample_key(frame.data)), record_file.relative, frame.index, frame.data)
+    if len(heap) < samples:
+        heapq.heappush(heap, entry)
+    else:
+        heapq.heappushpop(heap, entry)
+
+
 def collect(files, split: Optional[str], samples: int, label_names) -> Collected:
     """Count every record and keep each split's `samples` records with the smallest sample key."""
     stats: Dict[str, report.SplitStats] = defaultdict(report.SplitStats)
@@ -64,22 +82,12 @@ def collect(files, split: Optional[str], samples: int, label_names) -> Collected
             continue
         split_stats = stats[record_file.split]
         split_stats.files += 1
-        with open_records(record_file.path) as stream:
-            for frame in read_frames(stream):
-                try:
-                    record = od_record(parse_example(frame.data)) if frame.data is not None else None
-                except ExampleError:
-                    record = None
-                if record is None:  # verify says why; inspect shows what can be read
-                    split_stats.unreadable += 1
-                    continue
-                split_stats.add(record, label_names)
-                # A max-heap on the key (bytes inverted) holds the `samples` smallest keys seen so far.
-                entry = (bytes(255 - b for b in report.sample_key(frame.data)), record_file.relative, frame.index, frame.data)
-                if len(heaps[record_file.split]) < samples:
-                    heapq.heappush(heaps[record_file.split], entry)
-                else:
-                    heapq.heappushpop(heaps[record_file.split], entry)
+        try:
+            with open_records(record_file.path) as stream:
+                for frame in read_frames(stream):
+                    _add_frame(frame, record_file, split_stats, heaps[record_file.split], samples, label_names)
+        except (OSError, EOFError, zlib.error):  # unreadable, or a .gz that is not gzip: verify says why
+            split_stats.unreadable_files += 1
     order = sorted(stats, key=split_order)
     return Collected({split: stats[split] for split in order}, dict(heaps))
 

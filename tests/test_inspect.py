@@ -135,3 +135,17 @@ def test_inspect_usage_errors_exit_2(tmp_path, capsys):
     assert capsys.readouterr().err.strip() == f"error: {tmp_path / 'nope'} does not exist"
     assert main(["inspect", str(tmp_path)]) == 2
     assert "--report" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_an_unreadable_record_file_is_counted_not_a_traceback(inspected, tmp_path, capsys):
+    output, _, _ = inspected
+    copy = tmp_path / "copy"
+    shutil.copytree(output, copy)
+    (copy / "raccoon-train.tfrecord-00099-of-00100.gz").write_bytes(b"not gzip at all" * 10)
+    assert main(["inspect", str(copy), "--report", str(tmp_path / "r"), "--samples", "4"]) == 0
+    assert "Inspected" in capsys.readouterr().out
+    page = (tmp_path / "r" / "index.html").read_text()
+    train = json.loads((output / "summary.json").read_text())["splits"]["train"]
+    assert f"<td>train</td><td>3</td><td>{train['images']}</td><td>{train['boxes']}</td>" in page
+    assert page.split("<td>train</td>")[1].split("</tr>")[0].endswith("<td>1</td>")  # one unreadable file

@@ -161,6 +161,7 @@ class SplitStats:
     records: int = 0
     negatives: int = 0
     unreadable: int = 0
+    unreadable_files: int = 0  # a file that cannot be opened or stops being readable midway
     boxes_per_class: Counter = dataclasses.field(default_factory=Counter)
     box_sizes: List[float] = dataclasses.field(default_factory=list)  # sqrt(width * height) in pixels
 
@@ -295,9 +296,10 @@ def index_html(
         f"<h1>{e(folder)}</h1>",
         "<h2>Records</h2>",
         _table(
-            ["split", "files", "records", "boxes", "negatives (no boxes)", "unreadable records"],
+            ["split", "files", "records", "boxes", "negatives (no boxes)", "unreadable records", "unreadable files"],
             [
-                [e(split), s.files, s.records, sum(s.boxes_per_class.values()), s.negatives, s.unreadable]
+                [e(split), s.files, s.records, sum(s.boxes_per_class.values()), s.negatives, s.unreadable,
+                 s.unreadable_files]
                 for split, s in stats.items()
             ],
         ),
