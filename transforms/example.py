@@ -94,11 +94,16 @@ def encode_example(features: Dict[str, Chunks]) -> bytes:
     return b"".join(example_chunks(features))
 
 
+def mask_crc(crc: int) -> int:
+    """TFRecord's masking of a CRC32C (so a checksum of data holding checksums stays meaningful)."""
+    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+
+
 def _masked_crc(chunks: Chunks) -> bytes:
     crc = 0
     for chunk in chunks:
         crc = google_crc32c.extend(crc, chunk)
-    return struct.pack("<I", (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF)
+    return struct.pack("<I", mask_crc(crc))
 
 
 def tfrecord_frame(record: Chunks) -> Chunks:

@@ -19,6 +19,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from transforms import paths, storage
+from transforms.example import mask_crc
 
 _HEADER = struct.Struct("<QI")  # length, masked CRC32C of the length
 _FOOTER = struct.Struct("<I")  # masked CRC32C of the data
@@ -34,8 +35,7 @@ NO_SPLIT = "all"
 
 
 def masked_crc(data: bytes) -> int:
-    crc = google_crc32c.value(data)
-    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+    return mask_crc(google_crc32c.value(data))
 
 
 class RecordProblem(NamedTuple):

@@ -20,7 +20,6 @@ anonymously anyway, once per process.
 """
 from __future__ import annotations
 
-import logging
 import os
 import random
 import shutil
@@ -33,7 +32,6 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
 T = TypeVar("T")
-_LOG = logging.getLogger(__name__)
 EMULATOR_ENV = "STORAGE_EMULATOR_HOST"
 RETRY_ATTEMPTS = 6  # 0.5 + 1 + 2 + 4 + 8 s of waiting at most (each jittered) before giving up
 RETRY_INITIAL_SECONDS = 0.5

@@ -85,7 +85,6 @@ _OBJECT_LISTS = (
 )
 # What tf.io.decode_image (the OD API's decoder) reads, by Pillow's format names.
 _TF_DECODABLE = {"JPEG": "jpeg", "PNG": "png", "GIF": "gif", "BMP": "bmp"}
-_FORMAT_ALIASES = {"jpg": "jpeg", "jpe": "jpeg"}
 
 
 class Finding(NamedTuple):
