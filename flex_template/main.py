@@ -11,9 +11,8 @@ import sys
 
 from pipeline.cli import main
 from pipeline.errors import UsageError
-from pipeline.options import DEFAULTS
+from pipeline.options import SWITCHES
 
-SWITCHES = tuple(name for name, default in DEFAULTS.items() if isinstance(default, bool))
 _ON, _OFF = ("true", "1", "yes"), ("false", "0", "no", "")
 
 

@@ -49,6 +49,7 @@ DEFAULTS: Dict[str, Any] = {
     "resplit": False,
     "lock_timeout_hours": 24,
 }
+SWITCHES = tuple(name for name, default in DEFAULTS.items() if isinstance(default, bool))  # on/off flags
 _DATASET_NAME = re.compile(r"^[A-Za-z0-9_]+$")
 SOURCE_SPLITS = "source"
 
@@ -261,7 +262,7 @@ def resolve_convert(given: Dict[str, Any], extra_beam_args: List[str]) -> Conver
             raise UsageError(f"--splits: {error}") from None
     exif_orientation = _choice(settings, "exif_orientation", EXIF_MODES)
     validate_images = _choice(settings, "validate_images", VALIDATE_MODES)
-    for flag in ("drop_duplicates", "include_masks"):
+    for flag in SWITCHES:
         if not isinstance(settings[flag], bool):
             raise UsageError(f"{flag} must be true or false, not {settings[flag]!r}")
     if settings["include_masks"]:
@@ -274,9 +275,6 @@ def resolve_convert(given: Dict[str, Any], extra_beam_args: List[str]) -> Conver
         raise UsageError(f"--name {name!r}: use letters, digits and _ only (it starts every shard file name)")
 
     seed = _integer(settings, "seed", 0)
-    for flag in ("incremental", "update_changed", "resplit"):
-        if not isinstance(settings[flag], bool):
-            raise UsageError(f"{flag} must be true or false, not {settings[flag]!r}")
     if settings["incremental"] and "://" in output and not output.startswith("gs://"):
         raise UsageError(f"--incremental needs a local or gs:// --output (for its lock and manifest), not {output}")
     try:
