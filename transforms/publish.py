@@ -102,10 +102,31 @@ class _Publish(beam.DoFn):
         self._config = config
         self._started_at = started_at
 
-    def process(self, _, tallies, rejections, duplicate_groups, label_ids, num_shards, changes):
-        rejections = sorted(rejections, key=Rejection.sort_key)
+    def _summary(self, tallies, rejections, duplicate_groups, label_ids, num_shards):
         summary = build_summary(tallies, rejections, duplicate_groups, label_ids, self._splits, num_shards)
         summary["config"] = self._config
+        return summary
+
+    def _stage(self, file_name: str, text: str) -> None:
+        # backslashreplace: a lone surrogate from a crafted JSON escape becomes \udXXX, still valid JSON
+        storage.write_bytes(paths.join(self._staging_dir, file_name), text.encode("utf-8", "backslashreplace"))
+
+    def _stage_metadata(self, label_ids, rejections, dataset_info: str, summary, readme_summary) -> None:
+        """The files beside the shards: label map, rejections, TFDS metadata, hand-off README, summary.
+
+        Written with plain json and text (no TensorFlow); the TFDS shard lengths are the writers' reports,
+        so no shard is read back.
+        """
+        self._stage(LABEL_MAP, format_label_map(label_ids))
+        self._stage(REJECTED_FILE, "".join(rejection.to_json() + "\n" for rejection in rejections))
+        self._stage(DATASET_INFO, dataset_info)
+        self._stage(FEATURES, features_json())
+        self._stage(HANDOFF_README, handoff_readme(readme_summary, self._output, self._name))
+        self._stage(SUMMARY, json.dumps(summary, indent=2) + "\n")
+
+    def process(self, _, tallies, rejections, duplicate_groups, label_ids, num_shards, changes):
+        rejections = sorted(rejections, key=Rejection.sort_key)
+        summary = self._summary(tallies, rejections, duplicate_groups, label_ids, num_shards)
         summary["durations"] = {"total_seconds": round(time.time() - self._started_at, 3)}
 
         shards_by_split = {
@@ -117,29 +138,17 @@ class _Publish(beam.DoFn):
         for shard in shard_names:  # a split with no image in a shard still gets its (empty) file
             if paths.join(self._staging_dir, shard) not in staged:
                 storage.write_bytes(paths.join(self._staging_dir, shard), b"")
-        # backslashreplace: a lone surrogate from a crafted JSON escape becomes \udXXX, still valid JSON
-        stage = lambda file_name, text: storage.write_bytes(
-            paths.join(self._staging_dir, file_name), text.encode("utf-8", "backslashreplace")
-        )
-        stage(LABEL_MAP, format_label_map(label_ids))
-        stage(REJECTED_FILE, "".join(rejection.to_json() + "\n" for rejection in rejections))
-        # TFDS metadata and the training hand-off README, written with plain json and text (no TensorFlow);
-        # shard lengths as the writers reported them, so no shard is read back.
         shard_lengths = {split: [(0, 0)] * num_shards for split in shards_by_split}
         for change in changes:
             shard_lengths[change.split][change.shard] = (change.records, change.bytes)
-        stage(DATASET_INFO, dataset_info_json(self._name, shard_lengths))
-        stage(FEATURES, features_json())
-        handoff_files = [DATASET_INFO, FEATURES]
-        stage(HANDOFF_README, handoff_readme(summary, self._output, self._name))
-        stage(SUMMARY, json.dumps(summary, indent=2, sort_keys=False) + "\n")
+        self._stage_metadata(label_ids, rejections, dataset_info_json(self._name, shard_lengths), summary, summary)
 
         # A plain run replaces the dataset: an incremental run's manifest would no longer describe it.
         storage.delete([path for path in (paths.join(self._output, state.MANIFEST),) if storage.exists(path)])
         previous = storage.list_files(paths.join(self._output, f"{self._name}-*.tfrecord-*"))
         storage.delete([path for path in previous if path.rsplit("/", 1)[-1] not in shard_names])
         # summary.json moves last: a reader that sees it sees a complete dataset.
-        for batch in (shard_names + [LABEL_MAP, REJECTED_FILE, HANDOFF_README, *handoff_files], [SUMMARY]):
+        for batch in (shard_names + [LABEL_MAP, REJECTED_FILE, HANDOFF_README, DATASET_INFO, FEATURES], [SUMMARY]):
             storage.move(
                 [paths.join(self._staging_dir, file_name) for file_name in batch],
                 [paths.join(self._output, file_name) for file_name in batch],
@@ -176,13 +185,9 @@ class _PublishIncremental(_Publish):
 
     def _publish(self, tallies, rejections, duplicate_groups, label_ids, num_shards, changes):
         rejections = sorted(rejections, key=Rejection.sort_key)
-        summary = build_summary(tallies, rejections, duplicate_groups, label_ids, self._splits, num_shards)
-        summary["config"] = self._config
+        summary = self._summary(tallies, rejections, duplicate_groups, label_ids, num_shards)
         counts = {key: tallies.get(f"incremental_{key}", 0) for key in INCREMENTAL_COUNTS}
         names = split_names(self._splits, tallies)
-        stage = lambda file_name, text: storage.write_bytes(
-            paths.join(self._staging_dir, file_name), text.encode("utf-8", "backslashreplace")
-        )
         published = self._previous is None or bool(changes)
         if published:
             manifest, moves = state.next_manifest(
@@ -208,15 +213,11 @@ class _PublishIncremental(_Publish):
         }
         summary["durations"] = {"total_seconds": round(time.time() - self._started_at, 3)}
         if published:
-            stage(LABEL_MAP, format_label_map(label_ids))
-            stage(REJECTED_FILE, "".join(rejection.to_json() + "\n" for rejection in rejections))
-            stage(DATASET_INFO, state.with_template(dataset_info_json(self._name, state.tfds_shards(manifest))))
-            stage(FEATURES, features_json())
             totals = dict(summary, images_written=summary["incremental"]["dataset_images"],
                           boxes=dict(summary["boxes"], written=sum(split["boxes"] for split in summary["splits"].values())))
-            stage(HANDOFF_README, handoff_readme(totals, self._output, self._name))
-            stage(SUMMARY, json.dumps(summary, indent=2) + "\n")
-            stage(state.MANIFEST, json.dumps(manifest, indent=1) + "\n")
+            dataset_info = state.with_template(dataset_info_json(self._name, state.tfds_shards(manifest)))
+            self._stage_metadata(label_ids, rejections, dataset_info, summary, totals)
+            self._stage(state.MANIFEST, json.dumps(manifest, indent=1) + "\n")
             metadata = [LABEL_MAP, REJECTED_FILE, DATASET_INFO, FEATURES, HANDOFF_README, SUMMARY, state.MANIFEST]
             moves = moves + [(paths.join(self._staging_dir, file_name), file_name) for file_name in metadata]
             replaced = []  # a first run or --resplit replaces every shard file of the dataset there
