@@ -77,7 +77,7 @@ def test_next_manifest_numbers_new_files_after_the_live_ones():
     assert state.split_counts(second, ["train", "val", "test"]) == {
         "train": {"images": 4, "boxes": 5, "shards": 2}, "val": {"images": 6, "boxes": 5, "shards": 2},
         "test": {"images": 0, "boxes": 0, "shards": 0}}
-    info = json.loads(state.with_template(dataset_info_json("d", state.tfds_shards(second))))
+    info = json.loads(dataset_info_json("d", state.tfds_shards(second), state.INCREMENTAL_TEMPLATE))
     assert [split["shardLengths"] for split in info["splits"]] == [["1", "3"], ["1", "5"]]
     assert {split["filepathTemplate"] for split in info["splits"]} == {state.INCREMENTAL_TEMPLATE}
 

@@ -188,14 +188,6 @@ def tfds_shards(manifest: dict) -> Dict[str, List[Tuple[int, int]]]:
     return shards
 
 
-def with_template(dataset_info: str, template: str = INCREMENTAL_TEMPLATE) -> str:
-    """dataset_info.json (as tfds_metadata writes it) naming files by `template` instead."""
-    info = json.loads(dataset_info)
-    for split in info["splits"]:
-        split["filepathTemplate"] = template
-    return json.dumps(info, indent=2, sort_keys=True)
-
-
 # --- publishing with a journal ----------------------------------------------------------------------
 
 

@@ -215,7 +215,7 @@ class _PublishIncremental(_Publish):
         if published:
             totals = dict(summary, images_written=summary["incremental"]["dataset_images"],
                           boxes=dict(summary["boxes"], written=sum(split["boxes"] for split in summary["splits"].values())))
-            dataset_info = state.with_template(dataset_info_json(self._name, state.tfds_shards(manifest)))
+            dataset_info = dataset_info_json(self._name, state.tfds_shards(manifest), state.INCREMENTAL_TEMPLATE)
             self._stage_metadata(label_ids, rejections, dataset_info, summary, totals)
             self._stage(state.MANIFEST, json.dumps(manifest, indent=1) + "\n")
             metadata = [LABEL_MAP, REJECTED_FILE, DATASET_INFO, FEATURES, HANDOFF_README, SUMMARY, state.MANIFEST]

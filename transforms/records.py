@@ -331,8 +331,7 @@ def open_records(path: str) -> BinaryIO:
 
 
 def read_file_text(path: str) -> str:
-    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
-        return handle.read().decode("utf-8", "replace")
+    return storage.read_bytes(path).decode("utf-8", "replace")
 
 
 def find_label_map(folder: str) -> Optional[str]:

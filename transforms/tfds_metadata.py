@@ -120,16 +120,16 @@ def features_json() -> str:
 SplitShards = Mapping[str, Sequence[Tuple[int, int]]]  # split -> [(records, record bytes) per shard, in order]
 
 
-def dataset_info_json(name: str, splits: SplitShards) -> str:
+def dataset_info_json(name: str, splits: SplitShards, template: str = FILEPATH_TEMPLATE) -> str:
     """dataset_info.json as write_metadata writes it: splits in name order, sizes as the records' bytes
-    (TFDS counts the serialized Examples, not the TFRecord framing)."""
+    (TFDS counts the serialized Examples, not the TFRecord framing); files named by `template`."""
     info = {
         "description": DESCRIPTION,
         "fileFormat": "tfrecord",
         "name": name,
         "splits": [
             {
-                "filepathTemplate": FILEPATH_TEMPLATE,
+                "filepathTemplate": template,
                 "name": split,
                 "numBytes": str(sum(size for _, size in shards)),
                 "shardLengths": [str(count) for count, _ in shards],
