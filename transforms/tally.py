@@ -48,7 +48,12 @@ class _Counters:
 
 
 class CountingDoFn(beam.DoFn):
-    """A DoFn with `count(name, n)`; names are strings or tuples such as ("split_images", "train")."""
+    """A DoFn with `count(name, n)`; names are strings or tuples such as ("split_images", "train").
+
+    Each bundle's counts go to Beam counters and, unless `emits_tallies` is off, out as TALLY elements.
+    """
+
+    emits_tallies = True
 
     def setup(self):
         self._metrics = _Counters()
@@ -65,34 +70,25 @@ class CountingDoFn(beam.DoFn):
         metrics = getattr(self, "_metrics", None) or _Counters()  # a subclass's setup may not call ours
         for name, n in self._counts.items():
             metrics.inc(name, n)
-            yield beam.pvalue.TaggedOutput(TALLY, WindowedValue((name, n), window.max_timestamp(), [window]))
+            if self.emits_tallies:
+                yield beam.pvalue.TaggedOutput(TALLY, WindowedValue((name, n), window.max_timestamp(), [window]))
         self._counts = Counter()
 
 
-class CountRejections(beam.DoFn):
+class CountRejections(CountingDoFn):
     """Rejections pass through unchanged; counted as `rejected/<reason>` and `rejected_images` (`_boxes`, `_annotations`).
 
     Rejections are data (rejected.jsonl, summary.json `rejections`); this only makes them visible as
     counters while the job runs. Counts are summed per bundle, never logged per element.
     """
 
-    def setup(self):
-        self._metrics = _Counters()
-
-    def start_bundle(self):
-        self._counts = Counter()
+    emits_tallies = False  # the summary counts rejections from the data itself
 
     def process(self, rejection):
-        self._counts[("rejected", rejection.reason)] += 1
-        self._counts[_REJECTED_ITEMS.get(rejection.item, f"rejected_{rejection.item}")] += 1
-        if rejection.boxes:
-            self._counts["boxes_on_rejected_items"] += rejection.boxes
+        self.count(("rejected", rejection.reason))
+        self.count(_REJECTED_ITEMS.get(rejection.item, f"rejected_{rejection.item}"))
+        self.count("boxes_on_rejected_items", rejection.boxes)
         yield rejection
-
-    def finish_bundle(self):
-        for name, n in self._counts.items():
-            self._metrics.inc(name, n)
-        self._counts = Counter()
 
 
 def counters_from(metrics_result) -> Dict[str, int]:
