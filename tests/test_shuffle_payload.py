@@ -1,8 +1,8 @@
 """No image bytes cross a shuffle: every element entering a GroupByKey of the real graph is metadata.
 
-Elements are batches (a shard's packed records, a list of image files), so the test walks each one,
-unpacking packed records: no byte string in it is anywhere near an image's size, and its pickled size
-per item it carries is small.
+Elements are packed batches (a shard's records, its image files, a parse task's files, image hashes), so
+the test walks each one, unpacking what is packed: no byte string in it is anywhere near an image's size,
+and its pickled size per item it carries is small.
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from apache_beam.testing.util import assert_that
 
 from pipeline.graph import build_convert_pipeline
 from pipeline.options import resolve_convert
-from transforms.model import ImageRecord, unpack_records
+from transforms.model import ImageRecord, unpack
 
 pytestmark = pytest.mark.slow
 
@@ -29,17 +29,19 @@ _ROW_LENGTH = len(dataclasses.fields(ImageRecord))
 
 
 def _is_item(value) -> bool:
-    """An image file (path, size), a parse task (path, part, parts) or a record row (key, source, ...)."""
+    """An image file (path, size), a parse task (path, part, parts), an image hash (sha256, key) or a record
+    row (key, source, ...)."""
     if not isinstance(value, tuple) or not value or not isinstance(value[0], str):
         return False
     plain = all(isinstance(v, int) for v in value[1:])
-    return (plain and len(value) in (2, 3)) or (len(value) == _ROW_LENGTH and isinstance(value[3], tuple))
+    image_hash = len(value) == 2 and len(value[0]) == 64 and isinstance(value[1], str)
+    return (plain and len(value) in (2, 3)) or image_hash or (len(value) == _ROW_LENGTH and isinstance(value[3], tuple))
 
 
-def _packed_records(value: bytes):
-    """The records of a packed batch (whose bytes are then measured record by record), else None."""
+def _unpacked(value: bytes):
+    """The values of a packed batch (whose bytes are then measured item by item), else None."""
     try:
-        return unpack_records(value)
+        return unpack(value)
     except Exception:
         return None
 
@@ -50,8 +52,8 @@ def _walk(value):
     Items are records and record rows (key, ...), (path, size) image files and (path, part, parts) parse tasks.
     """
     if isinstance(value, (bytes, bytearray)):
-        records = _packed_records(value)
-        return (len(value), 0) if records is None else _walk(records)
+        values = _unpacked(value)
+        return (len(value), 0) if values is None else _walk(values)
     if isinstance(value, str) or not isinstance(value, (tuple, list, dict)) and not dataclasses.is_dataclass(value):
         return 0, 0
     if isinstance(value, ImageRecord):

@@ -11,7 +11,7 @@ from apache_beam.testing.util import assert_that, equal_to
 from transforms.aggregate import BuildLabelMap, CountShards, FindDuplicates
 from transforms.formats import FORMATS, ParseContext
 from transforms.join import JoinRule, join_shard, join_source
-from transforms.model import ITEM_ANNOTATION, RELATIVE, Box, ImageRecord, Rejection, pack_records, unpack_records
+from transforms.model import ITEM_ANNOTATION, RELATIVE, Box, ImageRecord, Rejection, pack, pack_records, unpack, unpack_records
 from transforms.read import ListImages, ParseAnnotations, ShardImages, files_per_task
 from transforms.splits import assign_shard
 from transforms.write import TARGET_SHARD_BYTES
@@ -43,7 +43,7 @@ def test_a_shard_joins_each_source_with_its_own_images():
     rules = [JoinRule("/one", "voc"), JoinRule("/two", "voc")]
     joined = join_shard(
         [(1, pack_records([_record("a.jpg", "two/a.xml", "dog")])), (0, pack_records([_record("a.jpg", "one/a.xml", "cat")]))],
-        [(0, [("a.jpg", 5)]), (1, [("b.jpg", 6)])],
+        [(0, pack([("a.jpg", 5)])), (1, pack([("b.jpg", 6)]))],
         rules,
     )
     assert [(r.images_root, r.key, r.source) for r in joined.records] == [("/one", "a.jpg", "one/a.xml")]
@@ -73,12 +73,12 @@ def test_label_map_of_no_records_is_the_seed():
 ])
 def test_shard_count(requested, sizes, expected):
     with TestPipeline() as p:
-        image_lists = p | beam.Create([[(str(i), size)] for i, size in enumerate(sizes)])
+        image_lists = p | beam.Create([pack([(str(i), size)]) for i, size in enumerate(sizes)])
         assert_that(image_lists | CountShards(requested, (("train", 0.8), ("val", 0.2))), equal_to([expected]))
 
 
 def test_duplicates_are_groups_of_keys_sharing_bytes():
-    content = [("1", [("h1", "b.jpg"), ("h2", "c.jpg")]), ("1", [("h1", "a.jpg")]), ("2", [("h3", "d.jpg")])]
+    content = [("1", pack([("h1", "b.jpg"), ("h2", "c.jpg")])), ("1", pack([("h1", "a.jpg")])), ("2", pack([("h3", "d.jpg")]))]
     with TestPipeline() as p:
         assert_that(p | beam.Create(content) | FindDuplicates(), equal_to([["a.jpg", "b.jpg"]]))
 
@@ -111,9 +111,10 @@ def test_parse_and_list_real_files(tmp_path):
         assert_that(parsed.tally | beam.CombinePerKey(sum),
                     equal_to([("annotation_files_read", 2), ("boxes_read", 1)]), label="tally")
         images = p | ListImages(str(tmp_path / "img"))
-        assert_that(images, equal_to([[("deep/x.JPG", 5)]]), label="images")
+        assert_that(images | beam.Map(unpack), equal_to([[("deep/x.JPG", 5)]]), label="images")
         sharded = images | ShardImages(JoinRule(str(tmp_path / "img"), "voc"), source_index=2, seed=0, num_shards=num_shards)
-        assert_that(sharded, equal_to([(assign_shard("deep/x.JPG", 0, 3), (2, [("deep/x.JPG", 5)]))]), label="sharded")
+        assert_that(sharded | beam.Map(lambda item: (item[0], (item[1][0], unpack(item[1][1])))),
+                    equal_to([(assign_shard("deep/x.JPG", 0, 3), (2, [("deep/x.JPG", 5)]))]), label="sharded")
 
 
 def test_yolo_join_matches_by_stem_and_makes_unlabeled_images_negatives():

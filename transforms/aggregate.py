@@ -12,7 +12,7 @@ from transforms.encode import ImagePolicy, prepare_record_image
 from transforms.image_prep import VALIDATE_STRUCTURE
 from transforms.join import JoinRule, join_shard
 from transforms.label_map import extend_label_map
-from transforms.model import Rejection
+from transforms.model import Rejection, unpack
 from transforms.read import REJECTED, read_record_image
 from transforms.tally import TALLY, CountingDoFn
 from transforms.splits import Splits
@@ -41,7 +41,7 @@ class BuildLabelMap(beam.PTransform):
 
 
 class CountShards(beam.PTransform):
-    """Lists of (image file, size) -> the number of shards per split: fixed by the user, or sized from the bytes.
+    """Packed lists of (image file, size) -> the number of shards per split: fixed by the user, or sized from the bytes.
 
     Never from the number of workers: the same data must give the same files on every runner. Sized
     from every image under --images, since the shard count is needed before the join.
@@ -58,20 +58,20 @@ class CountShards(beam.PTransform):
         splits = self._splits
         return (
             image_lists
-            | "ImageBytes" >> beam.Map(lambda images: sum(size for _, size in images))
+            | "ImageBytes" >> beam.Map(lambda images: sum(size for _, size in unpack(images)))
             | "Total" >> beam.CombineGlobally(sum)
             | "Size" >> beam.Map(lambda total: auto_num_shards(total, splits))
         )
 
 
 class FindDuplicates(beam.PTransform):
-    """(sha256 prefix, [(sha256, key)]) lists -> sorted key lists of the images that share their bytes."""
+    """(sha256 prefix, packed [(sha256, key)]) batches -> sorted key lists of the images that share their bytes."""
 
     def expand(self, content):
         return (
             content
             | "ByPrefix" >> beam.GroupByKey()
-            | "Groups" >> beam.FlatMap(lambda item: _shared_content(pair for batch in item[1] for pair in batch))
+            | "Groups" >> beam.FlatMap(lambda item: _shared_content(pair for batch in item[1] for pair in unpack(batch)))
         )
 
 

@@ -14,7 +14,7 @@ from typing import Iterable, Iterator, List, Sequence, Tuple, Union
 
 from transforms import paths
 from transforms.formats import FORMATS, AnnotationFormat
-from transforms.model import ITEM_ANNOTATION, RELATIVE, ImageRecord, Rejection, unpack_records
+from transforms.model import ITEM_ANNOTATION, RELATIVE, ImageRecord, Rejection, unpack, unpack_records
 from transforms.source_splits import split_from_path
 
 ImageFile = Tuple[str, int]  # (path relative to --images, size in bytes)
@@ -98,15 +98,15 @@ def _unannotated(relative: str, size: int, rule: JoinRule) -> Union[ImageRecord,
 
 def join_shard(
     record_batches: Iterable[Tuple[int, bytes]],
-    image_batches: Iterable[Tuple[int, Sequence[ImageFile]]],
+    image_batches: Iterable[Tuple[int, bytes]],
     rules: Sequence[JoinRule],
 ) -> Joined:
-    """A shard's (source index, batch) lists of packed records and of image files, joined source by source."""
+    """A shard's (source index, packed batch) lists of records and of image files, joined source by source."""
     records_by_source, images_by_source = defaultdict(list), defaultdict(list)
     for source, packed in record_batches:
         records_by_source[source].extend(unpack_records(packed))
     for source, batch in image_batches:
-        images_by_source[source].extend(batch)
+        images_by_source[source].extend(unpack(batch))
     joined = Joined([], [], 0)
     for source in sorted(records_by_source.keys() | images_by_source.keys()):
         part = join_source(records_by_source[source], images_by_source[source], rules[source])

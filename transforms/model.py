@@ -62,20 +62,30 @@ _RECORD_FIELDS = tuple(field.name for field in dataclasses.fields(ImageRecord))
 _BOXES = _RECORD_FIELDS.index("boxes")
 
 
-def pack_records(records: Iterable[ImageRecord]) -> bytes:
-    """A batch of records as one compressed byte string: how a parser's batch travels to its shard's writer.
+def pack(values: list) -> bytes:
+    """A list of plain values as one compressed byte string: how per-image metadata crosses a shuffle.
 
-    The runner stores and shuffles the batch without decoding it (a local run keeps every batch in
-    memory between steps: packed, a fifth of the size of the same values as Beam-coded tuples) and only
-    the writer unpacks it. Inside, the records are tuples of plain values: pickling dataclasses costs
-    a call per object.
+    A local run keeps every shuffled element in the runner's memory between steps, decoded into Python
+    objects when it groups them; a batch packed is one bytes object there, a fifth of the size of the
+    same values as Beam-coded tuples and nothing for the runner to decode. Only the step that uses the
+    values unpacks them.
     """
+    return zlib.compress(pickle.dumps(values, protocol=pickle.HIGHEST_PROTOCOL), 1)
+
+
+def unpack(packed: bytes) -> list:
+    """The values `pack` packed (only ever bytes this pipeline made: they are unpickled)."""
+    return pickle.loads(zlib.decompress(packed))
+
+
+def pack_records(records: Iterable[ImageRecord]) -> bytes:
+    """A batch of records, packed as tuples of plain values: pickling dataclasses costs a call per object."""
     rows = []
     for record in records:
         row = [getattr(record, name) for name in _RECORD_FIELDS]
         row[_BOXES] = tuple(tuple(getattr(box, name) for name in _BOX_FIELDS) for box in record.boxes)
         rows.append(tuple(row))
-    return zlib.compress(pickle.dumps(rows, protocol=pickle.HIGHEST_PROTOCOL), 1)
+    return pack(rows)
 
 
 def _frozen(cls, names, values):
@@ -85,9 +95,9 @@ def _frozen(cls, names, values):
 
 
 def unpack_records(packed: bytes) -> List[ImageRecord]:
-    """The records pack_records packed (only ever bytes this pipeline made: they are unpickled)."""
+    """The records pack_records packed."""
     records = []
-    for row in pickle.loads(zlib.decompress(packed)):
+    for row in unpack(packed):
         values = list(row)
         values[_BOXES] = tuple(_frozen(Box, _BOX_FIELDS, box) for box in row[_BOXES])
         records.append(_frozen(ImageRecord, _RECORD_FIELDS, values))

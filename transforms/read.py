@@ -6,7 +6,7 @@ import os
 import posixpath
 import stat
 from collections import defaultdict
-from typing import Callable, Dict, Iterable, Optional, Sequence, Tuple
+from typing import Callable, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import apache_beam as beam
 from apache_beam.io.filesystem import CompressionTypes
@@ -16,7 +16,7 @@ from transforms import formats, paths, storage
 from transforms.class_map import ClassMap, apply_class_map
 from transforms.formats import FORMATS, AnnotationFormat, ParseContext, parse_annotation_file
 from transforms.images import ImageProblem
-from transforms.model import ITEM_ANNOTATION, ITEM_BOX, ITEM_IMAGE, Ignored, ImageRecord, Rejection, pack_records
+from transforms.model import ITEM_ANNOTATION, ITEM_BOX, ITEM_IMAGE, Ignored, ImageRecord, Rejection, pack, pack_records, unpack
 from transforms.join import JoinRule
 from transforms.local_pool import PooledDoFn
 from transforms.splits import assign_shard
@@ -66,22 +66,13 @@ PART_BYTES = 128 * 1024 * 1024  # a streamable annotation file larger than this 
 
 
 
-def shard_batches(items: Iterable, join_key: Callable, source_index: int, seed: int, num_shards: int):
-    """Items grouped by the shard of their join key: one element per shard, not one per item."""
+def shard_batches(items: Iterable, join_key: Callable, seed: int, num_shards: int) -> Iterator[Tuple[int, List]]:
+    """Items grouped by the shard of their join key: one (shard, items) batch per shard, not one per item."""
     by_shard = defaultdict(list)
     for item in items:
         by_shard[assign_shard(join_key(item), seed, num_shards)].append(item)
     for shard in sorted(by_shard):
-        yield shard, (source_index, by_shard[shard])
-
-
-def _matched_files(patterns: Sequence[str]) -> Dict[str, int]:
-    """{path: size} of every file the patterns match; a file matched by two globs is listed once."""
-    files = {}
-    for result in FileSystems.match(list(patterns)):
-        for metadata in result.metadata_list:
-            files[metadata.path] = metadata.size_in_bytes
-    return files
+        yield shard, by_shard[shard]
 
 
 def files_per_task(files: int) -> int:
@@ -93,26 +84,31 @@ def files_per_task(files: int) -> int:
 
 
 class _PlanParsing(beam.DoFn):
-    """Patterns -> batches of (path, part, parts) parse tasks; a huge streamable file becomes many parts."""
+    """Patterns -> parse tasks, each a packed list of (path, part, parts); a huge streamable file becomes many parts.
+
+    The listing is streamed twice, first only to count the files (the task size depends on it), so no
+    list of every file is ever held. Which files share a task changes nothing in the output: the writer
+    sorts each shard's records.
+    """
 
     def __init__(self, fmt: AnnotationFormat):
         self._streamable = fmt.parse_part is not None
 
     def process(self, patterns: Sequence[str]):
-        files = sorted(_matched_files(patterns).items())
-        batch, task_files = [], files_per_task(len(files))
-        for path, size in files:
+        task_files = files_per_task(sum(1 for _ in storage.matching_files(patterns)))
+        batch = []
+        for path, size in storage.matching_files(patterns):
             parts = math.ceil(size / PART_BYTES) if self._streamable and size > PART_BYTES else 1
             if parts > 1:
                 for part in range(parts):
-                    yield [(path, part, parts)]
+                    yield pack([(path, part, parts)])
                 continue
             batch.append((path, 0, 1))
             if len(batch) == task_files:
-                yield batch
+                yield pack(batch)
                 batch = []
         if batch:
-            yield batch
+            yield pack(batch)
 
 
 class _ParseAnnotationFiles(PooledDoFn):
@@ -125,17 +121,17 @@ class _ParseAnnotationFiles(PooledDoFn):
         self._source_index = source_index
         self._seed = seed
 
-    def handle(self, tasks: Sequence[Tuple[str, int, int]], num_shards: int):
+    def handle(self, tasks: bytes, num_shards: int):
         records = []
-        for path, part, parts in tasks:
+        for path, part, parts in unpack(tasks):
             for item in self._parse(path, part, parts):
                 if isinstance(item, ImageRecord):
                     records.append(item)
                 else:
                     yield item
         self.note("parsed", len(records))
-        for shard, (index, batch) in shard_batches(records, _record_join_key, self._source_index, self._seed, num_shards):
-            yield shard, (index, pack_records(batch))
+        for shard, batch in shard_batches(records, _record_join_key, self._seed, num_shards):
+            yield shard, (self._source_index, pack_records(batch))
         for label in sorted({box.label for record in records for box in record.boxes if box.label}):
             yield beam.pvalue.TaggedOutput(LABELS, label)
 
@@ -218,19 +214,19 @@ class ParseAnnotations(beam.PTransform):
 class _ListImageFiles(beam.DoFn):
     def process(self, root: str):
         chunk = []
-        for path, size in sorted(_matched_files([paths.join(root, "**")]).items()):
+        for path, size in storage.matching_files([paths.join(root, "**")]):
             relative = paths.relative_to(root, path)
             if posixpath.splitext(relative)[1].lower() in IMAGE_EXTENSIONS:
                 chunk.append((relative, size))
                 if len(chunk) == IMAGE_LIST_CHUNK:
-                    yield chunk
+                    yield pack(chunk)
                     chunk = []
         if chunk:
-            yield chunk
+            yield pack(chunk)
 
 
 class ListImages(beam.PTransform):
-    """Every image file under --images, as lists of (path relative to it, size in bytes)."""
+    """Every image file under --images, in packed lists of (path relative to it, size in bytes)."""
 
     def __init__(self, images_root: str):
         super().__init__()
@@ -241,7 +237,7 @@ class ListImages(beam.PTransform):
 
 
 class ShardImages(beam.PTransform):
-    """Lists of image files -> (shard, (source index, image files)), sharded by the source's join key."""
+    """Packed lists of image files -> (shard, (source index, packed image files)), sharded by the source's join key."""
 
     def __init__(self, rule: JoinRule, *, source_index: int, seed: int, num_shards):
         super().__init__()
@@ -254,6 +250,8 @@ class ShardImages(beam.PTransform):
         join_key = lambda image: self._rule.image_join_key(image[0])
         index, seed = self._source_index, self._seed
         return image_lists | "ByShard" >> beam.FlatMap(
-            lambda images, num_shards: shard_batches(images, join_key, index, seed, num_shards),
+            lambda images, num_shards: (
+                (shard, (index, pack(batch))) for shard, batch in shard_batches(unpack(images), join_key, seed, num_shards)
+            ),
             beam.pvalue.AsSingleton(self._num_shards),
         )

@@ -21,13 +21,15 @@ anonymously anyway, once per process.
 from __future__ import annotations
 
 import os
+import posixpath
 import random
+import re
 import shutil
 import threading
 import time
-from typing import Callable, List, Sequence, Tuple, TypeVar
+from typing import Callable, Iterator, List, Sequence, Tuple, TypeVar
 
-from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystem import CompressionTypes, FileSystem
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
@@ -202,6 +204,37 @@ def write_bytes(path: str, data: bytes) -> None:
 def list_files(pattern: str) -> List[str]:
     (result,) = with_retries(lambda: FileSystems.match([pattern]))
     return sorted(metadata.path for metadata in result.metadata_list)
+
+
+def matching_files(patterns: Sequence[str]) -> Iterator[Tuple[str, int]]:
+    """(path, size in bytes) of every file the patterns match, as Beam's FileSystems.match finds them, streamed.
+
+    FileSystems.match gathers all of a pattern's matches into one list before it returns: a million
+    FileMetadata objects for a big folder. This walks the same listing (the filesystem's own: local,
+    gs://, any scheme Beam knows, paged where the store pages) with the same pattern rules, and yields
+    each file as it is listed, in the listing's order. A file that several patterns match is yielded
+    once, for the first of them.
+    """
+    earlier = []
+    for pattern in patterns:
+        for metadata in _listing(pattern):
+            if not any(matches(metadata.path) for matches in earlier):
+                yield metadata.path, metadata.size_in_bytes
+        earlier.append(re.compile(FileSystem.translate_pattern(pattern)).match)
+
+
+def _listing(pattern: str):
+    filesystem = FileSystems.get_filesystem(pattern)
+    if pattern.endswith("/"):
+        pattern += "*"
+    prefix = re.match(r"[^[*?]*", pattern).group(0)
+    if prefix == pattern:  # no wildcard: one file or none
+        return [filesystem.metadata(pattern)] if filesystem.exists(pattern) else []
+    if filesystem.has_dirs():
+        prefix = posixpath.dirname(prefix)
+    # _list is the streaming half of FileSystem.match (a generator on every Beam filesystem), which has no
+    # public streaming form.
+    return filesystem.match_files(filesystem._list(prefix), pattern)  # pylint: disable=protected-access
 
 
 def move(sources: Sequence[str], destinations: Sequence[str]) -> None:

@@ -24,7 +24,7 @@ from transforms.example import tfrecord_frame
 from transforms.images import ImageProblem
 from transforms.join import join_shard
 from transforms.local_pool import PooledDoFn
-from transforms.model import ImageRecord, Rejection
+from transforms.model import ImageRecord, Rejection, pack
 from transforms.read import REJECTED, read_record_image
 from transforms.splits import Splits, assign_split
 from transforms.tally import TALLY
@@ -125,7 +125,7 @@ class _WriteShard(PooledDoFn):
             for handle in files.values():
                 handle.close()
         for bucket in sorted(content):
-            yield beam.pvalue.TaggedOutput(CONTENT, (bucket, content[bucket]))
+            yield beam.pvalue.TaggedOutput(CONTENT, (bucket, pack(content[bucket])))
         yield from self._new_files(shard, num_shards, per_file, plan)
         if plan:
             yield from self._update_state(plan, shard, ingested, seen, remove, entries)
@@ -252,7 +252,7 @@ def _class_texts(data: bytes):
 class WriteShards(beam.PTransform):
     """{"records", "images"[, "dropped"]} sharded metadata -> shard files in the staging folder.
 
-    Outputs rejections, tallies and, for the duplicate search, (sha256 prefix, [(sha256, key)]) lists.
+    Outputs rejections, tallies and, for the duplicate search, (sha256 prefix, packed [(sha256, key)]) batches.
     """
 
     def __init__(self, *, staging_dir, name, seed, splits, policy, rules, num_shards, label_ids, progress_dir=None,
