@@ -6,7 +6,9 @@ import contextlib
 import gc
 import json
 import logging
+import shutil
 import sys
+import tempfile
 from typing import List, Optional
 
 from pipeline.errors import UsageError
@@ -97,16 +99,25 @@ def _report(summary: dict, output: str) -> str:
 
 
 @contextlib.contextmanager
-def _progress_line(runner):
-    """A progress line every few seconds when the workers run on this machine; elsewhere, their UI."""
+def _local_folders(runner):
+    """(progress folder, spill folder) when the workers run on this machine, else (None, None).
+
+    The progress line (every few seconds) reads the workers' notes in the first; the per-image metadata
+    waits for its shard in the second (transforms/spill.py), removed when the run ends, however it ends.
+    A remote job's progress is in its runner's UI, and its metadata in the runner's shuffle.
+    """
     from pipeline.local_runner import is_local_runner
     from pipeline.progress import ProgressLine
 
     if not is_local_runner(runner):
-        yield None
+        yield None, None
         return
-    with ProgressLine() as line:
-        yield line.folder
+    spill_dir = tempfile.mkdtemp(prefix="od-tfrecords-spill-")
+    try:
+        with ProgressLine() as line:
+            yield line.folder, spill_dir
+    finally:
+        shutil.rmtree(spill_dir, ignore_errors=True)
 
 
 def _convert(given: dict, beam_args: List[str]) -> int:
@@ -123,9 +134,9 @@ def _convert(given: dict, beam_args: List[str]) -> int:
     job = resolve_convert(given, beam_args)
     options = local_options(job.beam_args)
     processes = local_processes(options, [source.images for source in job.sources])
-    with _progress_line(options.view_as(StandardOptions).runner) as progress_dir:
+    with _local_folders(options.view_as(StandardOptions).runner) as (progress_dir, spill_dir):
         with beam.Pipeline(runner=local_engine(options), options=options) as p:
-            build_convert_pipeline(p, job, progress_dir, processes)
+            build_convert_pipeline(p, job, progress_dir, processes, spill_dir)
             # What is imported and built so far lives until exit: out of the collector's sight, collections
             # during the run walk fewer objects, and forked workers do not copy those pages by touching them.
             gc.freeze()

@@ -5,6 +5,9 @@ is sized from the image bytes; annotations and image files (metadata only) are g
 their image belongs to, and each shard's writer joins them, reads its images, validates them and
 writes the split files; the label map is computed once for all sources; finally the dataset, its
 label map, its rejections and its summary are published together.
+
+On a local run the metadata is grouped by shard in a spill folder on this machine's disk rather than
+in the runner's memory (transforms/spill.py); the graph is the same.
 """
 from __future__ import annotations
 
@@ -22,6 +25,7 @@ from transforms.aggregate import BuildLabelMap, CountShards, DropDuplicates, Fin
 from transforms.join import JoinRule
 from transforms.publish import Publish
 from transforms.read import ListImages, ParseAnnotations, ShardImages
+from transforms.spill import Spill
 from transforms.tally import CountRejections
 from transforms.write import ALL_SHARDS, DROPPED, FILES, IncrementalPlan, WriteShards
 
@@ -29,17 +33,20 @@ STAGING = ".staging"
 
 
 def build_convert_pipeline(
-    p: beam.Pipeline, job: ConvertJob, progress_dir: Optional[str] = None, processes: int = 1
+    p: beam.Pipeline, job: ConvertJob, progress_dir: Optional[str] = None, processes: int = 1,
+    spill_dir: Optional[str] = None,
 ) -> beam.PCollection:
     """Adds the conversion to `p`; returns the one-element PCollection of the published summary.
 
     Local runs only: `progress_dir`, a folder where the workers note their progress; `processes`, how
-    many forked processes parse and write (pipeline/local_runner.py).
+    many forked processes parse and write (pipeline/local_runner.py); `spill_dir`, an empty local folder
+    where the per-image metadata waits for its shard.
     """
     incremental = None
     if job.incremental:
         job, incremental = _start_incremental(job, p)
     staging_dir = paths.join(paths.join(job.output, STAGING), uuid.uuid4().hex)
+    spill = Spill(spill_dir) if spill_dir else None
 
     labels = [f"Source{index}" if len(job.sources) > 1 else "Source" for index in range(len(job.sources))]
     rules = [JoinRule(source.images, source.format.name) for source in job.sources]
@@ -54,24 +61,28 @@ def build_convert_pipeline(
         parsed = p | f"{label}/ParseAnnotations" >> ParseAnnotations(
             source.format, source.patterns, source.context, job.class_map,
             source_index=index, seed=job.seed, num_shards=num_shards, progress_dir=progress_dir, processes=processes,
+            spill=spill,
         )
         steps.append(parsed)
         record_batches.append(parsed.records)
         class_names.append(parsed.labels)
         image_batches.append(
-            images | f"{label}/ShardImages" >> ShardImages(rules[index], source_index=index, seed=job.seed, num_shards=num_shards)
+            images | f"{label}/ShardImages" >> ShardImages(
+                rules[index], source_index=index, seed=job.seed, num_shards=num_shards, spill=spill
+            )
         )
     sharded = {
         "records": record_batches | "AllRecords" >> beam.Flatten(),
         "images": image_batches | "AllImages" >> beam.Flatten(),
     }
+    # Every shard's writer runs: one with nothing new still finds an incremental run's deletions, and
+    # spilled metadata sends no element that would start it.
+    if incremental or spill:
+        sharded[ALL_SHARDS] = num_shards | "EveryShard" >> beam.FlatMap(lambda n: [(shard, True) for shard in range(n)])
     if job.drop_duplicates:
-        dropping = sharded | "DropDuplicates" >> DropDuplicates(job.image_policy, rules)
+        dropping = sharded | "DropDuplicates" >> DropDuplicates(job.image_policy, rules, spill)
         steps.append(dropping)
         sharded[DROPPED] = dropping.dropped
-
-    if incremental:  # every shard's writer runs, also one with nothing new: it finds the deletions
-        sharded[ALL_SHARDS] = num_shards | "EveryShard" >> beam.FlatMap(lambda n: [(shard, True) for shard in range(n)])
 
     label_ids = class_names | "AllClassNames" >> beam.Flatten() | "LabelMap" >> BuildLabelMap(job.label_map_seed)
     written = sharded | "WriteShards" >> WriteShards(
@@ -86,8 +97,9 @@ def build_convert_pipeline(
         progress_dir=progress_dir,
         incremental=incremental and incremental["plan"],
         processes=processes,
+        spill=spill,
     )
-    duplicate_groups = written.content | "FindDuplicates" >> FindDuplicates()
+    duplicate_groups = written.content | "FindDuplicates" >> FindDuplicates(spill)
 
     steps.append(written)
     rejections = (

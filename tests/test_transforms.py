@@ -78,7 +78,7 @@ def test_shard_count(requested, sizes, expected):
 
 
 def test_duplicates_are_groups_of_keys_sharing_bytes():
-    content = [("1", pack([("h1", "b.jpg"), ("h2", "c.jpg")])), ("1", pack([("h1", "a.jpg")])), ("2", pack([("h3", "d.jpg")]))]
+    content = [("1", (0, pack([("h1", "b.jpg"), ("h2", "c.jpg")]))), ("1", (1, pack([("h1", "a.jpg")]))), ("2", (0, pack([("h3", "d.jpg")])))]
     with TestPipeline() as p:
         assert_that(p | beam.Create(content) | FindDuplicates(), equal_to([["a.jpg", "b.jpg"]]))
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 from collections import defaultdict
-from typing import Dict, Iterable, Iterator, List, Sequence, Tuple
+from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import apache_beam as beam
 
@@ -16,7 +16,8 @@ from transforms.model import Rejection, unpack
 from transforms.read import REJECTED, read_record_image
 from transforms.tally import TALLY, CountingDoFn
 from transforms.splits import Splits
-from transforms.write import auto_num_shards
+from transforms.spill import Spill, gather
+from transforms.write import CONTENT, auto_num_shards, shard_inputs
 
 
 class BuildLabelMap(beam.PTransform):
@@ -65,14 +66,21 @@ class CountShards(beam.PTransform):
 
 
 class FindDuplicates(beam.PTransform):
-    """(sha256 prefix, packed [(sha256, key)]) batches -> sorted key lists of the images that share their bytes."""
+    """(sha256 prefix, (shard, packed [(sha256, key)])) batches, or markers of spilled ones -> sorted key lists
+    of the images that share their bytes."""
+
+    def __init__(self, spill: Optional[Spill] = None):
+        super().__init__()
+        self._spill = spill
 
     def expand(self, content):
-        return (
-            content
-            | "ByPrefix" >> beam.GroupByKey()
-            | "Groups" >> beam.FlatMap(lambda item: _shared_content(pair for batch in item[1] for pair in unpack(batch)))
-        )
+        spill = self._spill
+
+        def groups(item):
+            prefix, batches = item
+            yield from _shared_content(pair for _, packed in gather(spill, CONTENT, prefix, batches) for pair in unpack(packed))
+
+        return content | "ByPrefix" >> beam.GroupByKey() | "Groups" >> beam.FlatMap(groups)
 
 
 def _shared_content(pairs: Iterable[Tuple[str, str]]) -> Iterator[List[str]]:
@@ -90,13 +98,14 @@ class _HashImages(beam.DoFn):
     The same content the writer's split uses; the join's rejections are the writer's to report.
     """
 
-    def __init__(self, policy: ImagePolicy, rules: Sequence[JoinRule]):
+    def __init__(self, policy: ImagePolicy, rules: Sequence[JoinRule], spill: Optional[Spill]):
         self._policy = dataclasses.replace(policy, validate=VALIDATE_STRUCTURE)  # the writer validates
         self._rules = tuple(rules)
+        self._spill = spill
 
     def process(self, element):
         shard, grouped = element
-        for record in join_shard(grouped["records"], grouped["images"], self._rules).records:
+        for record in join_shard(*shard_inputs(self._spill, shard, grouped), self._rules).records:
             try:
                 data = read_record_image(record)
                 digest = hashlib.sha256(prepare_record_image(record, data, self._policy).encoded).hexdigest()
@@ -126,16 +135,17 @@ class DropDuplicates(beam.PTransform):
     The writer skips the keys it is given.
     """
 
-    def __init__(self, policy: ImagePolicy, rules: Sequence[JoinRule]):
+    def __init__(self, policy: ImagePolicy, rules: Sequence[JoinRule], spill: Optional[Spill] = None):
         super().__init__()
         self._policy = policy
         self._rules = rules
+        self._spill = spill
 
     def expand(self, sharded):
         return (
             sharded
             | "GroupByShard" >> beam.CoGroupByKey()
-            | "Hash" >> beam.ParDo(_HashImages(self._policy, self._rules))
+            | "Hash" >> beam.ParDo(_HashImages(self._policy, self._rules, self._spill))
             | "ByContent" >> beam.GroupByKey()
             | "KeepFirst" >> beam.ParDo(_KeepFirst()).with_outputs(REJECTED, TALLY, main="dropped")
         )

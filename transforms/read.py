@@ -19,6 +19,7 @@ from transforms.images import ImageProblem
 from transforms.model import ITEM_ANNOTATION, ITEM_BOX, ITEM_IMAGE, Ignored, ImageRecord, Rejection, pack, pack_records, unpack
 from transforms.join import JoinRule
 from transforms.local_pool import PooledDoFn
+from transforms.spill import IMAGES, RECORDS, Spill, route
 from transforms.splits import assign_shard
 from transforms.tally import TALLY
 
@@ -113,13 +114,14 @@ class _PlanParsing(beam.DoFn):
 
 class _ParseAnnotationFiles(PooledDoFn):
     def __init__(self, fmt: AnnotationFormat, context: ParseContext, class_map: ClassMap, source_index: int,
-                 seed: int, progress_dir: Optional[str], processes: int):
+                 seed: int, progress_dir: Optional[str], processes: int, spill: Optional[Spill]):
         super().__init__(processes, progress_dir)
         self._format = fmt
         self._context = context
         self._class_map = class_map
         self._source_index = source_index
         self._seed = seed
+        self._spill = spill
 
     def handle(self, tasks: bytes, num_shards: int):
         records = []
@@ -131,7 +133,7 @@ class _ParseAnnotationFiles(PooledDoFn):
                     yield item
         self.note("parsed", len(records))
         for shard, batch in shard_batches(records, _record_join_key, self._seed, num_shards):
-            yield shard, (self._source_index, pack_records(batch))
+            yield from route(self._spill, RECORDS, shard, self._source_index, pack_records(batch))
         for label in sorted({box.label for record in records for box in record.boxes if box.label}):
             yield beam.pvalue.TaggedOutput(LABELS, label)
 
@@ -179,11 +181,13 @@ class ParseAnnotations(beam.PTransform):
 
     Matching happens on a worker and the parse tasks are reshuffled, so millions of small VOC files
     (in batches) or the parts of one huge COCO file are parsed in parallel rather than by whichever
-    worker listed them. Records leave already grouped by the shard that will join and write them.
+    worker listed them. Records leave already grouped by the shard that will join and write them; with
+    a spill folder (local runs) the batches go there and none is emitted.
     """
 
     def __init__(self, fmt: AnnotationFormat, patterns: Sequence[str], context: ParseContext, class_map: ClassMap,
-                 *, source_index: int, seed: int, num_shards, progress_dir: Optional[str] = None, processes: int = 1):
+                 *, source_index: int, seed: int, num_shards, progress_dir: Optional[str] = None, processes: int = 1,
+                 spill: Optional[Spill] = None):
         super().__init__()
         self._format = fmt
         self._patterns = list(patterns)
@@ -194,11 +198,12 @@ class ParseAnnotations(beam.PTransform):
         self._num_shards = num_shards  # a singleton PCollection
         self._progress_dir = progress_dir
         self._processes = processes
+        self._spill = spill
 
     def expand(self, pbegin):
         parse = _ParseAnnotationFiles(
             self._format, self._context, self._class_map, self._source_index, self._seed, self._progress_dir,
-            self._processes,
+            self._processes, self._spill,
         )
         return (
             pbegin
@@ -237,21 +242,23 @@ class ListImages(beam.PTransform):
 
 
 class ShardImages(beam.PTransform):
-    """Packed lists of image files -> (shard, (source index, packed image files)), sharded by the source's join key."""
+    """Packed lists of image files -> (shard, (source index, packed image files)), sharded by the source's join
+    key; with a spill folder (local runs) the batches go there and none is emitted."""
 
-    def __init__(self, rule: JoinRule, *, source_index: int, seed: int, num_shards):
+    def __init__(self, rule: JoinRule, *, source_index: int, seed: int, num_shards, spill: Optional[Spill] = None):
         super().__init__()
         self._rule = rule
         self._source_index = source_index
         self._seed = seed
         self._num_shards = num_shards
+        self._spill = spill
 
     def expand(self, image_lists):
         join_key = lambda image: self._rule.image_join_key(image[0])
-        index, seed = self._source_index, self._seed
-        return image_lists | "ByShard" >> beam.FlatMap(
-            lambda images, num_shards: (
-                (shard, (index, pack(batch))) for shard, batch in shard_batches(unpack(images), join_key, seed, num_shards)
-            ),
-            beam.pvalue.AsSingleton(self._num_shards),
-        )
+        index, seed, spill = self._source_index, self._seed, self._spill
+
+        def by_shard(images, num_shards):
+            for shard, batch in shard_batches(unpack(images), join_key, seed, num_shards):
+                yield from route(spill, IMAGES, shard, index, pack(batch))
+
+        return image_lists | "ByShard" >> beam.FlatMap(by_shard, beam.pvalue.AsSingleton(self._num_shards))

@@ -26,13 +26,14 @@ from transforms.join import join_shard
 from transforms.local_pool import PooledDoFn
 from transforms.model import ImageRecord, Rejection, pack
 from transforms.read import REJECTED, read_record_image
+from transforms.spill import IMAGES, RECORDS, Spill, gather, route
 from transforms.splits import Splits, assign_split
 from transforms.tally import TALLY
 
-CONTENT = "content"
+CONTENT = "content"  # the image hashes for the duplicate search: an output, and the kind they are spilled as
 DROPPED = "dropped"
 FILES = "files"  # the staged files each writer reports (new; in incremental runs also rewritten, index parts)
-ALL_SHARDS = "shards"  # incremental runs: one marker per shard, so every shard's writer runs (deletions)
+ALL_SHARDS = "shards"  # one marker per shard, so every shard's writer runs: incremental runs (deletions), spilled runs
 REWRITE = "rewrite"  # staging subfolder of rewritten live shards
 CONTENT_BUCKET_DIGITS = 1  # hex digits of sha256 that pick the duplicate-search group: 16 groups
 TARGET_SHARD_BYTES = 100 * 1024 * 1024  # TF's guidance is 100-200 MB; the low end gives more shards to write in parallel
@@ -65,8 +66,10 @@ class IncrementalPlan:
 
 class _WriteShard(PooledDoFn):
     def __init__(self, staging_dir: str, name: str, seed: int, splits: Splits, policy: ImagePolicy, rules,
-                 progress_dir: Optional[str], incremental: Optional[IncrementalPlan] = None, processes: int = 1):
+                 progress_dir: Optional[str], incremental: Optional[IncrementalPlan] = None, processes: int = 1,
+                 spill: Optional[Spill] = None):
         super().__init__(processes, progress_dir)
+        self._spill = spill
         self._policy = policy
         self._staging_dir = staging_dir
         self._name = name
@@ -81,7 +84,7 @@ class _WriteShard(PooledDoFn):
 
     def handle(self, element, label_ids: Dict[str, int], num_shards: int):
         shard, grouped = element
-        joined = join_shard(grouped["records"], grouped["images"], self._rules)
+        joined = join_shard(*shard_inputs(self._spill, shard, grouped), self._rules)
         self.count("images_read", joined.images_read)
         for rejection in joined.rejections:
             yield beam.pvalue.TaggedOutput(REJECTED, rejection)
@@ -125,7 +128,8 @@ class _WriteShard(PooledDoFn):
             for handle in files.values():
                 handle.close()
         for bucket in sorted(content):
-            yield beam.pvalue.TaggedOutput(CONTENT, (bucket, pack(content[bucket])))
+            for element in route(self._spill, CONTENT, bucket, shard, pack(content[bucket]), marker=True):
+                yield beam.pvalue.TaggedOutput(CONTENT, element)
         yield from self._new_files(shard, num_shards, per_file, plan)
         if plan:
             yield from self._update_state(plan, shard, ingested, seen, remove, entries)
@@ -242,6 +246,11 @@ class _WriteShard(PooledDoFn):
         yield beam.pvalue.TaggedOutput(REJECTED, dataclasses.replace(rejection, boxes=len(record.boxes)))
 
 
+def shard_inputs(spill: Optional[Spill], shard: int, grouped) -> Tuple[list, list]:
+    """A shard's (source index, packed) batches of records and of image files, as grouped or spilled."""
+    return gather(spill, RECORDS, shard, grouped[RECORDS]), gather(spill, IMAGES, shard, grouped[IMAGES])
+
+
 def _class_texts(data: bytes):
     from transforms.records import parse_example
 
@@ -250,16 +259,18 @@ def _class_texts(data: bytes):
 
 
 class WriteShards(beam.PTransform):
-    """{"records", "images"[, "dropped"]} sharded metadata -> shard files in the staging folder.
+    """{"records", "images"[, "dropped", "shards"]} sharded metadata -> shard files in the staging folder.
 
-    Outputs rejections, tallies and, for the duplicate search, (sha256 prefix, packed [(sha256, key)]) batches.
+    With a spill folder (local runs) the records and image files are read from it, and the "shards"
+    markers make every shard's writer run. Outputs rejections, tallies and, for the duplicate search,
+    (sha256 prefix, (shard, packed [(sha256, key)])) batches, or markers of the spilled ones.
     """
 
     def __init__(self, *, staging_dir, name, seed, splits, policy, rules, num_shards, label_ids, progress_dir=None,
-                 incremental: Optional[IncrementalPlan] = None, processes: int = 1):
+                 incremental: Optional[IncrementalPlan] = None, processes: int = 1, spill: Optional[Spill] = None):
         super().__init__()
         self._writer = _WriteShard(
-            staging_dir, name, seed, splits, policy, tuple(rules), progress_dir, incremental, processes
+            staging_dir, name, seed, splits, policy, tuple(rules), progress_dir, incremental, processes, spill
         )
         self._num_shards = num_shards  # singleton PCollections: they depend on the data
         self._label_ids = label_ids

@@ -1,0 +1,105 @@
+"""The spill folder: batches appended by many processes come back whole, and a spilled run writes the same
+dataset as one whose metadata travels through the runner's shuffle."""
+from __future__ import annotations
+
+import json
+import multiprocessing
+import shutil
+from pathlib import Path
+
+import pytest
+from apache_beam.testing.test_pipeline import TestPipeline
+
+from pipeline.graph import build_convert_pipeline
+from pipeline.options import resolve_convert
+from transforms.spill import RECORDS, Spill, gather, route
+
+
+def _append_many(folder: str, worker: int) -> None:
+    spill = Spill(folder)
+    for index in range(200):
+        spill.append(RECORDS, 7, worker, bytes([worker]) * (index * 37 % 5000))
+
+
+def test_batches_appended_by_concurrent_processes_come_back_whole(tmp_path):
+    context = multiprocessing.get_context("fork")
+    workers = [context.Process(target=_append_many, args=(str(tmp_path), worker)) for worker in range(4)]
+    for process in workers:
+        process.start()
+    for process in workers:
+        process.join()
+        assert process.exitcode == 0
+    batches = list(Spill(str(tmp_path)).read(RECORDS, 7))
+    assert len(batches) == 4 * 200
+    for worker in range(4):
+        mine = [payload for tag, payload in batches if tag == worker]
+        assert mine == [bytes([worker]) * (index * 37 % 5000) for index in range(200)]  # in its order, untorn
+
+
+def test_a_key_nothing_was_spilled_for_has_no_batches(tmp_path):
+    assert list(Spill(str(tmp_path)).read(RECORDS, 3)) == []
+
+
+def test_a_file_cut_short_fails_loudly(tmp_path):
+    spill = Spill(str(tmp_path))
+    spill.append(RECORDS, 1, 0, b"x" * 100)
+    (written,) = (tmp_path / RECORDS / "1").iterdir()
+    written.write_bytes(written.read_bytes()[:-1])
+    with pytest.raises(OSError, match="cut short"):
+        list(spill.read(RECORDS, 1))
+
+
+def test_route_emits_without_a_spill_and_spills_with_one(tmp_path):
+    assert list(route(None, RECORDS, 4, 1, b"batch")) == [(4, (1, b"batch"))]
+    spill = Spill(str(tmp_path))
+    assert list(route(spill, RECORDS, 4, 1, b"batch")) == []
+    assert list(route(spill, RECORDS, 4, 2, b"more", marker=True)) == [(4, (2, None))]
+    assert gather(spill, RECORDS, 4, [(0, b"inline"), (2, None)]) == [(0, b"inline"), (1, b"batch"), (2, b"more")]
+    assert gather(None, RECORDS, 4, [(0, b"inline")]) == [(0, b"inline")]
+
+
+def _dataset_files(output: Path) -> dict:
+    """Every published file's bytes (the output folder's path, which the README and dataset_info name,
+    replaced), and the summary without its timings and settings."""
+    files = {path.name: path.read_bytes().replace(str(output).encode(), b"OUTPUT")
+             for path in sorted(output.iterdir()) if path.is_file()}
+    summary = json.loads(files.pop("summary.json"))
+    summary.pop("durations")
+    summary.pop("config")
+    return {**files, "summary": summary}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("drop_duplicates", [False, True])
+def test_a_spilled_run_writes_the_same_dataset_as_a_shuffled_one(raccoon, tmp_path, drop_duplicates):
+    """Two sources, a duplicate image, an orphan image and an annotation without its image."""
+    second = tmp_path / "second"
+    (second / "annotations").mkdir(parents=True)
+    (second / "images").mkdir()
+    first_xml = sorted((raccoon / "annotations").glob("*.xml"))[0]
+    shutil.copy(raccoon / "images" / first_xml.name.replace(".xml", ".jpg"), second / "images" / "copy.jpg")
+    (second / "annotations" / "copy.xml").write_text(
+        first_xml.read_text().replace(first_xml.name.replace(".xml", ".jpg"), "copy.jpg"))
+    (second / "annotations" / "lost.xml").write_text(
+        "<annotation><filename>lost.jpg</filename><object><name>cat</name><bndbox><xmin>1</xmin><ymin>1</ymin>"
+        "<xmax>5</xmax><ymax>5</ymax></bndbox></object></annotation>")
+    shutil.copy(sorted((raccoon / "images").iterdir())[1], second / "images" / "orphan.jpg")
+
+    outputs = {}
+    for spilled in (False, True):
+        output = tmp_path / f"out-{spilled}"
+        job = resolve_convert(
+            {"format": "voc", "annotations": [str(raccoon / "annotations"), str(second / "annotations")],
+             "images": [str(raccoon / "images"), str(second / "images")], "output": str(output), "num_shards": 3,
+             "drop_duplicates": drop_duplicates},
+            [],
+        )
+        spill_dir = tmp_path / f"spill-{spilled}"
+        spill_dir.mkdir()
+        with TestPipeline() as p:
+            build_convert_pipeline(p, job, spill_dir=str(spill_dir) if spilled else None)
+        assert any(spill_dir.iterdir()) == spilled
+        outputs[spilled] = _dataset_files(output)
+    assert len([name for name in outputs[False] if ".tfrecord-" in name]) >= 6
+    assert b"image_unannotated" in outputs[False]["rejected.jsonl"] and b"image_missing" in outputs[False]["rejected.jsonl"]
+    assert outputs[True] == outputs[False]

@@ -1,0 +1,84 @@
+"""Per-image metadata waits on this machine's disk for its shard, not in the local runner's memory.
+
+Beam's local runner keeps every element that crosses a shuffle in its own process until the step that
+reads it is done, and decodes and re-encodes them on the way: for a conversion, every image's record,
+file name and content hash. So on a local run the steps that would emit a packed batch for a shard
+append it to that shard's files in a local folder instead, and the step that reads the shard reads
+them back. Only one marker per shard (and per duplicate-search group) then crosses the shuffle, and
+the runner's memory stays the same whatever the number of images. Distributed runners have a shuffle
+service built for this and get no spill folder: their batches travel as elements.
+
+Each process appends to files of its own (<kind>/<key>/<pid>), so concurrent workers never interleave
+a write; each batch is framed with its length, so a file cut short fails loudly instead of being misread.
+"""
+from __future__ import annotations
+
+import os
+import struct
+from typing import Iterable, Iterator, List, Optional, Tuple
+
+RECORDS = "records"
+IMAGES = "images"
+
+_HEADER = struct.Struct(">IQ")  # tag (a source index, a shard), payload length
+
+Batch = Tuple[int, Optional[bytes]]  # (tag, packed payload); None: a marker, the payload is in the spill folder
+
+
+class Spill:
+    """A local folder of framed (tag, payload) batches, by kind and key; every worker of the run can reach it."""
+
+    def __init__(self, folder: str):
+        self.folder = folder
+
+    def _key_folder(self, kind: str, key) -> str:
+        return os.path.join(self.folder, kind, str(key))
+
+    def append(self, kind: str, key, tag: int, payload: bytes) -> None:
+        folder = self._key_folder(kind, key)
+        os.makedirs(folder, exist_ok=True)
+        frame = memoryview(_HEADER.pack(tag, len(payload)) + payload)
+        descriptor = os.open(os.path.join(folder, str(os.getpid())), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            while frame:
+                frame = frame[os.write(descriptor, frame):]
+        finally:
+            os.close(descriptor)
+
+    def read(self, kind: str, key) -> Iterator[Tuple[int, bytes]]:
+        folder = self._key_folder(kind, key)
+        if not os.path.isdir(folder):
+            return
+        for name in sorted(os.listdir(folder)):
+            path = os.path.join(folder, name)
+            with open(path, "rb") as handle:
+                data = handle.read()
+            position = 0
+            while position < len(data):
+                if position + _HEADER.size > len(data):
+                    raise OSError(f"spill file {path} is cut short")
+                tag, length = _HEADER.unpack_from(data, position)
+                position += _HEADER.size
+                if position + length > len(data):
+                    raise OSError(f"spill file {path} is cut short")
+                yield tag, data[position : position + length]
+                position += length
+
+
+def route(spill: Optional[Spill], kind: str, key, tag: int, payload: bytes, marker: bool = False):
+    """What a step emits for one packed batch: (key, (tag, payload)); on a local run, the batch goes to the
+    spill folder instead and, if `marker`, (key, (tag, None)) is emitted so the key still reaches its reader."""
+    if spill is None:
+        yield key, (tag, payload)
+        return
+    spill.append(kind, key, tag, payload)
+    if marker:
+        yield key, (tag, None)
+
+
+def gather(spill: Optional[Spill], kind: str, key, batches: Iterable[Batch]) -> List[Tuple[int, bytes]]:
+    """A key's (tag, payload) batches: those that travelled as elements, then those in the spill folder."""
+    gathered = [(tag, payload) for tag, payload in batches if payload is not None]
+    if spill is not None:
+        gathered.extend(spill.read(kind, key))
+    return gathered
