@@ -21,7 +21,6 @@ anonymously anyway, once per process.
 from __future__ import annotations
 
 import os
-import posixpath
 import random
 import re
 import shutil
@@ -217,24 +216,53 @@ def matching_files(patterns: Sequence[str]) -> Iterator[Tuple[str, int]]:
     """
     earlier = []
     for pattern in patterns:
-        for metadata in _listing(pattern):
-            if not any(matches(metadata.path) for matches in earlier):
-                yield metadata.path, metadata.size_in_bytes
-        earlier.append(re.compile(FileSystem.translate_pattern(pattern)).match)
+        if pattern.endswith("/"):
+            pattern += "*"
+        matches = re.compile(FileSystem.translate_pattern(pattern)).match
+        for path, size in _listing(pattern, matches):
+            if not any(matched(path) for matched in earlier):
+                yield path, size
+        earlier.append(matches)
 
 
-def _listing(pattern: str):
-    filesystem = FileSystems.get_filesystem(pattern)
-    if pattern.endswith("/"):
-        pattern += "*"
+def _listing(pattern: str, matches: Callable) -> Iterator[Tuple[str, int]]:
     prefix = re.match(r"[^[*?]*", pattern).group(0)
-    if prefix == pattern:  # no wildcard: one file or none
-        return [filesystem.metadata(pattern)] if filesystem.exists(pattern) else []
-    if filesystem.has_dirs():
-        prefix = posixpath.dirname(prefix)
-    # _list is the streaming half of FileSystem.match (a generator on every Beam filesystem), which has no
-    # public streaming form.
-    return filesystem.match_files(filesystem._list(prefix), pattern)  # pylint: disable=protected-access
+    if is_local(pattern):
+        if prefix == pattern:  # no wildcard: one file or none
+            if os.path.exists(pattern):
+                yield pattern, os.path.getsize(pattern)
+            return
+        yield from ((path, size) for path, size in _local_files(os.path.dirname(prefix)) if matches(path))
+        return
+    filesystem = FileSystems.get_filesystem(pattern)
+    if prefix == pattern:
+        if filesystem.exists(pattern):
+            yield pattern, filesystem.metadata(pattern).size_in_bytes
+        return
+    # _list is the streaming half of FileSystem.match (a generator on every Beam filesystem, paged on
+    # object stores), which has no public streaming form. Object stores have no folders: the prefix lists.
+    for metadata in filesystem._list(prefix):  # pylint: disable=protected-access
+        if matches(metadata.path):
+            yield metadata.path, metadata.size_in_bytes
+
+
+def _local_files(folder: str) -> Iterator[Tuple[str, int]]:
+    """(path, size) of every file below a local folder, as Beam's local listing (os.walk) finds them, but one
+    entry at a time: os.walk reads a whole folder's names into a list first, a million for a big image folder."""
+    try:
+        entries = os.scandir(folder)
+    except OSError:  # gone or unreadable: nothing listed, as os.walk does
+        return
+    with entries:
+        for entry in entries:
+            try:
+                if entry.is_dir():
+                    if not entry.is_symlink():  # os.walk does not follow links to folders
+                        yield from _local_files(entry.path)
+                    continue
+                yield entry.path, entry.stat().st_size
+            except OSError:  # vanished since it was listed, or a dangling link: as Beam's listing, skipped
+                continue
 
 
 def move(sources: Sequence[str], destinations: Sequence[str]) -> None:

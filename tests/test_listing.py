@@ -1,0 +1,40 @@
+"""The streamed listing finds exactly what Beam's FileSystems.match finds, one file at a time."""
+from __future__ import annotations
+
+import os
+
+import pytest
+from apache_beam.io.filesystems import FileSystems
+
+from transforms import storage
+
+PATTERNS = [
+    ["/**.xml"], ["/*.xml"], ["/a/"], ["/**"], ["/x.xml"], ["/fifo.xml"], ["/**.xml", "/*.xml"], ["/nope/**"],
+    ["/a/*/*.xml"], ["/a/b/[wz].*"], ["/?.xml"],
+]
+
+
+@pytest.fixture
+def tree(tmp_path):
+    for name in ["x.xml", "a/y.xml", "a/b/z.XML", "a/b/w.xml", "c/q.txt", "c/deep/er/r.xml"]:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("." * len(name))
+    os.symlink(tmp_path / "a", tmp_path / "link")  # a link to a folder is not followed
+    os.symlink(tmp_path / "x.xml", tmp_path / "c" / "x-link.xml")  # a link to a file is a file
+    os.symlink(tmp_path / "gone.xml", tmp_path / "c" / "dangling.xml")  # skipped, as by Beam
+    os.mkfifo(tmp_path / "fifo.xml")  # listed: reading it is refused later, with a reason
+    return tmp_path
+
+
+@pytest.mark.parametrize("patterns", PATTERNS, ids=lambda patterns: ",".join(patterns))
+def test_matching_files_finds_what_beam_matches(tree, patterns):
+    absolute = [f"{tree}{pattern}" for pattern in patterns]
+    expected = {(m.path, m.size_in_bytes) for result in FileSystems.match(absolute) for m in result.metadata_list}
+    found = list(storage.matching_files(absolute))
+    assert len(found) == len(set(found))  # a file two patterns match is listed once
+    assert set(found) == expected
+
+
+def test_matching_files_is_a_stream(tree):
+    listing = storage.matching_files([f"{tree}/**"])
+    assert next(listing)[0].startswith(str(tree))  # a generator: nothing is gathered before the first file
