@@ -35,6 +35,20 @@ def test_matching_files_finds_what_beam_matches(tree, patterns):
     assert set(found) == expected
 
 
-def test_matching_files_is_a_stream(tree):
-    listing = storage.matching_files([f"{tree}/**"])
-    assert next(listing)[0].startswith(str(tree))  # a generator: nothing is gathered before the first file
+
+def test_matching_files_on_gcs_finds_what_beam_matches():
+    from tests.gcs_emulator import running_emulator
+
+    with running_emulator("od-listing") as gcs:
+        for name in ["ann/a.xml", "ann/sub/b.xml", "ann/c.txt", "annex/d.xml", "img/x.jpg"]:
+            gcs.upload_bytes(name, b"." * len(name))
+        storage._local.__dict__.clear()  # clients made now, for this emulator
+        for patterns in (["ann/**.xml"], ["ann/*.xml"], ["ann/a.xml"], ["ann/missing.xml"], ["ann**", "ann/**.xml"]):
+            absolute = [f"gs://od-listing/{pattern}" for pattern in patterns]
+            expected = {(m.path, m.size_in_bytes) for result in FileSystems.match(absolute) for m in result.metadata_list}
+            found = list(storage.matching_files(absolute))
+            assert len(found) == len(set(found))
+            assert set(found) == expected, patterns
+        assert storage.list_files("gs://od-listing/ann/**") == [
+            "gs://od-listing/ann/a.xml", "gs://od-listing/ann/c.txt", "gs://od-listing/ann/sub/b.xml"]
+        storage._local.__dict__.clear()

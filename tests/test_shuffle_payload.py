@@ -13,7 +13,7 @@ import apache_beam as beam
 import pytest
 from apache_beam.pipeline import PipelineVisitor
 from apache_beam.testing.test_pipeline import TestPipeline
-from apache_beam.testing.util import assert_that
+from apache_beam.testing.util import assert_that, equal_to
 
 from pipeline.graph import build_convert_pipeline
 from pipeline.options import resolve_convert
@@ -33,7 +33,7 @@ def _is_item(value) -> bool:
     row (key, source, ...)."""
     if not isinstance(value, tuple) or not value or not isinstance(value[0], str):
         return False
-    plain = all(isinstance(v, int) for v in value[1:])
+    plain = all(isinstance(v, int) and not isinstance(v, bool) for v in value[1:])  # not a (tag, True) marker
     image_hash = len(value) == 2 and len(value[0]) == 64 and isinstance(value[1], str)
     return (plain and len(value) in (2, 3)) or image_hash or (len(value) == _ROW_LENGTH and isinstance(value[3], tuple))
 
@@ -72,20 +72,26 @@ def _measure(element):
 class _ShuffleInputs(PipelineVisitor):
     def __init__(self):
         self.inputs = []
+        self.labels = []
 
     def visit_transform(self, node):
         if isinstance(node.transform, beam.GroupByKey):
             self.inputs.extend(node.inputs)
+            self.labels.extend(node.full_label for _ in node.inputs)
+
+
+def _raccoon_job(raccoon, output):
+    return resolve_convert(
+        {"annotations": [str(raccoon / "annotations")], "images": [str(raccoon / "images")],
+         "output": str(output), "num_shards": 2, "drop_duplicates": True},
+        [],
+    )
 
 
 def test_every_shuffled_element_is_metadata(raccoon, tmp_path):
     sizes = sorted(path.stat().st_size for path in (raccoon / "images").iterdir())
     assert sizes[len(sizes) // 2] > 10 * LARGEST_METADATA
-    job = resolve_convert(
-        {"annotations": [str(raccoon / "annotations")], "images": [str(raccoon / "images")],
-         "output": str(tmp_path / "out"), "num_shards": 2},
-        [],
-    )
+    job = _raccoon_job(raccoon, tmp_path / "out")
     with TestPipeline() as p:
         build_convert_pipeline(p, job)
         visitor = _ShuffleInputs()
@@ -101,3 +107,21 @@ def test_every_shuffled_element_is_metadata(raccoon, tmp_path):
             measures = shuffled | f"Measure{index}" >> beam.Map(_measure)
             assert_that(measures | f"All{index}" >> beam.combiners.ToList(), lambda lists: small(lists[0]),
                         label=f"Small{index}")
+
+
+def test_a_spilled_run_shuffles_no_record_image_file_or_hash(raccoon, tmp_path):
+    """On a local run they wait in the spill folder: only the parse tasks (file names) cross a shuffle."""
+    job = _raccoon_job(raccoon, tmp_path / "out")
+    (tmp_path / "spill").mkdir()
+    with TestPipeline() as p:
+        build_convert_pipeline(p, job, spill_dir=str(tmp_path / "spill"))
+        visitor = _ShuffleInputs()
+        p.visit(visitor)
+        checked = [label for label in visitor.labels if label.startswith(("WriteShards", "DropDuplicates", "FindDuplicates"))]
+        assert len(checked) >= 3
+        for index, (label, shuffled) in enumerate(zip(visitor.labels, visitor.inputs)):
+            items = shuffled | f"Items{index}" >> beam.Map(lambda element: _walk(element)[1]) | f"Sum{index}" >> beam.CombineGlobally(sum)
+            if label in checked:
+                assert_that(items, equal_to([0]), label=f"None{index}")
+            elif "ParseAnnotations" in label:
+                assert_that(items, equal_to([200]), label=f"Tasks{index}")  # one per annotation file

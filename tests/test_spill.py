@@ -12,7 +12,7 @@ from apache_beam.testing.test_pipeline import TestPipeline
 
 from pipeline.graph import build_convert_pipeline
 from pipeline.options import resolve_convert
-from transforms.spill import RECORDS, Spill, gather, route
+from transforms.spill import RECORDS, Spill, gather, send
 
 
 def _append_many(folder: str, worker: int) -> None:
@@ -49,11 +49,11 @@ def test_a_file_cut_short_fails_loudly(tmp_path):
         list(spill.read(RECORDS, 1))
 
 
-def test_route_emits_without_a_spill_and_spills_with_one(tmp_path):
-    assert list(route(None, RECORDS, 4, 1, b"batch")) == [(4, (1, b"batch"))]
+def test_send_emits_without_a_spill_and_spills_with_one(tmp_path):
+    assert send(None, RECORDS, 4, 1, b"batch") == [(4, (1, b"batch"))]
     spill = Spill(str(tmp_path))
-    assert list(route(spill, RECORDS, 4, 1, b"batch")) == []
-    assert list(route(spill, RECORDS, 4, 2, b"more", marker=True)) == [(4, (2, None))]
+    assert send(spill, RECORDS, 4, 1, b"batch") == []
+    assert send(spill, RECORDS, 4, 2, b"more", marker=True) == [(4, (2, None))]
     assert gather(spill, RECORDS, 4, [(0, b"inline"), (2, None)]) == [(0, b"inline"), (1, b"batch"), (2, b"more")]
     assert gather(None, RECORDS, 4, [(0, b"inline")]) == [(0, b"inline")]
 
@@ -72,7 +72,8 @@ def _dataset_files(output: Path) -> dict:
 @pytest.mark.slow
 @pytest.mark.parametrize("drop_duplicates", [False, True])
 def test_a_spilled_run_writes_the_same_dataset_as_a_shuffled_one(raccoon, tmp_path, drop_duplicates):
-    """Two sources, a duplicate image, an orphan image and an annotation without its image."""
+    """Two sources, a duplicate image, an orphan image and an annotation without its image; the spilled run
+    parses and writes in two forked processes, as a local run on this machine does."""
     second = tmp_path / "second"
     (second / "annotations").mkdir(parents=True)
     (second / "images").mkdir()
@@ -97,7 +98,7 @@ def test_a_spilled_run_writes_the_same_dataset_as_a_shuffled_one(raccoon, tmp_pa
         spill_dir = tmp_path / f"spill-{spilled}"
         spill_dir.mkdir()
         with TestPipeline() as p:
-            build_convert_pipeline(p, job, spill_dir=str(spill_dir) if spilled else None)
+            build_convert_pipeline(p, job, processes=2 if spilled else 1, spill_dir=str(spill_dir) if spilled else None)
         assert any(spill_dir.iterdir()) == spilled
         outputs[spilled] = _dataset_files(output)
     assert len([name for name in outputs[False] if ".tfrecord-" in name]) >= 6

@@ -4,7 +4,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 from collections import defaultdict
-from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence
 
 import apache_beam as beam
 
@@ -12,12 +12,14 @@ from transforms.encode import ImagePolicy, prepare_record_image
 from transforms.image_prep import VALIDATE_STRUCTURE
 from transforms.join import JoinRule, join_shard
 from transforms.label_map import extend_label_map
-from transforms.model import Rejection, unpack
+from transforms.model import Rejection, pack, unpack
 from transforms.read import REJECTED, read_record_image
 from transforms.tally import TALLY, CountingDoFn
 from transforms.splits import Splits
-from transforms.spill import Spill, gather
-from transforms.write import CONTENT, auto_num_shards, shard_inputs
+from transforms.spill import Spill, gather, send, shard_inputs
+from transforms.write import CONTENT, CONTENT_BUCKET_DIGITS, auto_num_shards
+
+HASHES = "hashes"  # --drop_duplicates: every joined image's sha256, grouped by prefix like the writers' CONTENT
 
 
 class BuildLabelMap(beam.PTransform):
@@ -77,23 +79,24 @@ class FindDuplicates(beam.PTransform):
         spill = self._spill
 
         def groups(item):
-            prefix, batches = item
-            yield from _shared_content(pair for _, packed in gather(spill, CONTENT, prefix, batches) for pair in unpack(packed))
+            for copies in copies_by_content(spill, CONTENT, *item).values():
+                if len(copies) > 1:
+                    yield sorted(key for (key,) in copies)
 
         return content | "ByPrefix" >> beam.GroupByKey() | "Groups" >> beam.FlatMap(groups)
 
 
-def _shared_content(pairs: Iterable[Tuple[str, str]]) -> Iterator[List[str]]:
-    keys_by_sha256 = defaultdict(list)
-    for sha256, key in pairs:
-        keys_by_sha256[sha256].append(key)
-    for keys in keys_by_sha256.values():
-        if len(keys) > 1:
-            yield sorted(keys)
+def copies_by_content(spill: Optional[Spill], kind: str, prefix: str, batches) -> Dict[str, List[tuple]]:
+    """One sha256-prefix group's (sha256, ...) rows by sha256, from the packed batches grouped or spilled."""
+    by_sha256 = defaultdict(list)
+    for _, packed in gather(spill, kind, prefix, batches):
+        for sha256, *rest in unpack(packed):
+            by_sha256[sha256].append(tuple(rest))
+    return by_sha256
 
 
 class _HashImages(beam.DoFn):
-    """A shard's joined records -> (sha256 of the bytes each will hold, (shard, record)).
+    """A shard's joined records -> (sha256 prefix, (shard, packed [(sha256, key, images root, source, boxes, shard)])).
 
     The same content the writer's split uses; the join's rejections are the writer's to report.
     """
@@ -105,26 +108,31 @@ class _HashImages(beam.DoFn):
 
     def process(self, element):
         shard, grouped = element
+        by_prefix = defaultdict(list)
         for record in join_shard(*shard_inputs(self._spill, shard, grouped), self._rules).records:
             try:
                 data = read_record_image(record)
                 digest = hashlib.sha256(prepare_record_image(record, data, self._policy).encoded).hexdigest()
             except Exception:  # unusable: the writer reads it again and rejects it with the reason
                 continue
-            yield digest, (shard, record)
+            by_prefix[digest[:CONTENT_BUCKET_DIGITS]].append(
+                (digest, record.key, record.images_root, record.source, len(record.boxes), shard))
+        for prefix in sorted(by_prefix):
+            yield from send(self._spill, HASHES, prefix, shard, pack(by_prefix[prefix]), marker=True)
 
 
 class _KeepFirst(CountingDoFn):
+    def __init__(self, spill: Optional[Spill]):
+        self._spill = spill
+
     def process(self, element):
-        _, copies = element
-        (_, kept), *others = sorted(copies, key=lambda item: (item[1].key, item[1].images_root))
-        self.count("duplicate_images_dropped", len(others))
-        for shard, copy in others:
-            yield shard, [(copy.images_root, copy.key)]
-            yield beam.pvalue.TaggedOutput(
-                REJECTED,
-                Rejection(copy.source, "image_duplicate", f"{copy.key} has the same bytes as {kept.key}", boxes=len(copy.boxes)),
-            )
+        for copies in copies_by_content(self._spill, HASHES, *element).values():
+            (kept_key, *_), *others = sorted(copies, key=lambda copy: copy[:2])  # the first by (key, images root)
+            self.count("duplicate_images_dropped", len(others))
+            for key, images_root, source, boxes, shard in others:
+                yield shard, [(images_root, key)]
+                detail = f"{key} has the same bytes as {kept_key}"
+                yield beam.pvalue.TaggedOutput(REJECTED, Rejection(source, "image_duplicate", detail, boxes=boxes))
 
 
 class DropDuplicates(beam.PTransform):
@@ -147,5 +155,5 @@ class DropDuplicates(beam.PTransform):
             | "GroupByShard" >> beam.CoGroupByKey()
             | "Hash" >> beam.ParDo(_HashImages(self._policy, self._rules, self._spill))
             | "ByContent" >> beam.GroupByKey()
-            | "KeepFirst" >> beam.ParDo(_KeepFirst()).with_outputs(REJECTED, TALLY, main="dropped")
+            | "KeepFirst" >> beam.ParDo(_KeepFirst(self._spill)).with_outputs(REJECTED, TALLY, main="dropped")
         )

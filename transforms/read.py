@@ -19,7 +19,7 @@ from transforms.images import ImageProblem
 from transforms.model import ITEM_ANNOTATION, ITEM_BOX, ITEM_IMAGE, Ignored, ImageRecord, Rejection, pack, pack_records, unpack
 from transforms.join import JoinRule
 from transforms.local_pool import PooledDoFn
-from transforms.spill import IMAGES, RECORDS, Spill, route
+from transforms.spill import IMAGES, RECORDS, Spill, send
 from transforms.splits import assign_shard
 from transforms.tally import TALLY
 
@@ -133,7 +133,7 @@ class _ParseAnnotationFiles(PooledDoFn):
                     yield item
         self.note("parsed", len(records))
         for shard, batch in shard_batches(records, _record_join_key, self._seed, num_shards):
-            yield from route(self._spill, RECORDS, shard, self._source_index, pack_records(batch))
+            yield from send(self._spill, RECORDS, shard, self._source_index, pack_records(batch))
         for label in sorted({box.label for record in records for box in record.boxes if box.label}):
             yield beam.pvalue.TaggedOutput(LABELS, label)
 
@@ -259,6 +259,6 @@ class ShardImages(beam.PTransform):
 
         def by_shard(images, num_shards):
             for shard, batch in shard_batches(unpack(images), join_key, seed, num_shards):
-                yield from route(spill, IMAGES, shard, index, pack(batch))
+                yield from send(spill, IMAGES, shard, index, pack(batch))
 
         return image_lists | "ByShard" >> beam.FlatMap(by_shard, beam.pvalue.AsSingleton(self._num_shards))

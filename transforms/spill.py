@@ -8,13 +8,16 @@ them back. Only one marker per shard (and per duplicate-search group) then cross
 the runner's memory stays the same whatever the number of images. Distributed runners have a shuffle
 service built for this and get no spill folder: their batches travel as elements.
 
-Each process appends to files of its own (<kind>/<key>/<pid>), so concurrent workers never interleave
-a write; each batch is framed with its length, so a file cut short fails loudly instead of being misread.
+Each process (and thread) appends to files of its own (<kind>/<key>/<pid>-<thread>), so concurrent
+workers never interleave a write; each batch is framed with its length, so a file cut short fails
+loudly instead of being misread. Local runners do not retry a bundle: a failed step fails the run, and
+the folder goes with it.
 """
 from __future__ import annotations
 
 import os
 import struct
+import threading
 from typing import Iterable, Iterator, List, Optional, Tuple
 
 RECORDS = "records"
@@ -38,7 +41,8 @@ class Spill:
         folder = self._key_folder(kind, key)
         os.makedirs(folder, exist_ok=True)
         frame = memoryview(_HEADER.pack(tag, len(payload)) + payload)
-        descriptor = os.open(os.path.join(folder, str(os.getpid())), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        writer = f"{os.getpid()}-{threading.get_ident()}"
+        descriptor = os.open(os.path.join(folder, writer), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         try:
             while frame:
                 frame = frame[os.write(descriptor, frame):]
@@ -65,15 +69,14 @@ class Spill:
                 position += length
 
 
-def route(spill: Optional[Spill], kind: str, key, tag: int, payload: bytes, marker: bool = False):
-    """What a step emits for one packed batch: (key, (tag, payload)); on a local run, the batch goes to the
-    spill folder instead and, if `marker`, (key, (tag, None)) is emitted so the key still reaches its reader."""
+def send(spill: Optional[Spill], kind: str, key, tag: int, payload: bytes, marker: bool = False) -> List:
+    """The elements a step emits for one packed batch: [(key, (tag, payload))]; on a local run the batch is
+    appended to the spill folder at once instead, and only (key, (tag, None)) is emitted, if `marker`, so the
+    key still reaches its reader."""
     if spill is None:
-        yield key, (tag, payload)
-        return
+        return [(key, (tag, payload))]
     spill.append(kind, key, tag, payload)
-    if marker:
-        yield key, (tag, None)
+    return [(key, (tag, None))] if marker else []
 
 
 def gather(spill: Optional[Spill], kind: str, key, batches: Iterable[Batch]) -> List[Tuple[int, bytes]]:
@@ -82,3 +85,8 @@ def gather(spill: Optional[Spill], kind: str, key, batches: Iterable[Batch]) -> 
     if spill is not None:
         gathered.extend(spill.read(kind, key))
     return gathered
+
+
+def shard_inputs(spill: Optional[Spill], shard: int, grouped) -> Tuple[list, list]:
+    """A shard's (source index, packed) batches of records and of image files: grouped by the shuffle, or spilled."""
+    return gather(spill, RECORDS, shard, grouped[RECORDS]), gather(spill, IMAGES, shard, grouped[IMAGES])

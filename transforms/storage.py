@@ -21,6 +21,7 @@ anonymously anyway, once per process.
 from __future__ import annotations
 
 import os
+import posixpath
 import random
 import re
 import shutil
@@ -201,8 +202,8 @@ def write_bytes(path: str, data: bytes) -> None:
 
 
 def list_files(pattern: str) -> List[str]:
-    (result,) = with_retries(lambda: FileSystems.match([pattern]))
-    return sorted(metadata.path for metadata in result.metadata_list)
+    """The paths a pattern matches, sorted (a small folder's: staged files, published shards)."""
+    return with_retries(lambda: sorted(path for path, _ in matching_files([pattern])))
 
 
 def matching_files(patterns: Sequence[str]) -> Iterator[Tuple[str, int]]:
@@ -239,8 +240,10 @@ def _listing(pattern: str, matches: Callable) -> Iterator[Tuple[str, int]]:
         if filesystem.exists(pattern):
             yield pattern, filesystem.metadata(pattern).size_in_bytes
         return
+    if filesystem.has_dirs():  # e.g. hdfs://: the folder is listed; object stores list by prefix
+        prefix = posixpath.dirname(prefix)
     # _list is the streaming half of FileSystem.match (a generator on every Beam filesystem, paged on
-    # object stores), which has no public streaming form. Object stores have no folders: the prefix lists.
+    # object stores), which has no public streaming form.
     for metadata in filesystem._list(prefix):  # pylint: disable=protected-access
         if matches(metadata.path):
             yield metadata.path, metadata.size_in_bytes

@@ -26,7 +26,7 @@ from transforms.join import join_shard
 from transforms.local_pool import PooledDoFn
 from transforms.model import ImageRecord, Rejection, pack
 from transforms.read import REJECTED, read_record_image
-from transforms.spill import IMAGES, RECORDS, Spill, gather, route
+from transforms.spill import Spill, send, shard_inputs
 from transforms.splits import Splits, assign_split
 from transforms.tally import TALLY
 
@@ -128,7 +128,7 @@ class _WriteShard(PooledDoFn):
             for handle in files.values():
                 handle.close()
         for bucket in sorted(content):
-            for element in route(self._spill, CONTENT, bucket, shard, pack(content[bucket]), marker=True):
+            for element in send(self._spill, CONTENT, bucket, shard, pack(content[bucket]), marker=True):
                 yield beam.pvalue.TaggedOutput(CONTENT, element)
         yield from self._new_files(shard, num_shards, per_file, plan)
         if plan:
@@ -244,11 +244,6 @@ class _WriteShard(PooledDoFn):
     @staticmethod
     def _reject(record: ImageRecord, rejection: Rejection):
         yield beam.pvalue.TaggedOutput(REJECTED, dataclasses.replace(rejection, boxes=len(record.boxes)))
-
-
-def shard_inputs(spill: Optional[Spill], shard: int, grouped) -> Tuple[list, list]:
-    """A shard's (source index, packed) batches of records and of image files, as grouped or spilled."""
-    return gather(spill, RECORDS, shard, grouped[RECORDS]), gather(spill, IMAGES, shard, grouped[IMAGES])
 
 
 def _class_texts(data: bytes):
