@@ -156,3 +156,12 @@ def test_a_big_coco_file_is_parsed_in_parts_with_the_same_result(tmp_path, monke
             assert_that(parsed.rejected | beam.Map(lambda r: r.reason), equal_to(["box_unknown_image"]), label="rejected")
             assert_that(parsed.tally | beam.CombinePerKey(sum),
                         equal_to([("annotation_files_read", 1), ("boxes_read", 91)]), label="tally")
+
+
+def test_one_file_naming_an_image_twice_keeps_the_same_record_whatever_the_order():
+    first = ImageRecord(key="a.jpg", source="/d/instances.json", source_id="7", boxes=(Box("cat", 1, 2, 3, 4),))
+    second = ImageRecord(key="a.jpg", source="/d/instances.json", source_id="12", boxes=(Box("dog", 1, 2, 3, 4),))
+    results = [join_source(order, [("a.jpg", 5)], JoinRule("/d", "coco")) for order in ([first, second], [second, first])]
+    assert results[0] == results[1]
+    assert [record.source_id for record in results[0].records] == ["12"]  # "12" < "7" as text
+    assert [rejection.reason for rejection in results[0].rejections] == ["annotation_duplicate"]
