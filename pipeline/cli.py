@@ -8,7 +8,6 @@ import json
 import logging
 import shutil
 import sys
-import tempfile
 from typing import List, Optional
 
 from pipeline.errors import UsageError
@@ -108,11 +107,12 @@ def _local_folders(runner):
     """
     from pipeline.local_runner import is_local_runner
     from pipeline.progress import ProgressLine
+    from transforms import spill
 
     if not is_local_runner(runner):
         yield None, None
         return
-    spill_dir = tempfile.mkdtemp(prefix="od-tfrecords-spill-")
+    spill_dir = spill.new_folder()
     try:
         with ProgressLine() as line:
             yield line.folder, spill_dir

@@ -24,7 +24,7 @@ from transforms import manifest as state
 from transforms.aggregate import BuildLabelMap, CountShards, DropDuplicates, FindDuplicates
 from transforms.join import JoinRule
 from transforms.publish import Publish
-from transforms.read import ListImages, ParseAnnotations, ShardImages
+from transforms.read import IMAGE_BYTES, ListImages, ParseAnnotations, ShardImages
 from transforms.spill import Spill
 from transforms.tally import CountRejections
 from transforms.write import ALL_SHARDS, DROPPED, FILES, IncrementalPlan, WriteShards
@@ -50,14 +50,18 @@ def build_convert_pipeline(
 
     labels = [f"Source{index}" if len(job.sources) > 1 else "Source" for index in range(len(job.sources))]
     rules = [JoinRule(source.images, source.format.name) for source in job.sources]
-    image_lists = [p | f"{label}/ListImages" >> ListImages(source.images) for label, source in zip(labels, job.sources)]
+    listings = [
+        p | f"{label}/ListImages" >> ListImages(source.images, index, spill)
+        for index, (label, source) in enumerate(zip(labels, job.sources))
+    ]
     if incremental and incremental["previous"]:  # the index is split by shard: its shard count never changes
         num_shards = p | "IndexShards" >> beam.Create([incremental["previous"]["index_shards"]])
     else:
-        num_shards = image_lists | "AllImageFiles" >> beam.Flatten() | "CountShards" >> CountShards(job.num_shards, job.splits)
+        image_bytes = [listing[IMAGE_BYTES] for listing in listings] | "AllImageBytes" >> beam.Flatten()
+        num_shards = image_bytes | "CountShards" >> CountShards(job.num_shards, job.splits)
 
     steps, record_batches, image_batches, class_names = [], [], [], []
-    for index, (label, source, images) in enumerate(zip(labels, job.sources, image_lists)):
+    for index, (label, source, listing) in enumerate(zip(labels, job.sources, listings)):
         parsed = p | f"{label}/ParseAnnotations" >> ParseAnnotations(
             source.format, source.patterns, source.context, job.class_map,
             source_index=index, seed=job.seed, num_shards=num_shards, progress_dir=progress_dir, processes=processes,
@@ -67,7 +71,7 @@ def build_convert_pipeline(
         record_batches.append(parsed.records)
         class_names.append(parsed.labels)
         image_batches.append(
-            images | f"{label}/ShardImages" >> ShardImages(
+            listing.chunks | f"{label}/ShardImages" >> ShardImages(
                 rules[index], source_index=index, seed=job.seed, num_shards=num_shards, spill=spill
             )
         )

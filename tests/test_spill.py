@@ -3,6 +3,8 @@ dataset as one whose metadata travels through the runner's shuffle."""
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 import multiprocessing
 import shutil
 from pathlib import Path
@@ -104,3 +106,24 @@ def test_a_spilled_run_writes_the_same_dataset_as_a_shuffled_one(raccoon, tmp_pa
     assert len([name for name in outputs[False] if ".tfrecord-" in name]) >= 6
     assert b"image_unannotated" in outputs[False]["rejected.jsonl"] and b"image_missing" in outputs[False]["rejected.jsonl"]
     assert outputs[True] == outputs[False]
+
+
+def test_a_new_folder_clears_those_of_runs_killed_outright(tmp_path, monkeypatch):
+    import socket
+    import subprocess
+    import sys
+
+    from transforms import spill
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    host = socket.gethostname()
+    killed = tmp_path / f"{spill.FOLDER_PREFIX}{host}-{gone.stdout.strip()}-abc123"
+    running = tmp_path / f"{spill.FOLDER_PREFIX}{host}-{os.getpid()}-def456"
+    elsewhere = tmp_path / f"{spill.FOLDER_PREFIX}other-host-{gone.stdout.strip()}-ghi789"
+    for folder in (killed, running, elsewhere):
+        (folder / "records" / "3").mkdir(parents=True)
+    made = Path(spill.new_folder())
+    assert made.parent == tmp_path and made.name.startswith(f"{spill.FOLDER_PREFIX}{host}-{os.getpid()}-")
+    assert not killed.exists()
+    assert running.exists() and elsewhere.exists()

@@ -73,8 +73,8 @@ def test_label_map_of_no_records_is_the_seed():
 ])
 def test_shard_count(requested, sizes, expected):
     with TestPipeline() as p:
-        image_lists = p | beam.Create([pack([(str(i), size)]) for i, size in enumerate(sizes)])
-        assert_that(image_lists | CountShards(requested, (("train", 0.8), ("val", 0.2))), equal_to([expected]))
+        image_bytes = p | beam.Create(sizes)
+        assert_that(image_bytes | CountShards(requested, (("train", 0.8), ("val", 0.2))), equal_to([expected]))
 
 
 def test_duplicates_are_groups_of_keys_sharing_bytes():
@@ -110,9 +110,11 @@ def test_parse_and_list_real_files(tmp_path):
         assert_that(parsed.labels, equal_to(["cat"]), label="labels")
         assert_that(parsed.tally | beam.CombinePerKey(sum),
                     equal_to([("annotation_files_read", 2), ("boxes_read", 1)]), label="tally")
-        images = p | ListImages(str(tmp_path / "img"))
-        assert_that(images | beam.Map(unpack), equal_to([[("deep/x.JPG", 5)]]), label="images")
-        sharded = images | ShardImages(JoinRule(str(tmp_path / "img"), "voc"), source_index=2, seed=0, num_shards=num_shards)
+        listing = p | ListImages(str(tmp_path / "img"), source_index=2)
+        assert_that(listing.chunks | beam.Map(lambda chunk: (chunk[0], unpack(chunk[1][1]))),
+                    equal_to([("2-0", [("deep/x.JPG", 5)])]), label="images")
+        assert_that(listing.image_bytes, equal_to([5]), label="image bytes")
+        sharded = listing.chunks | ShardImages(JoinRule(str(tmp_path / "img"), "voc"), source_index=2, seed=0, num_shards=num_shards)
         assert_that(sharded | beam.Map(lambda item: (item[0], (item[1][0], unpack(item[1][1])))),
                     equal_to([(assign_shard("deep/x.JPG", 0, 3), (2, [("deep/x.JPG", 5)]))]), label="sharded")
 
@@ -146,7 +148,7 @@ def test_a_big_coco_file_is_parsed_in_parts_with_the_same_result(tmp_path, monke
                 for i in range(40)]
     for part_bytes, processes in ((10 ** 9, 1), (path.stat().st_size // 5, 2)):  # whole; six parts on two forks
         monkeypatch.setattr(read, "PART_BYTES", part_bytes)
-        tasks = list(read._PlanParsing(FORMATS["coco"]).process([str(path)]))
+        tasks = list(read._PlanParsing(FORMATS["coco"], 0, None).process([str(path)]))
         assert len(tasks) == (1 if part_bytes > path.stat().st_size else 6)
         with TestPipeline() as p:
             parsed = p | ParseAnnotations(FORMATS["coco"], [str(path)], ParseContext(), class_map={},

@@ -44,7 +44,7 @@ class BuildLabelMap(beam.PTransform):
 
 
 class CountShards(beam.PTransform):
-    """Packed lists of (image file, size) -> the number of shards per split: fixed by the user, or sized from the bytes.
+    """Image byte counts -> the number of shards per split: fixed by the user, or sized from the bytes.
 
     Never from the number of workers: the same data must give the same files on every runner. Sized
     from every image under --images, since the shard count is needed before the join.
@@ -55,13 +55,12 @@ class CountShards(beam.PTransform):
         self._requested = requested
         self._splits = splits
 
-    def expand(self, image_lists):
+    def expand(self, image_bytes):
         if self._requested:
-            return image_lists.pipeline | "Requested" >> beam.Create([self._requested])
+            return image_bytes.pipeline | "Requested" >> beam.Create([self._requested])
         splits = self._splits
         return (
-            image_lists
-            | "ImageBytes" >> beam.Map(lambda images: sum(size for _, size in unpack(images)))
+            image_bytes
             | "Total" >> beam.CombineGlobally(sum)
             | "Size" >> beam.Map(lambda total: auto_num_shards(total, splits))
         )

@@ -19,12 +19,13 @@ from transforms.images import ImageProblem
 from transforms.model import ITEM_ANNOTATION, ITEM_BOX, ITEM_IMAGE, Ignored, ImageRecord, Rejection, pack, pack_records, unpack
 from transforms.join import JoinRule
 from transforms.local_pool import PooledDoFn
-from transforms.spill import IMAGES, RECORDS, Spill, send
+from transforms.spill import IMAGES, LISTING, RECORDS, TASKS, Spill, gather, send
 from transforms.splits import assign_shard
 from transforms.tally import TALLY
 
 REJECTED = "rejected"
 LABELS = "labels"
+IMAGE_BYTES = "image_bytes"
 
 IMAGE_EXTENSIONS = frozenset([".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"])
 
@@ -85,31 +86,39 @@ def files_per_task(files: int) -> int:
 
 
 class _PlanParsing(beam.DoFn):
-    """Patterns -> parse tasks, each a packed list of (path, part, parts); a huge streamable file becomes many parts.
+    """Patterns -> parse tasks (task id, (0, packed [(path, part, parts)]), or a marker of a spilled one); a huge
+    streamable file becomes many parts.
 
     The listing is streamed twice, first only to count the files (the task size depends on it), so no
     list of every file is ever held. Which files share a task changes nothing in the output: the writer
     sorts each shard's records.
     """
 
-    def __init__(self, fmt: AnnotationFormat):
+    def __init__(self, fmt: AnnotationFormat, source_index: int, spill: Optional[Spill]):
         self._streamable = fmt.parse_part is not None
+        self._source_index = source_index
+        self._spill = spill
 
     def process(self, patterns: Sequence[str]):
         task_files = files_per_task(sum(1 for _ in storage.matching_files(patterns)))
+        tasks = self._tasks(storage.matching_files(patterns), task_files)
+        for number, task in enumerate(tasks):
+            yield from send(self._spill, TASKS, f"{self._source_index}-{number}", 0, pack(task), marker=True)
+
+    def _tasks(self, files, task_files: int):
         batch = []
-        for path, size in storage.matching_files(patterns):
+        for path, size in files:
             parts = math.ceil(size / PART_BYTES) if self._streamable and size > PART_BYTES else 1
             if parts > 1:
                 for part in range(parts):
-                    yield pack([(path, part, parts)])
+                    yield [(path, part, parts)]
                 continue
             batch.append((path, 0, 1))
             if len(batch) == task_files:
-                yield pack(batch)
+                yield batch
                 batch = []
         if batch:
-            yield pack(batch)
+            yield batch
 
 
 class _ParseAnnotationFiles(PooledDoFn):
@@ -123,9 +132,11 @@ class _ParseAnnotationFiles(PooledDoFn):
         self._seed = seed
         self._spill = spill
 
-    def handle(self, tasks: bytes, num_shards: int):
+    def handle(self, task, num_shards: int):
+        task_id, batch = task
+        ((_, packed),) = gather(self._spill, TASKS, task_id, [batch])
         records = []
-        for path, part, parts in unpack(tasks):
+        for path, part, parts in unpack(packed):
             for item in self._parse(path, part, parts):
                 if isinstance(item, ImageRecord):
                     records.append(item)
@@ -208,7 +219,7 @@ class ParseAnnotations(beam.PTransform):
         return (
             pbegin
             | "Patterns" >> beam.Create([self._patterns])
-            | "PlanTasks" >> beam.ParDo(_PlanParsing(self._format))
+            | "PlanTasks" >> beam.ParDo(_PlanParsing(self._format, self._source_index, self._spill))
             | "Spread" >> beam.Reshuffle()
             | "Parse" >> beam.ParDo(parse, beam.pvalue.AsSingleton(self._num_shards)).with_outputs(
                 REJECTED, LABELS, TALLY, main="records"
@@ -217,33 +228,48 @@ class ParseAnnotations(beam.PTransform):
 
 
 class _ListImageFiles(beam.DoFn):
+    def __init__(self, source_index: int, spill: Optional[Spill]):
+        self._source_index = source_index
+        self._spill = spill
+
     def process(self, root: str):
-        chunk = []
-        for path, size in storage.matching_files([paths.join(root, "**")]):
-            relative = paths.relative_to(root, path)
-            if posixpath.splitext(relative)[1].lower() in IMAGE_EXTENSIONS:
-                chunk.append((relative, size))
-                if len(chunk) == IMAGE_LIST_CHUNK:
-                    yield pack(chunk)
-                    chunk = []
-        if chunk:
-            yield pack(chunk)
+        for number, chunk in enumerate(_image_chunks(root)):
+            yield beam.pvalue.TaggedOutput(IMAGE_BYTES, sum(size for _, size in chunk))
+            yield from send(self._spill, LISTING, f"{self._source_index}-{number}", 0, pack(chunk), marker=True)
+
+
+def _image_chunks(root: str):
+    chunk = []
+    for path, size in storage.matching_files([paths.join(root, "**")]):
+        relative = paths.relative_to(root, path)
+        if posixpath.splitext(relative)[1].lower() in IMAGE_EXTENSIONS:
+            chunk.append((relative, size))
+            if len(chunk) == IMAGE_LIST_CHUNK:
+                yield chunk
+                chunk = []
+    if chunk:
+        yield chunk
 
 
 class ListImages(beam.PTransform):
-    """Every image file under --images, in packed lists of (path relative to it, size in bytes)."""
+    """Every image file under --images: listing chunks (chunk id, (0, packed [(path relative to it, size in
+    bytes)])), or markers of spilled ones, and each chunk's image bytes (`image_bytes`)."""
 
-    def __init__(self, images_root: str):
+    def __init__(self, images_root: str, source_index: int = 0, spill: Optional[Spill] = None):
         super().__init__()
         self._root = images_root
+        self._source_index = source_index
+        self._spill = spill
 
     def expand(self, pbegin):
-        return pbegin | "Root" >> beam.Create([self._root]) | "List" >> beam.ParDo(_ListImageFiles())
+        return pbegin | "Root" >> beam.Create([self._root]) | "List" >> beam.ParDo(
+            _ListImageFiles(self._source_index, self._spill)
+        ).with_outputs(IMAGE_BYTES, main="chunks")
 
 
 class ShardImages(beam.PTransform):
-    """Packed lists of image files -> (shard, (source index, packed image files)), sharded by the source's join
-    key; with a spill folder (local runs) the batches go there and none is emitted."""
+    """Listing chunks -> (shard, (source index, packed image files)), sharded by the source's join key; with a
+    spill folder (local runs) the chunks are read from it and the batches go there, and none is emitted."""
 
     def __init__(self, rule: JoinRule, *, source_index: int, seed: int, num_shards, spill: Optional[Spill] = None):
         super().__init__()
@@ -257,8 +283,10 @@ class ShardImages(beam.PTransform):
         join_key = lambda image: self._rule.image_join_key(image[0])
         index, seed, spill = self._source_index, self._seed, self._spill
 
-        def by_shard(images, num_shards):
-            for shard, batch in shard_batches(unpack(images), join_key, seed, num_shards):
+        def by_shard(chunk, num_shards):
+            chunk_id, batch = chunk
+            ((_, packed),) = gather(spill, LISTING, chunk_id, [batch])
+            for shard, batch in shard_batches(unpack(packed), join_key, seed, num_shards):
                 yield from send(spill, IMAGES, shard, index, pack(batch))
 
         return image_lists | "ByShard" >> beam.FlatMap(by_shard, beam.pvalue.AsSingleton(self._num_shards))

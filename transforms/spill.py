@@ -5,7 +5,9 @@ reads it is done, and decodes and re-encodes them on the way: for a conversion, 
 file name and content hash. So on a local run the steps that would emit a packed batch for a shard
 append it to that shard's files in a local folder instead, and the step that reads the shard reads
 them back. Only one marker per shard (and per duplicate-search group) then crosses the shuffle, and
-the runner's memory stays the same whatever the number of images. Distributed runners have a shuffle
+the runner's memory stays the same whatever the number of images. The parse tasks and the image
+listing, which cross a shuffle (or a step boundary) before the shards are known, wait there too, by
+task and by listing chunk. Distributed runners have a shuffle
 service built for this and get no spill folder: their batches travel as elements.
 
 Each process (and thread) appends to files of its own (<kind>/<key>/<pid>-<thread>), so concurrent
@@ -16,16 +18,40 @@ the folder goes with it.
 from __future__ import annotations
 
 import os
+import shutil
+import socket
 import struct
+import tempfile
 import threading
 from typing import Iterable, Iterator, List, Optional, Tuple
 
-RECORDS = "records"
-IMAGES = "images"
+from transforms.lock import process_alive
+
+TASKS = "tasks"  # parse tasks: packed annotation file names, by task
+LISTING = "listing"  # packed image file names and sizes, by listing chunk
+RECORDS = "records"  # packed records, by shard
+IMAGES = "images"  # packed image file names and sizes, by shard
 
 _HEADER = struct.Struct(">IQ")  # tag (a source index, a shard), payload length
+FOLDER_PREFIX = "od-tfrecords-spill-"
 
 Batch = Tuple[int, Optional[bytes]]  # (tag, packed payload); None: a marker, the payload is in the spill folder
+
+
+def new_folder() -> str:
+    """A new, empty spill folder in the system's temporary folder ($TMPDIR), named after this host and process.
+
+    The run removes its folder when it ends, however it ends, unless it is killed outright; so the
+    folders of this host's processes that are gone are removed first, and runs killed night after night
+    do not fill the disk.
+    """
+    parent, host = tempfile.gettempdir(), socket.gethostname()
+    for name in os.listdir(parent):
+        owner = name[len(FOLDER_PREFIX):].rsplit("-", 2)  # host (may hold dashes), pid, random suffix
+        if name.startswith(FOLDER_PREFIX) and len(owner) == 3 and owner[0] == host and owner[1].isdigit():
+            if not process_alive(int(owner[1])):
+                shutil.rmtree(os.path.join(parent, name), ignore_errors=True)
+    return tempfile.mkdtemp(prefix=f"{FOLDER_PREFIX}{host}-{os.getpid()}-")
 
 
 class Spill:
