@@ -24,7 +24,7 @@ from transforms import manifest as state
 from transforms.aggregate import BuildLabelMap, CountShards, DropDuplicates, FindDuplicates
 from transforms.join import JoinRule
 from transforms.publish import Publish
-from transforms.read import IMAGE_BYTES, ListImages, ParseAnnotations, ShardImages
+from transforms.read import IMAGE_TOTALS, ListImages, ParseAnnotations, ShardImages
 from transforms.spill import Spill
 from transforms.tally import CountRejections
 from transforms.write import ALL_SHARDS, DROPPED, FILES, IncrementalPlan, WriteShards
@@ -57,8 +57,8 @@ def build_convert_pipeline(
     if incremental and incremental["previous"]:  # the index is split by shard: its shard count never changes
         num_shards = p | "IndexShards" >> beam.Create([incremental["previous"]["index_shards"]])
     else:
-        image_bytes = [listing[IMAGE_BYTES] for listing in listings] | "AllImageBytes" >> beam.Flatten()
-        num_shards = image_bytes | "CountShards" >> CountShards(job.num_shards, job.splits)
+        image_totals = [listing[IMAGE_TOTALS] for listing in listings] | "AllImageTotals" >> beam.Flatten()
+        num_shards = image_totals | "CountShards" >> CountShards(job.num_shards, job.splits)
 
     steps, record_batches, image_batches, class_names = [], [], [], []
     for index, (label, source, listing) in enumerate(zip(labels, job.sources, listings)):

@@ -29,12 +29,12 @@ _ROW_LENGTH = len(dataclasses.fields(ImageRecord))
 
 
 def _is_item(value) -> bool:
-    """An image file (path, size), a parse task (path, part, parts), an image hash (sha256, key) or a record
-    row (key, source, ...)."""
+    """An image file (path, size), a parse task (path, part, parts), an image hash (sha256, key) or
+    (sha256, key, images root, source, boxes, shard), or a record row (key, source, ...)."""
     if not isinstance(value, tuple) or not value or not isinstance(value[0], str):
         return False
     plain = all(isinstance(v, int) and not isinstance(v, bool) for v in value[1:])  # not a (tag, True) marker
-    image_hash = len(value) == 2 and len(value[0]) == 64 and isinstance(value[1], str)
+    image_hash = len(value) in (2, 6) and len(value[0]) == 64 and isinstance(value[1], str)
     return (plain and len(value) in (2, 3)) or image_hash or (len(value) == _ROW_LENGTH and isinstance(value[3], tuple))
 
 

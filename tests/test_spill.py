@@ -52,11 +52,11 @@ def test_a_file_cut_short_fails_loudly(tmp_path):
 
 
 def test_send_emits_without_a_spill_and_spills_with_one(tmp_path):
-    assert send(None, RECORDS, 4, 1, b"batch") == [(4, (1, b"batch"))]
+    assert send(None, RECORDS, 4, [(1, b"batch"), (2, b"more")]) == [(4, (1, b"batch")), (4, (2, b"more"))]
     spill = Spill(str(tmp_path))
-    assert send(spill, RECORDS, 4, 1, b"batch") == []
-    assert send(spill, RECORDS, 4, 2, b"more", marker=True) == [(4, (2, None))]
-    assert gather(spill, RECORDS, 4, [(0, b"inline"), (2, None)]) == [(0, b"inline"), (1, b"batch"), (2, b"more")]
+    assert send(spill, RECORDS, 4, [(1, b"batch")]) == []
+    assert send(spill, RECORDS, 4, [(2, b"more"), (3, b"most")], marker=True) == [(4, (0, None))]  # one for both
+    assert gather(spill, RECORDS, 4, [(0, b"inline"), (0, None)]) == [(0, b"inline"), (1, b"batch"), (2, b"more"), (3, b"most")]
     assert gather(None, RECORDS, 4, [(0, b"inline")]) == [(0, b"inline")]
 
 
@@ -109,21 +109,30 @@ def test_a_spilled_run_writes_the_same_dataset_as_a_shuffled_one(raccoon, tmp_pa
 
 
 def test_a_new_folder_clears_those_of_runs_killed_outright(tmp_path, monkeypatch):
-    import socket
-    import subprocess
-    import sys
+    import fcntl
 
     from transforms import spill
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    host = socket.gethostname()
-    killed = tmp_path / f"{spill.FOLDER_PREFIX}{host}-{gone.stdout.strip()}-abc123"
-    running = tmp_path / f"{spill.FOLDER_PREFIX}{host}-{os.getpid()}-def456"
-    elsewhere = tmp_path / f"{spill.FOLDER_PREFIX}other-host-{gone.stdout.strip()}-ghi789"
-    for folder in (killed, running, elsewhere):
+    killed, running, being_made = (tmp_path / f"{spill.FOLDER_PREFIX}{name}" for name in ("killed", "running", "new"))
+    for folder in (killed, running, being_made):
         (folder / "records" / "3").mkdir(parents=True)
-    made = Path(spill.new_folder())
-    assert made.parent == tmp_path and made.name.startswith(f"{spill.FOLDER_PREFIX}{host}-{os.getpid()}-")
-    assert not killed.exists()
-    assert running.exists() and elsewhere.exists()
+    (killed / spill.OWNER).touch()  # its run's lock went with its last process
+    (running / spill.OWNER).touch()
+    held = os.open(running / spill.OWNER, os.O_RDONLY)
+    fcntl.flock(held, fcntl.LOCK_EX)  # a living run (this process stands in for it)
+    try:
+        made = Path(spill.new_folder())
+        assert made.parent == tmp_path and made.name.startswith(spill.FOLDER_PREFIX)
+        assert not killed.exists()
+        assert running.exists() and being_made.exists()
+        spill.new_folder()
+        assert made.exists()  # this run's own folder is held too
+    finally:
+        os.close(held)
+
+
+def test_reading_a_spill_folder_that_is_gone_fails(tmp_path):
+    spill = Spill(str(tmp_path / "gone"))
+    with pytest.raises(OSError, match="is gone"):
+        list(spill.read(RECORDS, 1))

@@ -14,7 +14,8 @@ from transforms.join import JoinRule, join_shard, join_source
 from transforms.model import ITEM_ANNOTATION, RELATIVE, Box, ImageRecord, Rejection, pack, pack_records, unpack, unpack_records
 from transforms.read import ListImages, ParseAnnotations, ShardImages, files_per_task
 from transforms.splits import assign_shard
-from transforms.write import TARGET_SHARD_BYTES
+from transforms.content_groups import content_batches
+from transforms.write import TARGET_SHARD_BYTES, TARGET_SHARD_IMAGES
 
 
 def _record(key, source, *labels, size=0):
@@ -69,16 +70,20 @@ def test_label_map_of_no_records_is_the_seed():
     (4, [10], 4),
     (0, [10, 20], 1),
     (0, [TARGET_SHARD_BYTES] * 5, 4),  # 80 % of 5 targets in train -> 4 shards
+    (0, [100] * (2 * TARGET_SHARD_IMAGES), 2),  # thumbnails: 80 % of twice the images a shard holds -> 2 shards
     (0, [], 1),
 ])
 def test_shard_count(requested, sizes, expected):
     with TestPipeline() as p:
-        image_bytes = p | beam.Create(sizes)
-        assert_that(image_bytes | CountShards(requested, (("train", 0.8), ("val", 0.2))), equal_to([expected]))
+        image_totals = p | beam.Create([(1, size) for size in sizes])
+        assert_that(image_totals | CountShards(requested, (("train", 0.8), ("val", 0.2))), equal_to([expected]))
 
 
 def test_duplicates_are_groups_of_keys_sharing_bytes():
-    content = [("1", (0, pack([("h1", "b.jpg"), ("h2", "c.jpg")]))), ("1", (1, pack([("h1", "a.jpg")]))), ("2", (0, pack([("h3", "d.jpg")])))]
+    one_writer = [("a1" + "0" * 62, "b.jpg"), ("a2" + "0" * 62, "c.jpg"), ("b0" + "0" * 62, "d.jpg")]
+    another = [("a1" + "0" * 62, "a.jpg"), ("a2" + "1" * 62, "e.jpg")]
+    content = [(group, batch) for rows in (one_writer, another) for group, batches in content_batches(rows) for batch in batches]
+    assert [group for group, _ in content] == ["a", "a", "b", "a", "a"]
     with TestPipeline() as p:
         assert_that(p | beam.Create(content) | FindDuplicates(), equal_to([["a.jpg", "b.jpg"]]))
 
@@ -113,7 +118,7 @@ def test_parse_and_list_real_files(tmp_path):
         listing = p | ListImages(str(tmp_path / "img"), source_index=2)
         assert_that(listing.chunks | beam.Map(lambda chunk: (chunk[0], unpack(chunk[1][1]))),
                     equal_to([("2-0", [("deep/x.JPG", 5)])]), label="images")
-        assert_that(listing.image_bytes, equal_to([5]), label="image bytes")
+        assert_that(listing.image_totals, equal_to([(1, 5)]), label="image totals")
         sharded = listing.chunks | ShardImages(JoinRule(str(tmp_path / "img"), "voc"), source_index=2, seed=0, num_shards=num_shards)
         assert_that(sharded | beam.Map(lambda item: (item[0], (item[1][0], unpack(item[1][1])))),
                     equal_to([(assign_shard("deep/x.JPG", 0, 3), (2, [("deep/x.JPG", 5)]))]), label="sharded")

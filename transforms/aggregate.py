@@ -3,8 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from collections import defaultdict
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, Iterable, Optional, Sequence, Tuple
 
 import apache_beam as beam
 
@@ -12,14 +11,15 @@ from transforms.encode import ImagePolicy, prepare_record_image
 from transforms.image_prep import VALIDATE_STRUCTURE
 from transforms.join import JoinRule, join_shard
 from transforms.label_map import extend_label_map
-from transforms.model import Rejection, pack, unpack
+from transforms.content_groups import content_batches, copies_by_content
+from transforms.model import Rejection
 from transforms.read import REJECTED, read_record_image
 from transforms.tally import TALLY, CountingDoFn
 from transforms.splits import Splits
-from transforms.spill import Spill, gather, send, shard_inputs
-from transforms.write import CONTENT, CONTENT_BUCKET_DIGITS, auto_num_shards
+from transforms.spill import Spill, send, shard_inputs
+from transforms.write import CONTENT, auto_num_shards
 
-HASHES = "hashes"  # --drop_duplicates: every joined image's sha256, grouped by prefix like the writers' CONTENT
+HASHES = "hashes"  # --drop_duplicates: every joined image's sha256, grouped like the writers' CONTENT
 
 
 class BuildLabelMap(beam.PTransform):
@@ -44,7 +44,7 @@ class BuildLabelMap(beam.PTransform):
 
 
 class CountShards(beam.PTransform):
-    """Image byte counts -> the number of shards per split: fixed by the user, or sized from the bytes.
+    """(images, image bytes) counts -> the number of shards per split: fixed by the user, or sized from the bytes.
 
     Never from the number of workers: the same data must give the same files on every runner. Sized
     from every image under --images, since the shard count is needed before the join.
@@ -55,20 +55,27 @@ class CountShards(beam.PTransform):
         self._requested = requested
         self._splits = splits
 
-    def expand(self, image_bytes):
+    def expand(self, image_totals):
         if self._requested:
-            return image_bytes.pipeline | "Requested" >> beam.Create([self._requested])
+            return image_totals.pipeline | "Requested" >> beam.Create([self._requested])
         splits = self._splits
         return (
-            image_bytes
-            | "Total" >> beam.CombineGlobally(sum)
-            | "Size" >> beam.Map(lambda total: auto_num_shards(total, splits))
+            image_totals
+            | "Total" >> beam.CombineGlobally(_sum_pairs)
+            | "Size" >> beam.Map(lambda totals: auto_num_shards(*totals, splits))
         )
 
 
+def _sum_pairs(pairs: Iterable[Tuple[int, int]]) -> Tuple[int, int]:
+    images = image_bytes = 0
+    for count, size in pairs:
+        images, image_bytes = images + count, image_bytes + size
+    return images, image_bytes
+
+
 class FindDuplicates(beam.PTransform):
-    """(sha256 prefix, (shard, packed [(sha256, key)])) batches, or markers of spilled ones -> sorted key lists
-    of the images that share their bytes."""
+    """(group, (second hex digit, packed [(sha256, key)])) batches, or markers of spilled ones -> sorted key
+    lists of the images that share their bytes."""
 
     def __init__(self, spill: Optional[Spill] = None):
         super().__init__()
@@ -78,24 +85,16 @@ class FindDuplicates(beam.PTransform):
         spill = self._spill
 
         def groups(item):
-            for copies in copies_by_content(spill, CONTENT, *item).values():
+            for copies in copies_by_content(spill, CONTENT, *item):
                 if len(copies) > 1:
                     yield sorted(key for (key,) in copies)
 
         return content | "ByPrefix" >> beam.GroupByKey() | "Groups" >> beam.FlatMap(groups)
 
 
-def copies_by_content(spill: Optional[Spill], kind: str, prefix: str, batches) -> Dict[str, List[tuple]]:
-    """One sha256-prefix group's (sha256, ...) rows by sha256, from the packed batches grouped or spilled."""
-    by_sha256 = defaultdict(list)
-    for _, packed in gather(spill, kind, prefix, batches):
-        for sha256, *rest in unpack(packed):
-            by_sha256[sha256].append(tuple(rest))
-    return by_sha256
-
-
 class _HashImages(beam.DoFn):
-    """A shard's joined records -> (sha256 prefix, (shard, packed [(sha256, key, images root, source, boxes, shard)])).
+    """A shard's joined records -> (group, (second hex digit, packed [(sha256, key, images root, source, boxes,
+    shard)])) batches for the duplicate search (transforms/content_groups.py), or one marker per spilled group.
 
     The same content the writer's split uses; the join's rejections are the writer's to report.
     """
@@ -107,17 +106,16 @@ class _HashImages(beam.DoFn):
 
     def process(self, element):
         shard, grouped = element
-        by_prefix = defaultdict(list)
+        rows = []
         for record in join_shard(*shard_inputs(self._spill, shard, grouped), self._rules).records:
             try:
                 data = read_record_image(record)
                 digest = hashlib.sha256(prepare_record_image(record, data, self._policy).encoded).hexdigest()
             except Exception:  # unusable: the writer reads it again and rejects it with the reason
                 continue
-            by_prefix[digest[:CONTENT_BUCKET_DIGITS]].append(
-                (digest, record.key, record.images_root, record.source, len(record.boxes), shard))
-        for prefix in sorted(by_prefix):
-            yield from send(self._spill, HASHES, prefix, shard, pack(by_prefix[prefix]), marker=True)
+            rows.append((digest, record.key, record.images_root, record.source, len(record.boxes), shard))
+        for group, batches in content_batches(rows):
+            yield from send(self._spill, HASHES, group, batches, marker=True)
 
 
 class _KeepFirst(CountingDoFn):
@@ -125,7 +123,7 @@ class _KeepFirst(CountingDoFn):
         self._spill = spill
 
     def process(self, element):
-        for copies in copies_by_content(self._spill, HASHES, *element).values():
+        for copies in copies_by_content(self._spill, HASHES, *element):
             (kept_key, *_), *others = sorted(copies, key=lambda copy: copy[:2])  # the first by (key, images root)
             self.count("duplicate_images_dropped", len(others))
             for key, images_root, source, boxes, shard in others:

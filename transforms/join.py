@@ -61,9 +61,10 @@ def join_source(records: Iterable[ImageRecord], images: Iterable[ImageFile], rul
 def _join_key(
     key: str, records: List[ImageRecord], images: List[ImageFile], rule: JoinRule
 ) -> Iterator[Union[ImageRecord, Rejection]]:
-    # The first by annotation file wins; ties (one COCO file naming an image twice) broken by everything
-    # else, so the winner never depends on the order the records arrived in.
-    records = sorted(records, key=lambda record: (record.source, record.source_id, repr(record)))
+    if len(records) > 1:
+        # The first by annotation file wins; ties (one COCO file naming an image twice) broken by everything
+        # else, so the winner never depends on the order the records arrived in.
+        records = sorted(records, key=lambda record: (record.source, record.source_id, repr(record)))
     images = sorted(images)  # several only when matched by stem
     if not records:
         for relative, size in images:

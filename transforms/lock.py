@@ -29,18 +29,10 @@ def _holder_alive(holder: dict) -> bool:
     if holder.get("host") != socket.gethostname():
         return True  # cannot tell: only the age makes it stale
     try:
-        return process_alive(int(holder.get("pid", -1)))
-    except ValueError:
-        return True
-
-
-def process_alive(pid: int) -> bool:
-    """Is there a process `pid` on this host? When unsure (another user's, a strange number): yes."""
-    try:
-        os.kill(pid, 0)
+        os.kill(int(holder.get("pid", -1)), 0)
     except ProcessLookupError:
         return False
-    except (PermissionError, OverflowError, ValueError):
+    except (PermissionError, ValueError, OverflowError):
         return True
     return True
 

@@ -25,7 +25,7 @@ from transforms.tally import TALLY
 
 REJECTED = "rejected"
 LABELS = "labels"
-IMAGE_BYTES = "image_bytes"
+IMAGE_TOTALS = "image_totals"
 
 IMAGE_EXTENSIONS = frozenset([".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"])
 
@@ -103,7 +103,7 @@ class _PlanParsing(beam.DoFn):
         task_files = files_per_task(sum(1 for _ in storage.matching_files(patterns)))
         tasks = self._tasks(storage.matching_files(patterns), task_files)
         for number, task in enumerate(tasks):
-            yield from send(self._spill, TASKS, f"{self._source_index}-{number}", 0, pack(task), marker=True)
+            yield from send(self._spill, TASKS, f"{self._source_index}-{number}", [(0, pack(task))], marker=True)
 
     def _tasks(self, files, task_files: int):
         batch = []
@@ -133,10 +133,8 @@ class _ParseAnnotationFiles(PooledDoFn):
         self._spill = spill
 
     def handle(self, task, num_shards: int):
-        task_id, batch = task
-        ((_, packed),) = gather(self._spill, TASKS, task_id, [batch])
         records = []
-        for path, part, parts in unpack(packed):
+        for path, part, parts in unpack(_one_payload(self._spill, TASKS, task)):
             for item in self._parse(path, part, parts):
                 if isinstance(item, ImageRecord):
                     records.append(item)
@@ -144,7 +142,7 @@ class _ParseAnnotationFiles(PooledDoFn):
                     yield item
         self.note("parsed", len(records))
         for shard, batch in shard_batches(records, _record_join_key, self._seed, num_shards):
-            yield from send(self._spill, RECORDS, shard, self._source_index, pack_records(batch))
+            yield from send(self._spill, RECORDS, shard, [(self._source_index, pack_records(batch))])
         for label in sorted({box.label for record in records for box in record.boxes if box.label}):
             yield beam.pvalue.TaggedOutput(LABELS, label)
 
@@ -176,6 +174,13 @@ class _ParseAnnotationFiles(PooledDoFn):
                 if item.item == ITEM_IMAGE:  # named, but refused before the join (e.g. an unsafe path)
                     self.count("images_read")
                 yield _reject(item)
+
+
+def _one_payload(spill: Optional[Spill], kind: str, element) -> bytes:
+    """The payload of a (key, (tag, payload)) element whose key has one batch: a task's, a listing chunk's."""
+    key, batch = element
+    ((_, payload),) = gather(spill, kind, key, [batch])
+    return payload
 
 
 def _reject(rejection: Rejection):
@@ -234,8 +239,8 @@ class _ListImageFiles(beam.DoFn):
 
     def process(self, root: str):
         for number, chunk in enumerate(_image_chunks(root)):
-            yield beam.pvalue.TaggedOutput(IMAGE_BYTES, sum(size for _, size in chunk))
-            yield from send(self._spill, LISTING, f"{self._source_index}-{number}", 0, pack(chunk), marker=True)
+            yield beam.pvalue.TaggedOutput(IMAGE_TOTALS, (len(chunk), sum(size for _, size in chunk)))
+            yield from send(self._spill, LISTING, f"{self._source_index}-{number}", [(0, pack(chunk))], marker=True)
 
 
 def _image_chunks(root: str):
@@ -253,7 +258,7 @@ def _image_chunks(root: str):
 
 class ListImages(beam.PTransform):
     """Every image file under --images: listing chunks (chunk id, (0, packed [(path relative to it, size in
-    bytes)])), or markers of spilled ones, and each chunk's image bytes (`image_bytes`)."""
+    bytes)])), or markers of spilled ones, and each chunk's (images, image bytes) (`image_totals`)."""
 
     def __init__(self, images_root: str, source_index: int = 0, spill: Optional[Spill] = None):
         super().__init__()
@@ -264,7 +269,7 @@ class ListImages(beam.PTransform):
     def expand(self, pbegin):
         return pbegin | "Root" >> beam.Create([self._root]) | "List" >> beam.ParDo(
             _ListImageFiles(self._source_index, self._spill)
-        ).with_outputs(IMAGE_BYTES, main="chunks")
+        ).with_outputs(IMAGE_TOTALS, main="chunks")
 
 
 class ShardImages(beam.PTransform):
@@ -284,9 +289,8 @@ class ShardImages(beam.PTransform):
         index, seed, spill = self._source_index, self._seed, self._spill
 
         def by_shard(chunk, num_shards):
-            chunk_id, batch = chunk
-            ((_, packed),) = gather(spill, LISTING, chunk_id, [batch])
-            for shard, batch in shard_batches(unpack(packed), join_key, seed, num_shards):
-                yield from send(spill, IMAGES, shard, index, pack(batch))
+            images = unpack(_one_payload(spill, LISTING, chunk))
+            for shard, batch in shard_batches(images, join_key, seed, num_shards):
+                yield from send(spill, IMAGES, shard, [(index, pack(batch))])
 
         return image_lists | "ByShard" >> beam.FlatMap(by_shard, beam.pvalue.AsSingleton(self._num_shards))

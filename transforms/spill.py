@@ -17,15 +17,13 @@ the folder goes with it.
 """
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
-import socket
 import struct
 import tempfile
 import threading
 from typing import Iterable, Iterator, List, Optional, Tuple
-
-from transforms.lock import process_alive
 
 TASKS = "tasks"  # parse tasks: packed annotation file names, by task
 LISTING = "listing"  # packed image file names and sizes, by listing chunk
@@ -34,24 +32,43 @@ IMAGES = "images"  # packed image file names and sizes, by shard
 
 _HEADER = struct.Struct(">IQ")  # tag (a source index, a shard), payload length
 FOLDER_PREFIX = "od-tfrecords-spill-"
+OWNER = "owner"  # the file a living run holds an flock on
 
 Batch = Tuple[int, Optional[bytes]]  # (tag, packed payload); None: a marker, the payload is in the spill folder
 
 
 def new_folder() -> str:
-    """A new, empty spill folder in the system's temporary folder ($TMPDIR), named after this host and process.
+    """A new, empty spill folder in the system's temporary folder ($TMPDIR), locked while this run lives.
 
-    The run removes its folder when it ends, however it ends, unless it is killed outright; so the
-    folders of this host's processes that are gone are removed first, and runs killed night after night
-    do not fill the disk.
+    The run removes its folder when it ends, however it ends, unless it is killed outright; so first the
+    folders no living run holds are removed, and runs killed night after night do not fill the disk. The
+    hold is an flock on the folder's owner file, which the kernel releases when the last process of the
+    run exits: unlike a process id, it cannot be mistaken for another process's, nor missed across
+    containers that share the folder.
     """
-    parent, host = tempfile.gettempdir(), socket.gethostname()
+    parent = tempfile.gettempdir()
     for name in os.listdir(parent):
-        owner = name[len(FOLDER_PREFIX):].rsplit("-", 2)  # host (may hold dashes), pid, random suffix
-        if name.startswith(FOLDER_PREFIX) and len(owner) == 3 and owner[0] == host and owner[1].isdigit():
-            if not process_alive(int(owner[1])):
-                shutil.rmtree(os.path.join(parent, name), ignore_errors=True)
-    return tempfile.mkdtemp(prefix=f"{FOLDER_PREFIX}{host}-{os.getpid()}-")
+        if name.startswith(FOLDER_PREFIX) and not _held(os.path.join(parent, name, OWNER)):
+            shutil.rmtree(os.path.join(parent, name), ignore_errors=True)
+    folder = tempfile.mkdtemp(prefix=FOLDER_PREFIX)
+    owner = os.open(os.path.join(folder, OWNER), os.O_WRONLY | os.O_CREAT, 0o600)
+    fcntl.flock(owner, fcntl.LOCK_EX)  # held until this process and the workers it forks have exited
+    return folder
+
+
+def _held(owner: str) -> bool:
+    """Does a living run hold this owner file? A folder without one is still being made: held."""
+    try:
+        descriptor = os.open(owner, os.O_RDONLY)
+    except OSError:
+        return True
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(descriptor)  # releases the lock if it was taken
+    return False
 
 
 class Spill:
@@ -76,6 +93,8 @@ class Spill:
             os.close(descriptor)
 
     def read(self, kind: str, key) -> Iterator[Tuple[int, bytes]]:
+        if not os.path.isdir(self.folder):  # never read as "nothing was spilled"
+            raise OSError(f"the spill folder {self.folder} is gone")
         folder = self._key_folder(kind, key)
         if not os.path.isdir(folder):
             return
@@ -95,14 +114,15 @@ class Spill:
                 position += length
 
 
-def send(spill: Optional[Spill], kind: str, key, tag: int, payload: bytes, marker: bool = False) -> List:
-    """The elements a step emits for one packed batch: [(key, (tag, payload))]; on a local run the batch is
-    appended to the spill folder at once instead, and only (key, (tag, None)) is emitted, if `marker`, so the
-    key still reaches its reader."""
+def send(spill: Optional[Spill], kind: str, key, batches: Iterable[Tuple[int, bytes]], marker: bool = False) -> List:
+    """The elements a step emits for a key's packed (tag, payload) batches: (key, (tag, payload)) each; on a
+    local run they are appended to the spill folder at once instead, and only one marker (key, (0, None))
+    is emitted, if `marker`, so the key still reaches its reader."""
     if spill is None:
-        return [(key, (tag, payload))]
-    spill.append(kind, key, tag, payload)
-    return [(key, (tag, None))] if marker else []
+        return [(key, batch) for batch in batches]
+    for tag, payload in batches:
+        spill.append(kind, key, tag, payload)
+    return [(key, (0, None))] if marker else []
 
 
 def gather(spill: Optional[Spill], kind: str, key, batches: Iterable[Batch]) -> List[Tuple[int, bytes]]:

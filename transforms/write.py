@@ -24,8 +24,9 @@ from transforms.example import tfrecord_frame
 from transforms.images import ImageProblem
 from transforms.join import join_shard
 from transforms.local_pool import PooledDoFn
-from transforms.model import ImageRecord, Rejection, pack
+from transforms.model import ImageRecord, Rejection
 from transforms.read import REJECTED, read_record_image
+from transforms.content_groups import content_batches
 from transforms.spill import Spill, send, shard_inputs
 from transforms.splits import Splits, assign_split
 from transforms.tally import TALLY
@@ -35,8 +36,10 @@ DROPPED = "dropped"
 FILES = "files"  # the staged files each writer reports (new; in incremental runs also rewritten, index parts)
 ALL_SHARDS = "shards"  # one marker per shard, so every shard's writer runs: incremental runs (deletions), spilled runs
 REWRITE = "rewrite"  # staging subfolder of rewritten live shards
-CONTENT_BUCKET_DIGITS = 1  # hex digits of sha256 that pick the duplicate-search group: 16 groups
 TARGET_SHARD_BYTES = 100 * 1024 * 1024  # TF's guidance is 100-200 MB; the low end gives more shards to write in parallel
+# ...and at most about this many images: a writer holds its shard's records in memory (~2 KB each), and
+# thumbnails would otherwise put 100,000 in one shard.
+TARGET_SHARD_IMAGES = 10_000
 MAX_IMAGE_BYTES = 512 * 1024 * 1024  # no photo is this big; reading one would cost the worker its memory
 
 
@@ -45,10 +48,13 @@ def shard_file_name(name: str, split: str, index: int, num_shards: int) -> str:
     return f"{name}-{split}.tfrecord-{index:05d}-of-{num_shards:05d}"
 
 
-def auto_num_shards(total_image_bytes: int, splits: Optional[Splits]) -> int:
-    """Shards per split so the largest split's shards hold about TARGET_SHARD_BYTES each."""
+def auto_num_shards(total_images: int, total_image_bytes: int, splits: Optional[Splits]) -> int:
+    """Shards per split so the largest split's shards hold about TARGET_SHARD_BYTES, and at most about
+    TARGET_SHARD_IMAGES images, each."""
     largest = max(fraction for _, fraction in splits) if splits else 1.0  # source splits: sizes unknown
-    return max(1, math.ceil(total_image_bytes * largest / TARGET_SHARD_BYTES))
+    by_bytes = math.ceil(total_image_bytes * largest / TARGET_SHARD_BYTES)
+    by_images = math.ceil(total_images * largest / TARGET_SHARD_IMAGES)
+    return max(1, by_bytes, by_images)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,7 +95,7 @@ class _WriteShard(PooledDoFn):
         for rejection in joined.rejections:
             yield beam.pvalue.TaggedOutput(REJECTED, rejection)
         dropped = {tuple(item) for batch in grouped.get(DROPPED, ()) for item in batch}
-        files, content = {}, defaultdict(list)
+        files, content = {}, []
         plan = self._incremental
         ingested = state.read_index_part(plan.index_path(shard)) if plan else {}
         seen, remove, entries, per_file = set(), set(), {}, defaultdict(lambda: [0, 0, 0])
@@ -127,8 +133,8 @@ class _WriteShard(PooledDoFn):
         finally:
             for handle in files.values():
                 handle.close()
-        for bucket in sorted(content):
-            for element in send(self._spill, CONTENT, bucket, shard, pack(content[bucket]), marker=True):
+        for group, batches in content_batches(content):
+            for element in send(self._spill, CONTENT, group, batches, marker=True):
                 yield beam.pvalue.TaggedOutput(CONTENT, element)
         yield from self._new_files(shard, num_shards, per_file, plan)
         if plan:
@@ -222,7 +228,7 @@ class _WriteShard(PooledDoFn):
             files[split] = FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED)
         files[split].writelines(tfrecord_frame(encoded.example))
         self._written = (encoded.sha256, split, sum(len(chunk) for chunk in encoded.example), len(encoded.boxes.kept))
-        content[encoded.sha256[:CONTENT_BUCKET_DIGITS]].append((encoded.sha256, record.key))
+        content.append((encoded.sha256, record.key))
         self._tally(encoded, split)
 
     def _tally(self, encoded, split):
@@ -258,7 +264,8 @@ class WriteShards(beam.PTransform):
 
     With a spill folder (local runs) the records and image files are read from it, and the "shards"
     markers make every shard's writer run. Outputs rejections, tallies and, for the duplicate search,
-    (sha256 prefix, (shard, packed [(sha256, key)])) batches, or markers of the spilled ones.
+    (group, (second hex digit, packed [(sha256, key)])) batches (transforms/content_groups.py), or one
+    marker per group of the spilled ones.
     """
 
     def __init__(self, *, staging_dir, name, seed, splits, policy, rules, num_shards, label_ids, progress_dir=None,
