@@ -74,8 +74,8 @@ def _at_least(images_roots: Sequence[str], count: int) -> bool:
     for root in images_roots:
         if not storage.is_local(root):
             return True  # listing a bucket costs time of its own; a dataset kept there is rarely small
-        for _, _, files in os.walk(root):
-            found += sum(1 for name in files if os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS)
+        for path, _ in storage.matching_files([os.path.join(root, "**")]):  # streamed: stops at `count`
+            found += os.path.splitext(path)[1].lower() in IMAGE_EXTENSIONS
             if found >= count:
                 return True
     return False

@@ -8,13 +8,13 @@ few files with every format's `sniff`.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import os
 import posixpath
 import re
 from typing import Any, List, Optional, Sequence, Tuple
 
 import yaml
-from apache_beam.io.filesystems import FileSystems
 
 from pipeline.errors import UsageError
 from transforms import storage
@@ -40,11 +40,14 @@ def absolute(path: str) -> str:
 
 
 def _matches(patterns: Sequence[str], limit: Optional[int] = None) -> List[str]:
+    """The first `limit` files each pattern matches, sorted; the listing stops there (a big folder is not read whole)."""
+    found = set()
     try:
-        results = FileSystems.match(list(patterns), limits=[limit] * len(patterns) if limit else None)
+        for pattern in patterns:
+            found.update(path for path, _ in itertools.islice(storage.matching_files([pattern]), limit))
     except Exception as error:
         raise UsageError(f"cannot list {', '.join(patterns)}: {error}") from None
-    return sorted(metadata.path for result in results for metadata in result.metadata_list)
+    return sorted(found)
 
 
 def is_folder(path: str) -> bool:
