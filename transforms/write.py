@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections import defaultdict
-from typing import Dict, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import apache_beam as beam
 from apache_beam.io.filesystem import CompressionTypes
@@ -70,6 +70,43 @@ class IncrementalPlan:
         return self.index_paths[shard] if shard < len(self.index_paths) else None
 
 
+class _ShardFiles:
+    """One shard's split files in the staging folder, opened as records arrive, and what went into each."""
+
+    def __init__(self, staging_dir: str, name: str, shard: int, num_shards: int):
+        self._paths = {}
+        self._handles = {}
+        self._staging_dir, self._name, self._shard, self._num_shards = staging_dir, name, shard, num_shards
+        self.counts = defaultdict(lambda: [0, 0, 0])  # split -> [records, record bytes, boxes]
+        self.hashes = []  # (sha256, key) of every record written, for the duplicate search
+
+    def path(self, split: str) -> str:
+        return paths.join(self._staging_dir, shard_file_name(self._name, split, self._shard, self._num_shards))
+
+    def write(self, split: str, frames, size: int, boxes: int) -> int:
+        """Appends a record's frames to its split's file; returns the record's position in that file."""
+        if split not in self._handles:
+            self._handles[split] = FileSystems.create(self.path(split), compression_type=CompressionTypes.UNCOMPRESSED)
+        self._handles[split].writelines(frames)
+        counts = self.counts[split]
+        position = counts[0]
+        counts[0], counts[1], counts[2] = counts[0] + 1, counts[1] + size, counts[2] + boxes
+        return position
+
+    def close(self) -> None:
+        for handle in self._handles.values():
+            handle.close()
+
+
+@dataclasses.dataclass(frozen=True)
+class _Written:
+    sha256: str
+    split: str
+    position: int  # in its split's file
+    size: int  # bytes of the serialized record
+    boxes: int
+
+
 class _WriteShard(PooledDoFn):
     def __init__(self, staging_dir: str, name: str, seed: int, splits: Splits, policy: ImagePolicy, rules,
                  progress_dir: Optional[str], incremental: Optional[IncrementalPlan] = None, processes: int = 1,
@@ -95,10 +132,10 @@ class _WriteShard(PooledDoFn):
         for rejection in joined.rejections:
             yield beam.pvalue.TaggedOutput(REJECTED, rejection)
         dropped = {tuple(item) for batch in grouped.get(DROPPED, ()) for item in batch}
-        files, content = {}, []
+        files = _ShardFiles(self._staging_dir, self._name, shard, num_shards)
         plan = self._incremental
         ingested = state.read_index_part(plan.index_path(shard)) if plan else {}
-        seen, remove, entries, per_file = set(), set(), {}, defaultdict(lambda: [0, 0, 0])
+        seen, remove, entries = set(), set(), {}
         try:
             # Sorted, so a shard's bytes do not depend on the order the shuffle delivered its records.
             for record in sorted(joined.records, key=lambda record: (record.key, record.images_root, record.source)):
@@ -106,47 +143,45 @@ class _WriteShard(PooledDoFn):
                     continue  # rejected as a duplicate, and counted, before the shuffle
                 if plan:
                     ident, fingerprint = state.identity(record, len(self._rules)), state.fingerprint(record)
-                    previous = ingested.get(ident)
                     seen.add(ident)
-                    if previous is not None and previous["fp"] == fingerprint:
-                        self.count("incremental_unchanged")
-                        continue  # ingested before: its image is not even read
-                    if previous is not None:
-                        self.count("incremental_changed")
-                        if not plan.update_changed:
-                            continue
-                    else:
-                        self.count("incremental_new")
-                self._written = None
-                yield from self._write_record(record, label_ids, shard, num_shards, files, content)
+                    if not self._is_to_write(plan, ingested.get(ident), fingerprint):
+                        continue
+                rejections, written = self._write_record(record, label_ids, files)
+                for rejection in rejections:
+                    yield beam.pvalue.TaggedOutput(REJECTED, rejection)
                 self.note("written")
-                if self._written is None:
-                    continue
-                sha256, split, size, boxes = self._written
-                counts = per_file[split]
-                if plan:
-                    entries[ident] = {"k": ident, "sha": sha256, "fp": fingerprint, "split": split, "b": boxes, "n": size,
-                                      "file": state.new_file_id(plan.run, shard, split), "pos": counts[0]}
+                if plan and written:
+                    entries[ident] = {"k": ident, "sha": written.sha256, "fp": fingerprint, "split": written.split,
+                                      "b": written.boxes, "n": written.size,
+                                      "file": state.new_file_id(plan.run, shard, written.split), "pos": written.position}
                     if ident in ingested:
                         remove.add(ident)  # its old record leaves its old shard
-                counts[0], counts[1], counts[2] = counts[0] + 1, counts[1] + size, counts[2] + boxes
         finally:
-            for handle in files.values():
-                handle.close()
-        for group, batches in content_batches(content):
+            files.close()
+        for group, batches in content_batches(files.hashes):
             for element in send(self._spill, CONTENT, group, batches, marker=True):
                 yield beam.pvalue.TaggedOutput(CONTENT, element)
-        yield from self._new_files(shard, num_shards, per_file, plan)
+        yield from self._new_files(shard, files, plan)
         if plan:
             yield from self._update_state(plan, shard, ingested, seen, remove, entries)
 
-    def _new_files(self, shard, num_shards, per_file, plan: Optional[IncrementalPlan]):
+    def _is_to_write(self, plan: IncrementalPlan, previous: Optional[dict], fingerprint: str) -> bool:
+        """An incremental run writes what is new, and what changed if --update_changed; counts each kind."""
+        if previous is None:
+            self.count("incremental_new")
+            return True
+        if previous["fp"] == fingerprint:
+            self.count("incremental_unchanged")  # ingested before: its image is not even read
+            return False
+        self.count("incremental_changed")
+        return plan.update_changed
+
+    def _new_files(self, shard, files: _ShardFiles, plan: Optional[IncrementalPlan]):
         """Report each staged file with its records, record bytes and boxes: publish reads none of them back."""
-        for split, (records, size, boxes) in sorted(per_file.items()):
-            staged = paths.join(self._staging_dir, shard_file_name(self._name, split, shard, num_shards))
+        for split, (records, size, boxes) in sorted(files.counts.items()):
             file_id = state.new_file_id(plan.run, shard, split) if plan else ""
             yield beam.pvalue.TaggedOutput(FILES, state.FileChange(
-                "new", shard, staged, split, file_id, records=records, bytes=size, boxes=boxes))
+                "new", shard, files.path(split), split, file_id, records=records, bytes=size, boxes=boxes))
 
     def _update_state(self, plan: IncrementalPlan, shard, ingested, seen, remove, entries):
         """Rewrite live shards without removed records, and write this shard's index."""
@@ -190,46 +225,37 @@ class _WriteShard(PooledDoFn):
         return beam.pvalue.TaggedOutput(FILES, state.FileChange(
             "rewritten", shard, staged, split, new_id, replaces=file_name, records=records, bytes=size, boxes=boxes))
 
-    def _write_record(self, record: ImageRecord, label_ids, shard, num_shards, files, content):
+    def _write_record(self, record: ImageRecord, label_ids, files: _ShardFiles) -> Tuple[List[Rejection], Optional[_Written]]:
+        """Reads, checks and writes one record's image: (its rejections, what was written or None)."""
         image_path = record.source if record.embedded_format else paths.join(record.images_root, record.key)
+        rejected = lambda rejection: ([dataclasses.replace(rejection, boxes=len(record.boxes))], None)
         if self._splits is None and record.source_split is None:
             detail = "--splits source, but neither the image's path nor its annotation file names a split"
-            yield from self._reject(record, Rejection(image_path, "split_unknown", detail))
-            return
+            return rejected(Rejection(image_path, "split_unknown", detail))
         if record.image_bytes > MAX_IMAGE_BYTES:
             detail = f"{record.image_bytes} bytes; images over {MAX_IMAGE_BYTES} bytes are not read"
-            yield from self._reject(record, Rejection(image_path, "image_too_large", detail))
-            return
+            return rejected(Rejection(image_path, "image_too_large", detail))
         try:
             data = read_record_image(record)
         except ImageProblem as problem:
-            yield from self._reject(record, problem.rejection(image_path))
-            return
+            return rejected(problem.rejection(image_path))
         except Exception as error:  # gone since the listing, permissions, a flaky store: one rejection
-            yield from self._reject(record, Rejection(image_path, "image_unreadable", str(error)))
-            return
+            return rejected(Rejection(image_path, "image_unreadable", str(error)))
         try:
             encoded = encode_record(record, data, self._policy, label_ids)
         except ImageProblem as problem:
-            yield from self._reject(record, problem.rejection(image_path))
-            return
+            return rejected(problem.rejection(image_path))
         except Exception as error:  # a decoder's surprise costs this image, not the run
-            detail = f"{type(error).__name__}: {error}"
-            yield from self._reject(record, Rejection(image_path, "image_unprocessable", detail))
-            return
-        for rejection in encoded.boxes.rejected:
-            yield beam.pvalue.TaggedOutput(REJECTED, rejection)
+            return rejected(Rejection(image_path, "image_unprocessable", f"{type(error).__name__}: {error}"))
         if self._splits is None:
             split = record.source_split
         else:
             split = assign_split(encoded.sha256, self._seed, self._splits)
-        if split not in files:
-            path = paths.join(self._staging_dir, shard_file_name(self._name, split, shard, num_shards))
-            files[split] = FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED)
-        files[split].writelines(tfrecord_frame(encoded.example))
-        self._written = (encoded.sha256, split, sum(len(chunk) for chunk in encoded.example), len(encoded.boxes.kept))
-        content.append((encoded.sha256, record.key))
+        size, boxes = sum(len(chunk) for chunk in encoded.example), len(encoded.boxes.kept)
+        position = files.write(split, tfrecord_frame(encoded.example), size, boxes)
+        files.hashes.append((encoded.sha256, record.key))
         self._tally(encoded, split)
+        return list(encoded.boxes.rejected), _Written(encoded.sha256, split, position, size, boxes)
 
     def _tally(self, encoded, split):
         kept = encoded.boxes.kept
@@ -246,10 +272,6 @@ class _WriteShard(PooledDoFn):
             self.count(("exif_orientation", encoded.image.exif))
         for box in kept:
             self.count(("class_boxes", box.box.label))
-
-    @staticmethod
-    def _reject(record: ImageRecord, rejection: Rejection):
-        yield beam.pvalue.TaggedOutput(REJECTED, dataclasses.replace(rejection, boxes=len(record.boxes)))
 
 
 def _class_texts(data: bytes):
