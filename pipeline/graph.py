@@ -84,7 +84,9 @@ def build_convert_pipeline(
     if incremental or spill:
         sharded[ALL_SHARDS] = num_shards | "EveryShard" >> beam.FlatMap(lambda n: [(shard, True) for shard in range(n)])
     if job.drop_duplicates:
-        dropping = sharded | "DropDuplicates" >> DropDuplicates(job.image_policy, rules, spill)
+        dropping = sharded | "DropDuplicates" >> DropDuplicates(
+            job.image_policy, rules, spill, incremental and incremental["plan"]
+        )
         steps.append(dropping)
         sharded[DROPPED] = dropping.dropped
 

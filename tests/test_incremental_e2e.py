@@ -244,3 +244,20 @@ def test_incremental_runs_on_gcs(raccoon, tmp_path):
         assert manifest["run"] == 2 and manifest["label_map"] == {"raccoon": 1, "dog": 2}
         assert len(_records(output)) == 20
         assert [path for path in (tmp_path / "tmp").rglob("*") if path.is_file()] == []
+
+
+def test_dropping_duplicates_reads_no_unchanged_image(raccoon, tmp_path):
+    """An image ingested before and unchanged since is not read again to hash it: its hash is in the index.
+    A new copy of it is still found and dropped."""
+    source, output = tmp_path / "source", tmp_path / "out"
+    _add_images(raccoon, source, 1, 10)
+    run_cli(*_args(source, output, "--drop_duplicates"), check_exit=0)
+    # raccoon-2 now holds raccoon-3's bytes. Its annotation is unchanged, so the run does not read it; had
+    # it been hashed, it would be a copy of raccoon-3 and one of the two would be dropped.
+    (source / "img" / "raccoon-2.jpg").write_bytes((source / "img" / "raccoon-3.jpg").read_bytes())
+    (source / "img" / "zz-copy.jpg").write_bytes((source / "img" / "raccoon-5.jpg").read_bytes())
+    (source / "ann" / "zz-copy.xml").write_text(
+        (source / "ann" / "raccoon-5.xml").read_text().replace("raccoon-5.jpg", "zz-copy.jpg"))
+    result = run_cli(*_args(source, output, "--drop_duplicates"), check_exit=0)
+    assert "0 new, 0 changed, 0 deleted, 10 already ingested" in result.stdout  # the copy is dropped first
+    assert _last_run_log(output)["rejections"] == {"image_duplicate": 1}  # zz-copy, not raccoon-2 or -3

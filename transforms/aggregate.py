@@ -11,13 +11,14 @@ from transforms.encode import ImagePolicy, prepare_record_image
 from transforms.image_prep import VALIDATE_STRUCTURE
 from transforms.join import JoinRule, join_shard
 from transforms.label_map import extend_label_map
+from transforms import manifest as state
 from transforms.content_groups import content_batches, copies_by_content
 from transforms.model import Rejection
 from transforms.read import REJECTED, read_record_image
 from transforms.tally import TALLY, CountingDoFn
 from transforms.splits import Splits
 from transforms.spill import Spill, send, shard_inputs
-from transforms.write import CONTENT, auto_num_shards
+from transforms.write import CONTENT, IncrementalPlan, auto_num_shards
 
 HASHES = "hashes"  # --drop_duplicates: every joined image's sha256, grouped like the writers' CONTENT
 
@@ -96,23 +97,32 @@ class _HashImages(beam.DoFn):
     """A shard's joined records -> (group, (second hex digit, packed [(sha256, key, images root, source, boxes,
     shard)])) batches for the duplicate search (transforms/content_groups.py), or one marker per spilled group.
 
-    The same content the writer's split uses; the join's rejections are the writer's to report.
+    The same content the writer's split uses; the join's rejections are the writer's to report. In an
+    incremental run an image ingested before and unchanged since is not read: its hash is in the index.
     """
 
-    def __init__(self, policy: ImagePolicy, rules: Sequence[JoinRule], spill: Optional[Spill]):
+    def __init__(self, policy: ImagePolicy, rules: Sequence[JoinRule], spill: Optional[Spill],
+                 incremental: Optional[IncrementalPlan]):
         self._policy = dataclasses.replace(policy, validate=VALIDATE_STRUCTURE)  # the writer validates
         self._rules = tuple(rules)
         self._spill = spill
+        self._incremental = incremental
 
     def process(self, element):
         shard, grouped = element
+        plan = self._incremental
+        ingested = state.read_index_part(plan.index_path(shard)) if plan else {}
         rows = []
         for record in join_shard(*shard_inputs(self._spill, shard, grouped), self._rules).records:
-            try:
-                data = read_record_image(record)
-                digest = hashlib.sha256(prepare_record_image(record, data, self._policy).encoded).hexdigest()
-            except Exception:  # unusable: the writer reads it again and rejects it with the reason
-                continue
+            previous = ingested.get(state.identity(record, len(self._rules))) if plan else None
+            if previous is not None and previous["fp"] == state.fingerprint(record):
+                digest = previous["sha"]
+            else:
+                try:
+                    data = read_record_image(record)
+                    digest = hashlib.sha256(prepare_record_image(record, data, self._policy).encoded).hexdigest()
+                except Exception:  # unusable: the writer reads it again and rejects it with the reason
+                    continue
             rows.append((digest, record.key, record.images_root, record.source, len(record.boxes), shard))
         for group, batches in content_batches(rows):
             yield from send(self._spill, HASHES, group, batches, marker=True)
@@ -136,21 +146,24 @@ class DropDuplicates(beam.PTransform):
     """Sharded metadata -> (shard, [(images root, key)]) of every copy but the first by path; those rejected.
 
     Deciding before the writer needs each image's hash before the shuffle, so this reads every image
-    a second time (and converts the few that need it twice); it runs only when --drop_duplicates asks.
+    a second time (and converts the few that need it twice), but for those an incremental run has
+    ingested before and finds unchanged; it runs only when --drop_duplicates asks.
     The writer skips the keys it is given.
     """
 
-    def __init__(self, policy: ImagePolicy, rules: Sequence[JoinRule], spill: Optional[Spill] = None):
+    def __init__(self, policy: ImagePolicy, rules: Sequence[JoinRule], spill: Optional[Spill] = None,
+                 incremental: Optional[IncrementalPlan] = None):
         super().__init__()
         self._policy = policy
         self._rules = rules
         self._spill = spill
+        self._incremental = incremental
 
     def expand(self, sharded):
         return (
             sharded
             | "GroupByShard" >> beam.CoGroupByKey()
-            | "Hash" >> beam.ParDo(_HashImages(self._policy, self._rules, self._spill))
+            | "Hash" >> beam.ParDo(_HashImages(self._policy, self._rules, self._spill, self._incremental))
             | "ByContent" >> beam.GroupByKey()
             | "KeepFirst" >> beam.ParDo(_KeepFirst(self._spill)).with_outputs(REJECTED, TALLY, main="dropped")
         )
