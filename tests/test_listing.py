@@ -10,7 +10,7 @@ from transforms import storage
 
 PATTERNS = [
     ["/**.xml"], ["/*.xml"], ["/a/"], ["/**"], ["/x.xml"], ["/fifo.xml"], ["/**.xml", "/*.xml"], ["/nope/**"],
-    ["/a/*/*.xml"], ["/a/b/[wz].*"], ["/?.xml"],
+    ["/a/*/*.xml"], ["/a/b/[wz].*"], ["/?.xml"], ["/*/*.xml"], ["/c/*/er/*.xml"], ["/c/**/r.xml"],
 ]
 
 
@@ -43,6 +43,7 @@ def test_matching_files_on_gcs_finds_what_beam_matches():
         for name in ["ann/a.xml", "ann/sub/b.xml", "ann/c.txt", "annex/d.xml", "img/x.jpg"]:
             gcs.upload_bytes(name, b"." * len(name))
         storage._local.__dict__.clear()  # clients made now, for this emulator
+        storage.use_emulator_without_credentials()  # Beam's listing: no 20 s credential search
         for patterns in (["ann/**.xml"], ["ann/*.xml"], ["ann/a.xml"], ["ann/missing.xml"], ["ann**", "ann/**.xml"]):
             absolute = [f"gs://od-listing/{pattern}" for pattern in patterns]
             expected = {(m.path, m.size_in_bytes) for result in FileSystems.match(absolute) for m in result.metadata_list}
@@ -52,3 +53,14 @@ def test_matching_files_on_gcs_finds_what_beam_matches():
         assert storage.list_files("gs://od-listing/ann/**") == [
             "gs://od-listing/ann/a.xml", "gs://od-listing/ann/c.txt", "gs://od-listing/ann/sub/b.xml"]
         storage._local.__dict__.clear()
+
+
+def test_a_folder_s_own_files_come_first_and_no_folder_below_the_pattern_is_entered(tree, monkeypatch):
+    scanned = []
+    scandir = os.scandir
+    monkeypatch.setattr(os, "scandir", lambda folder: scanned.append(folder) or scandir(folder))
+    first = next(storage.matching_files([f"{tree}/**.xml"]))
+    assert os.path.dirname(first[0]) == str(tree) and scanned == [str(tree)]  # found before any subfolder is read
+    scanned.clear()
+    assert {os.path.basename(path) for path, _ in storage.matching_files([f"{tree}/*/*.xml"])} == {"y.xml", "x-link.xml"}
+    assert sorted(scanned) == sorted([str(tree), str(tree / "a"), str(tree / "c")])  # not a/b, c/deep

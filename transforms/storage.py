@@ -27,7 +27,7 @@ import re
 import shutil
 import threading
 import time
-from typing import Callable, Iterator, List, Sequence, Tuple, TypeVar
+from typing import Callable, Iterator, List, Optional, Sequence, Tuple, TypeVar
 
 from apache_beam.io.filesystem import CompressionTypes, FileSystem
 from apache_beam.io.filesystems import FileSystems
@@ -233,7 +233,8 @@ def _listing(pattern: str, matches: Callable) -> Iterator[Tuple[str, int]]:
             if os.path.exists(pattern):
                 yield pattern, os.path.getsize(pattern)
             return
-        yield from ((path, size) for path, size in _local_files(os.path.dirname(prefix)) if matches(path))
+        deepest = None if "**" in pattern else pattern.count("/")
+        yield from ((path, size) for path, size in _local_files(os.path.dirname(prefix), deepest) if matches(path))
         return
     filesystem = FileSystems.get_filesystem(pattern)
     if prefix == pattern:
@@ -249,23 +250,32 @@ def _listing(pattern: str, matches: Callable) -> Iterator[Tuple[str, int]]:
             yield metadata.path, metadata.size_in_bytes
 
 
-def _local_files(folder: str) -> Iterator[Tuple[str, int]]:
+def _local_files(folder: str, deepest: Optional[int] = None) -> Iterator[Tuple[str, int]]:
     """(path, size) of every file below a local folder, as Beam's local listing (os.walk) finds them, but one
-    entry at a time: os.walk reads a whole folder's names into a list first, a million for a big image folder."""
+    entry at a time: os.walk reads a whole folder's names into a list first, a million for a big image folder.
+
+    Like os.walk, a folder's own files come before its subfolders' (a search that stops at its first
+    match stops early); folders whose paths have `deepest` slashes or more are not entered (a pattern
+    without ** matches nothing below its own depth).
+    """
     try:
         entries = os.scandir(folder)
     except OSError:  # gone or unreadable: nothing listed, as os.walk does
         return
+    subfolders = []
     with entries:
         for entry in entries:
             try:
                 if entry.is_dir():
                     if not entry.is_symlink():  # os.walk does not follow links to folders
-                        yield from _local_files(entry.path)
+                        subfolders.append(entry.path)
                     continue
                 yield entry.path, entry.stat().st_size
             except OSError:  # vanished since it was listed, or a dangling link: as Beam's listing, skipped
                 continue
+    for subfolder in subfolders:
+        if deepest is None or subfolder.count("/") < deepest:
+            yield from _local_files(subfolder, deepest)
 
 
 def move(sources: Sequence[str], destinations: Sequence[str]) -> None:
