@@ -3,16 +3,16 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from typing import Dict, Iterable, Optional, Sequence, Tuple
+from typing import Dict, Optional, Sequence
 
 import apache_beam as beam
 
+from transforms import manifest as state
+from transforms.content_groups import content_batches, copies_by_content
 from transforms.encode import ImagePolicy, prepare_record_image
 from transforms.image_prep import VALIDATE_STRUCTURE
 from transforms.join import JoinRule, join_shard
 from transforms.label_map import extend_label_map
-from transforms import manifest as state
-from transforms.content_groups import content_batches, copies_by_content
 from transforms.model import Rejection
 from transforms.read import REJECTED, read_record_image
 from transforms.tally import TALLY, CountingDoFn
@@ -62,16 +62,9 @@ class CountShards(beam.PTransform):
         splits = self._splits
         return (
             image_totals
-            | "Total" >> beam.CombineGlobally(_sum_pairs)
+            | "Total" >> beam.CombineGlobally(beam.combiners.TupleCombineFn(sum, sum))
             | "Size" >> beam.Map(lambda totals: auto_num_shards(*totals, splits))
         )
-
-
-def _sum_pairs(pairs: Iterable[Tuple[int, int]]) -> Tuple[int, int]:
-    images = image_bytes = 0
-    for count, size in pairs:
-        images, image_bytes = images + count, image_bytes + size
-    return images, image_bytes
 
 
 class FindDuplicates(beam.PTransform):

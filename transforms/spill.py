@@ -7,8 +7,8 @@ append it to that shard's files in a local folder instead, and the step that rea
 them back. Only one marker per shard (and per duplicate-search group) then crosses the shuffle, and
 the runner's memory stays the same whatever the number of images. The parse tasks and the image
 listing, which cross a shuffle (or a step boundary) before the shards are known, wait there too, by
-task and by listing chunk. Distributed runners have a shuffle
-service built for this and get no spill folder: their batches travel as elements.
+task and by listing chunk. Distributed runners have a shuffle service built for this and get no
+spill folder: their batches travel as elements.
 
 Each process (and thread) appends to files of its own (<kind>/<key>/<pid>-<thread>), so concurrent
 workers never interleave a write; each batch is framed with its length, so a file cut short fails
@@ -30,7 +30,7 @@ LISTING = "listing"  # packed image file names and sizes, by listing chunk
 RECORDS = "records"  # packed records, by shard
 IMAGES = "images"  # packed image file names and sizes, by shard
 
-_HEADER = struct.Struct(">IQ")  # tag (a source index, a shard), payload length
+_HEADER = struct.Struct(">IQ")  # tag (a source index, a hash digit, or 0), payload length
 FOLDER_PREFIX = "od-tfrecords-spill-"
 OWNER = "owner"  # the file a living run holds an flock on
 

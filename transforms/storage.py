@@ -228,18 +228,14 @@ def matching_files(patterns: Sequence[str]) -> Iterator[Tuple[str, int]]:
 
 def _listing(pattern: str, matches: Callable) -> Iterator[Tuple[str, int]]:
     prefix = re.match(r"[^[*?]*", pattern).group(0)
-    if is_local(pattern):
-        if prefix == pattern:  # no wildcard: one file or none
-            if os.path.exists(pattern):
-                yield pattern, os.path.getsize(pattern)
-            return
-        deepest = None if "**" in pattern else pattern.count("/")
-        yield from ((path, size) for path, size in _local_files(os.path.dirname(prefix), deepest) if matches(path))
-        return
     filesystem = FileSystems.get_filesystem(pattern)
-    if prefix == pattern:
+    if prefix == pattern:  # no wildcard: one file or none
         if filesystem.exists(pattern):
             yield pattern, filesystem.metadata(pattern).size_in_bytes
+        return
+    if is_local(pattern):
+        deepest = None if "**" in pattern else pattern.count("/")
+        yield from ((path, size) for path, size in _local_files(os.path.dirname(prefix), deepest) if matches(path))
         return
     if filesystem.has_dirs():  # e.g. hdfs://: the folder is listed; object stores list by prefix
         prefix = posixpath.dirname(prefix)

@@ -74,7 +74,6 @@ class _ShardFiles:
     """One shard's split files in the staging folder, opened as records arrive, and what went into each."""
 
     def __init__(self, staging_dir: str, name: str, shard: int, num_shards: int):
-        self._paths = {}
         self._handles = {}
         self._staging_dir, self._name, self._shard, self._num_shards = staging_dir, name, shard, num_shards
         self.counts = defaultdict(lambda: [0, 0, 0])  # split -> [records, record bytes, boxes]
