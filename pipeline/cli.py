@@ -8,6 +8,7 @@ import json
 import logging
 import shutil
 import sys
+import tempfile
 from typing import List, Optional
 
 from pipeline.errors import UsageError
@@ -112,7 +113,10 @@ def _local_folders(runner):
     if not is_local_runner(runner):
         yield None, None
         return
-    spill_dir = spill.new_folder()
+    try:
+        spill_dir = spill.new_folder()
+    except OSError as error:
+        raise UsageError(f"cannot make a spill folder in {tempfile.gettempdir()} ({error}): set TMPDIR to a writable folder") from None
     try:
         with ProgressLine() as line:
             yield line.folder, spill_dir

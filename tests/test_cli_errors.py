@@ -99,3 +99,15 @@ def test_a_beam_switch_set_false_in_a_config_is_passed_on_or_refused(tmp_path):
     assert _checked_beam_args(["--no_use_public_ips"]) == ["--no_use_public_ips"]
     with pytest.raises(UsageError, match="`update: false`: Beam's --update is off unless given"):
         _checked_beam_args(beam_flags({"update": False}))
+
+
+def test_a_spill_folder_that_cannot_be_made_is_one_line(dataset, capsys, monkeypatch):
+    from transforms import spill
+
+    def refused():
+        raise PermissionError(13, "Permission denied", "/tmp/od-tfrecords-spill-x")
+
+    monkeypatch.setattr(spill, "new_folder", refused)
+    assert _convert(dataset, format="voc") == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: cannot make a spill folder in ") and "set TMPDIR" in lines[0]
