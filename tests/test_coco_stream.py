@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.test_formats import _COCO, _COCO_ANNOTATION, _COCO_CATEGORY, _COCO_IMAGE, _coco_document
+from tests.test_formats import _COCO, _COCO_ANNOTATION, _coco_document
 from transforms.formats import AnnotationFormat, parse_annotation_file, parse_annotation_part
 from transforms.formats import _json, coco
 from transforms.model import ITEM_ANNOTATION, ITEM_BOX, Box, Ignored, ImageRecord, Rejection

@@ -2,7 +2,6 @@
 OD API record (DESIGN.md section 3), checked against TensorFlow's own parsers."""
 import hashlib
 import struct
-from pathlib import Path
 
 import pytest
 import tensorflow as tf  # imported once for the module: it takes seconds
@@ -22,7 +21,6 @@ from transforms.images import ImageInfo, probe_image
 from transforms.model import PIXELS, Box, ImageRecord
 from transforms.od_schema import od_example
 
-RACCOON = Path("/work/shared/datasets/raccoon")
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 
@@ -258,9 +256,9 @@ def test_area_beyond_float32_does_not_crash_the_writer():
     _od([NormalizedBox(box, 0.25, 0.25, 0.75, 0.75)])
 
 
-def test_raccoon_record_reads_with_the_od_api_feature_spec():
-    (record,) = list(voc.parse("raccoon-1.xml", (RACCOON / "annotations/raccoon-1.xml").read_bytes()))
-    encoded = (RACCOON / "images" / record.key).read_bytes()
+def test_raccoon_record_reads_with_the_od_api_feature_spec(raccoon):
+    (record,) = list(voc.parse("raccoon-1.xml", (raccoon / "annotations/raccoon-1.xml").read_bytes()))
+    encoded = (raccoon / "images" / record.key).read_bytes()
     info = probe_image(encoded)
     outcome = normalize_boxes(record.boxes, PIXELS, info.width, info.height, record.source)
     record = ImageRecord(key=record.key, source=record.source, source_id=record.key, boxes=record.boxes)

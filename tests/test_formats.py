@@ -1,7 +1,6 @@
 """transforms/formats: Pascal VOC and COCO parsers and the shared path checks (DESIGN.md section 5)."""
 import json
 from xml.sax.saxutils import escape as xml_escape
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -11,7 +10,6 @@ from transforms.formats import FORMATS, AnnotationFormat, parse_annotation_file
 from transforms.formats import coco, voc
 from transforms.model import ITEM_ANNOTATION, ITEM_BOX, ITEM_IMAGE, Box, Ignored, ImageRecord, Rejection
 
-RACCOON = Path("/work/shared/datasets/raccoon")
 SOURCE = "annotations/a.xml"
 
 
@@ -35,8 +33,8 @@ def _object(name="dog", xmin="10", ymin="20", xmax="110", ymax="220", extra="") 
 # --- Pascal VOC ------------------------------------------------------------------------------------
 
 
-def test_raccoon_voc_file():
-    data = (RACCOON / "annotations/raccoon-1.xml").read_bytes()
+def test_raccoon_voc_file(raccoon):
+    data = (raccoon / "annotations/raccoon-1.xml").read_bytes()
     assert list(voc.parse("raccoon-1.xml", data)) == [
         ImageRecord(
             key="raccoon-1.jpg",
@@ -47,14 +45,14 @@ def test_raccoon_voc_file():
     ]
 
 
-def test_every_raccoon_annotation_names_an_existing_image():
-    files = sorted((RACCOON / "annotations").glob("*.xml"))
+def test_every_raccoon_annotation_names_an_existing_image(raccoon):
+    files = sorted((raccoon / "annotations").glob("*.xml"))
     assert len(files) == 200
     boxes = 0
     for path in files:
         (record,) = list(voc.parse(path.name, path.read_bytes()))
         assert isinstance(record, ImageRecord)
-        assert (RACCOON / "images" / record.key).is_file()
+        assert (raccoon / "images" / record.key).is_file()
         assert record.annotated_size is not None
         assert all(box.label == "raccoon" for box in record.boxes)
         boxes += len(record.boxes)

@@ -7,14 +7,13 @@ import pytest
 from PIL import Image
 
 from tests import image_factory as make
-from tests.conftest import RACCOON
 from transforms.image_prep import EXIF_APPLY, EXIF_IGNORE, VALIDATE_FULL, prepare_image
 from transforms.images import ImageProblem
 
 
 @pytest.fixture(scope="module")
-def photo() -> bytes:
-    return (RACCOON / "images" / "raccoon-1.jpg").read_bytes()  # 650 x 417, RGB
+def photo(raccoon) -> bytes:
+    return (raccoon / "images" / "raccoon-1.jpg").read_bytes()  # 650 x 417, RGB
 
 
 def _pixels(data: bytes) -> Image.Image:

@@ -1,7 +1,6 @@
 """transforms/images.py: format, size, channels and orientation from the headers; broken files refused."""
 import io
 import struct
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -18,8 +17,6 @@ from transforms.images import (
 )
 from transforms.model import ITEM_IMAGE, Rejection
 
-RACCOON_IMAGES = Path("/work/shared/datasets/raccoon/images")
-RACCOON_JPEGS = sorted(RACCOON_IMAGES.glob("*.jpg"))
 
 
 def _encode(image: Image.Image, fmt: str, **options) -> bytes:
@@ -34,21 +31,21 @@ def _problem(data: bytes) -> ImageProblem:
     return raised.value
 
 
-def test_the_raccoon_dataset_is_there():
-    # Tests that need the shared datasets must fail, not skip, when they are missing.
-    assert len(RACCOON_JPEGS) == 200
+def test_the_raccoon_dataset_is_there(raccoon):
+    # Tests that need the shared datasets must fail, not skip, when they are missing in CI (the fixture).
+    assert len(list((raccoon / "images").glob("*.jpg"))) == 200
 
 
-def test_every_raccoon_jpeg_has_pils_size_and_band_count():
-    for path in RACCOON_JPEGS:
+def test_every_raccoon_jpeg_has_pils_size_and_band_count(raccoon):
+    for path in sorted((raccoon / "images").glob("*.jpg")):
         data = path.read_bytes()
         with Image.open(io.BytesIO(data)) as image:
             expected = ImageInfo("jpeg", image.width, image.height, len(image.getbands()), 1)
         assert probe_image(data) == expected, path.name
 
 
-def test_grayscale_raccoon_jpeg_has_one_channel():
-    data = (RACCOON_IMAGES / "raccoon-150.jpg").read_bytes()
+def test_grayscale_raccoon_jpeg_has_one_channel(raccoon):
+    data = (raccoon / "images" / "raccoon-150.jpg").read_bytes()
     with Image.open(io.BytesIO(data)) as image:
         assert image.mode == "L"
         size = image.size
@@ -57,14 +54,14 @@ def test_grayscale_raccoon_jpeg_has_one_channel():
 
 @pytest.mark.parametrize("name", ["raccoon-1.jpg", "raccoon-150.jpg", "raccoon-200.jpg"])
 @pytest.mark.parametrize("keep", [0.5, 0.9, 0.02])
-def test_jpeg_cut_short_is_truncated(name, keep):
-    data = (RACCOON_IMAGES / name).read_bytes()
+def test_jpeg_cut_short_is_truncated(raccoon, name, keep):
+    data = (raccoon / "images" / name).read_bytes()
     problem = _problem(data[: int(len(data) * keep)])
     assert problem.reason == "image_truncated"
 
 
-def test_jpeg_missing_only_its_last_byte_is_truncated():
-    data = (RACCOON_IMAGES / "raccoon-1.jpg").read_bytes()
+def test_jpeg_missing_only_its_last_byte_is_truncated(raccoon):
+    data = (raccoon / "images" / "raccoon-1.jpg").read_bytes()
     assert _problem(data[:-1]).reason == "image_truncated"
 
 
@@ -233,8 +230,8 @@ def test_out_of_range_exif_orientation_reads_as_1(orientation):
     assert probe_image(data).orientation == 1
 
 
-def test_raccoon_photo_with_exif_orientation_added_keeps_its_size():
-    data = (RACCOON_IMAGES / "raccoon-1.jpg").read_bytes()
+def test_raccoon_photo_with_exif_orientation_added_keeps_its_size(raccoon):
+    data = (raccoon / "images" / "raccoon-1.jpg").read_bytes()
     with Image.open(io.BytesIO(data)) as image:
         size = image.size
     tagged = data[:2] + _app1_exif(b"MM", 8) + data[2:]

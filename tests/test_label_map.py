@@ -1,5 +1,4 @@
 """transforms/label_map.py: reading, extending and writing label_map.pbtxt."""
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -7,11 +6,10 @@ from hypothesis import strategies as st
 
 from transforms.label_map import LabelMapError, extend_label_map, format_label_map, parse_label_map
 
-RACCOON_LABEL_MAP = Path("/work/shared/datasets/raccoon/label_map.pbtxt")
 
 
-def test_raccoon_label_map():
-    assert parse_label_map(RACCOON_LABEL_MAP.read_text()) == {"raccoon": 1}
+def test_raccoon_label_map(raccoon):
+    assert parse_label_map((raccoon / "label_map.pbtxt").read_text()) == {"raccoon": 1}
 
 
 def test_od_api_style_map_with_double_quotes_and_display_names():
@@ -113,8 +111,8 @@ def test_extend_with_nothing_new_is_the_seed():
     assert extend_label_map({"a": 4}, ["a"]) == {"a": 4}
 
 
-def test_extended_map_survives_format_and_parse():
-    ids = extend_label_map(parse_label_map(RACCOON_LABEL_MAP.read_text()), ["squirrel", "fox"])
+def test_extended_map_survives_format_and_parse(raccoon):
+    ids = extend_label_map(parse_label_map((raccoon / "label_map.pbtxt").read_text()), ["squirrel", "fox"])
     assert ids == {"raccoon": 1, "fox": 2, "squirrel": 3}
     assert parse_label_map(format_label_map(ids)) == ids
 

@@ -17,7 +17,8 @@ def _images(folder, count):
 
 def test_big_local_jobs_get_a_process_per_core(tmp_path, monkeypatch):
     monkeypatch.setattr(local_runner, "PARALLEL_FROM_IMAGES", 3)
-    small, big = _images(tmp_path / "small", 2), _images(tmp_path / "big" / "deep", 3)
+    small = _images(tmp_path / "small", 2)
+    _images(tmp_path / "big" / "deep", 3)  # found below the folder given
     default = PipelineOptions([])
     assert local_processes(default, [small], cores=4) == 1
     assert local_processes(default, [small, str(tmp_path / "big")], cores=4) == 4
