@@ -23,7 +23,8 @@ from pipeline.sources import Source, absolute, as_list, resolve_sources
 from transforms import storage
 from transforms.encode import ImagePolicy
 from transforms.formats import FORMATS
-from transforms.image_prep import EXIF_AUTO, EXIF_MODES, VALIDATE_MODES, VALIDATE_STRUCTURE
+from transforms.formats import DEFAULT_MAX_ANNOTATION_BYTES
+from transforms.image_prep import DEFAULT_MAX_PIXELS, EXIF_AUTO, EXIF_MODES, VALIDATE_MODES, VALIDATE_STRUCTURE
 from transforms.label_map import LabelMapError, parse_label_map
 from transforms.read import read_file
 from transforms.splits import SplitError, Splits, parse_splits
@@ -48,6 +49,8 @@ DEFAULTS: Dict[str, Any] = {
     "update_changed": False,
     "resplit": False,
     "lock_timeout_hours": 24,
+    "max_pixels": DEFAULT_MAX_PIXELS,
+    "max_annotation_bytes": DEFAULT_MAX_ANNOTATION_BYTES,
 }
 SWITCHES = tuple(name for name, default in DEFAULTS.items() if isinstance(default, bool))  # on/off flags
 _DATASET_NAME = re.compile(r"^[A-Za-z0-9_]+$")
@@ -125,6 +128,12 @@ def add_convert_arguments(parser: argparse.ArgumentParser) -> None:
         help="with --incremental: accept changed --splits/--seed/--name by writing the whole dataset anew (class ids kept)")
     add("--lock_timeout_hours", type=float, metavar="H",
         help="an incremental run's OUTPUT/.lock older than this is stale and taken over (default 24)")
+    add("--max_pixels", type=int, metavar="N",
+        help=f"images with more pixels (width x height from the header, a GIF's screen too) are rejected "
+        f"before decoding (default {DEFAULT_MAX_PIXELS:,})")
+    add("--max_annotation_bytes", type=int, metavar="N",
+        help=f"annotation files larger than this are rejected unread (default {DEFAULT_MAX_ANNOTATION_BYTES:,}); "
+        "streamed COCO files are exempt")
     add("--config", metavar="YAML", help="YAML file with any of these settings and Beam options; flags win")
 
 
@@ -249,7 +258,8 @@ def resolve_convert(given: Dict[str, Any], extra_beam_args: List[str]) -> Conver
     _required(settings, "images")
     output = absolute(_required(settings, "output")).rstrip("/")
     sources = resolve_sources(
-        as_list(settings["annotations"]), as_list(settings["images"]), settings["format"], settings["classes"]
+        as_list(settings["annotations"]), as_list(settings["images"]), settings["format"], settings["classes"],
+        max_annotation_bytes=_integer(settings, "max_annotation_bytes", 1),
     )
     if storage.is_local(output) and os.path.exists(output) and not os.path.isdir(output):
         raise UsageError(f"--output {output} is a file; give a folder")
@@ -309,7 +319,8 @@ def resolve_convert(given: Dict[str, Any], extra_beam_args: List[str]) -> Conver
         name=name,
         label_map_seed=label_map_seed,
         image_policy=ImagePolicy(
-            exif_orientation=exif_orientation, validate=validate_images, include_masks=settings["include_masks"]
+            exif_orientation=exif_orientation, validate=validate_images, include_masks=settings["include_masks"],
+            max_pixels=_integer(settings, "max_pixels", 1),
         ),
         drop_duplicates=settings["drop_duplicates"],
         class_map=_class_map(settings["class_map"]),

@@ -18,7 +18,7 @@ import yaml
 
 from pipeline.errors import UsageError
 from transforms import storage
-from transforms.formats import FORMATS, SNIFF_BYTES, AnnotationFormat, ParseContext
+from transforms.formats import DEFAULT_MAX_ANNOTATION_BYTES, FORMATS, SNIFF_BYTES, AnnotationFormat, ParseContext
 from transforms.read import read_file
 
 _GLOB = re.compile(r"[*?\[]")
@@ -128,7 +128,8 @@ def _split_format_prefix(spec: str) -> Tuple[Optional[str], str]:
 
 
 def resolve_sources(
-    annotations: Sequence[str], images: Sequence[str], format_name: Optional[str], classes: Optional[str]
+    annotations: Sequence[str], images: Sequence[str], format_name: Optional[str], classes: Optional[str],
+    max_annotation_bytes: int = DEFAULT_MAX_ANNOTATION_BYTES,
 ) -> Tuple[Source, ...]:
     if len(images) not in (1, len(annotations)):
         raise UsageError(f"give --images once, or once per --annotations ({len(annotations)}), not {len(images)} times")
@@ -158,7 +159,7 @@ def resolve_sources(
                 )
             class_names = load_classes(class_file)
         root = path if is_folder(path) else posixpath.dirname(path)
-        context = ParseContext(classes=class_names, annotations_root=root)
+        context = ParseContext(classes=class_names, annotations_root=root, max_annotation_bytes=max_annotation_bytes)
         sources.append(Source(fmt, path, patterns, images_root, context))
     return tuple(sources)
 

@@ -20,7 +20,7 @@ EXIF_MODES = (EXIF_AUTO, EXIF_APPLY, EXIF_IGNORE)
 VALIDATE_STRUCTURE, VALIDATE_FULL = "structure", "full"
 VALIDATE_MODES = (VALIDATE_STRUCTURE, VALIDATE_FULL)
 
-DEFAULT_MAX_PIXELS = 200_000_000  # decoding more would cost gigabytes: refused, not attempted
+DEFAULT_MAX_PIXELS = 100_000_000  # --max_pixels: decoding more would cost gigabytes; refused, not attempted
 JPEG_QUALITY = 95
 _CONVERTIBLE = ("bmp", "gif", "tiff", "webp")
 _TURNED = (5, 6, 7, 8)  # orientations that swap width and height

@@ -14,6 +14,7 @@ from transforms.source_splits import canonical_split, split_from_path
 from transforms.model import ITEM_ANNOTATION, Ignored, ImageRecord, Rejection
 
 Parsed = Union[ImageRecord, Rejection, Ignored]
+DEFAULT_MAX_ANNOTATION_BYTES = 256 * 1024 * 1024  # a file above --max_annotation_bytes is rejected unread
 
 
 @dataclasses.dataclass(frozen=True)
@@ -22,6 +23,7 @@ class ParseContext:
 
     classes: Tuple[str, ...] = ()  # class names by index, for formats that store indices (YOLO)
     annotations_root: str = ""  # the --annotations folder, for formats whose file paths mean something
+    max_annotation_bytes: int = DEFAULT_MAX_ANNOTATION_BYTES  # --max_annotation_bytes
 
 
 NO_CONTEXT = ParseContext()
