@@ -10,13 +10,22 @@ DoFn, which emits them as if it had done the work itself.
 
 With `processes` <= 1 (the default, and what Dataflow and other distributed runners get: they already
 run one worker per core) the work runs inline and nothing is forked.
+
+The workers die with the process that forked them, even when it is killed outright (SIGKILL, the OOM
+killer): left alive, they would go on burning a core and holding the run's spill folder (its flock,
+transforms/spill.py), so the next run could not reclaim it. See `_started_in_child`.
 """
 from __future__ import annotations
 
 import collections
+import ctypes
 import multiprocessing
+import os
+import signal
+import sys
+import threading
 from concurrent.futures import Future, ProcessPoolExecutor
-from typing import Any, Dict, Iterator, Optional
+from typing import Any, Dict, Iterator, Optional, Tuple
 
 import apache_beam as beam
 from apache_beam.transforms.window import GlobalWindow
@@ -27,10 +36,60 @@ from transforms.progress import ProgressNotes
 from transforms.tally import CountingDoFn
 
 _DOFNS: Dict[int, "PooledDoFn"] = {}  # what a forked worker finds in its copy of the parent's memory
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+# (pid, main thread's ident, read end, write end) of the process whose pools fork: its lifeline
+_LIFELINE: Optional[Tuple[int, int, int, int]] = None
 
 
-def _started_in_child() -> None:
+def _lifeline() -> Tuple[int, int, int, int]:
+    """This process's lifeline: a pipe whose write end only this process keeps open, made once."""
+    global _LIFELINE
+    if _LIFELINE is None or _LIFELINE[0] != os.getpid():
+        read, write = os.pipe()  # not inheritable: a program a process execs (Beam's workers) does not get them
+        _LIFELINE = (os.getpid(), threading.main_thread().ident, read, write)
+    return _LIFELINE
+
+
+def _started_in_child(parent: int, parent_main_thread: int, lifeline_read: int, lifeline_write: int) -> None:
+    """A forked worker's first steps: die with its parent, then drop what belongs to the parent.
+
+    Two mechanisms, since neither covers every case alone:
+
+    - The lifeline pipe, always: the worker closes its copy of the write end and a thread of its own
+      waits on the read end; when the parent is gone, however it went, the kernel closes the parent's
+      write end and the read returns end-of-file. That does not depend on which of the parent's
+      threads forked (Beam's multi_threading mode runs bundles, and so forks, on its own worker
+      threads, which may end while the run goes on), and works wherever there are pipes. It needs
+      the worker's interpreter to run that thread, though: a long C call holding the GIL delays it.
+      Every worker of every pool closes its copy of the write end first, and nothing else here forks
+      without exec'ing (which closes it), so the parent's copy is the only one left.
+    - PR_SET_PDEATHSIG on Linux, when the parent's main thread forked (the default local run): the
+      kernel itself sends SIGKILL when the parent exits, whatever the worker is doing. The signal
+      fires when the *thread* that forked exits, not the process, so it is not asked for when
+      another thread forked: that thread may end while the run lives, killing healthy workers. The
+      main thread of a Python process lives until the process exits.
+
+    A parent that died before either was in place is caught too: the pipe's end-of-file comes at once,
+    and the parent's pid no longer being this worker's parent's is checked after the prctl.
+    """
+    os.close(lifeline_write)  # only the parent holds it now: end-of-file exactly when the parent is gone
+    # after a fork, the worker's one thread keeps the ident of the parent's thread that forked
+    if sys.platform.startswith("linux") and threading.get_ident() == parent_main_thread:
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):  # a libc without prctl: the pipe still holds
+            pass
+    threading.Thread(target=_die_when_closed, args=(lifeline_read,), name="lifeline", daemon=True).start()
+    if os.getppid() != parent:  # the parent died before the prctl above: no signal will come
+        os.kill(os.getpid(), signal.SIGKILL)
     storage.forget_clients()  # a storage client's connections belong to the parent
+
+
+def _die_when_closed(lifeline_read: int) -> None:
+    while os.read(lifeline_read, 1):  # nothing is ever written: this returns b"" when the parent is gone
+        pass
+    os.kill(os.getpid(), signal.SIGKILL)  # as the parent went: no cleanup that could hang or write half a file
 
 
 def _handle_in_child(dofn_id: int, element, side_inputs):
@@ -70,7 +129,10 @@ class PooledDoFn(CountingDoFn):
         if self._processes > 1:
             _DOFNS[id(self)] = self
             self._pool = ProcessPoolExecutor(
-                self._processes, mp_context=multiprocessing.get_context("fork"), initializer=_started_in_child
+                self._processes,
+                mp_context=multiprocessing.get_context("fork"),
+                initializer=_started_in_child,
+                initargs=_lifeline(),
             )
 
     def start_bundle(self):
