@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import gc
 import json
 import logging
+import re
 import shutil
 import sys
 import tempfile
@@ -129,7 +131,7 @@ def _convert(given: dict, beam_args: List[str]) -> int:
     from apache_beam.options.pipeline_options import StandardOptions
 
     from pipeline.graph import build_convert_pipeline
-    from pipeline.local_runner import local_engine, local_options, local_processes
+    from pipeline.local_runner import is_local_runner, local_engine, local_options, local_processes
     from pipeline.options import resolve_convert
     from transforms import paths
     from transforms.publish import SUMMARY
@@ -137,16 +139,128 @@ def _convert(given: dict, beam_args: List[str]) -> int:
 
     job = resolve_convert(given, beam_args)
     options = local_options(job.beam_args)
-    processes = local_processes(options, [source.images for source in job.sources])
-    with _local_folders(options.view_as(StandardOptions).runner) as (progress_dir, spill_dir):
-        with beam.Pipeline(runner=local_engine(options), options=options) as p:
-            build_convert_pipeline(p, job, progress_dir, processes, spill_dir)
-            # What is imported and built so far lives until exit: out of the collector's sight, collections
-            # during the run walk fewer objects, and forked workers do not copy those pages by touching them.
-            gc.freeze()
+    runner = options.view_as(StandardOptions).runner
+    if options.get_all_options().get("dry_run"):  # nothing runs, so nothing is locked, staged or published
+        with beam.Pipeline(options=options) as p:
+            build_convert_pipeline(p, job)
+        print(f"dry run: the job graph was built and nothing was launched; {job.output} is untouched")
+        return 0
+    local = is_local_runner(runner)
+    with _output_taken(job, local) as (job, publication):
+        processes = local_processes(options, [source.images for source in job.sources])
+        with _local_folders(runner) as (progress_dir, spill_dir):
+            with beam.Pipeline(runner=local_engine(options), options=options) as p:
+                build_convert_pipeline(p, job, progress_dir, processes, spill_dir, publication)
+                # What is imported and built so far lives until exit: out of the collector's sight, collections
+                # during the run walk fewer objects, and forked workers do not copy those pages by touching them.
+                gc.freeze()
     summary = json.loads(read_file(job.run_log or paths.join(job.output, SUMMARY)))  # run_log: incremental runs
     print(_report(summary, job.output))
     return 0
+
+
+@contextlib.contextmanager
+def _output_taken(job, local: bool):
+    """Every run holds OUTPUT/.lock from before it reads OUTPUT's state until its publish is done.
+
+    Under the lock: a killed run's journaled publish is finished and every run's leftover staging is
+    removed, then what OUTPUT holds is read (the files this run replaces; an incremental run's manifest).
+    A local run that fails removes its own staging (or finishes its publish, if the journal is in place)
+    and releases the lock here; a remote job outlives its launcher, so its publish step releases it.
+    """
+    from pipeline.graph import STAGING, Publication, new_staging_dir
+    from pipeline.options import refresh_incremental
+    from transforms import lock, paths, storage
+    from transforms import manifest as state
+
+    try:
+        token = lock.acquire(job.output, job.lock_timeout_hours)
+    except lock.LockHeld as error:
+        raise UsageError(str(error)) from None
+    except Exception as error:  # a read-only or full disk, a refused permission, an unreachable bucket
+        raise UsageError(f"cannot take the lock in --output {job.output}: {_one_line(error)}") from None
+    publication = None
+    try:
+        try:
+            state.recover(job.output)
+            storage.remove_tree(paths.join(job.output, STAGING))  # what a killed or failed run staged
+            if job.incremental:
+                job = refresh_incremental(job)
+            replaces = state.replaced_names(job.output, state.read_manifest(job.output), job.name)
+        except UsageError:
+            raise
+        except Exception as error:
+            raise UsageError(f"cannot prepare --output {job.output} (finishing an interrupted publish, clearing "
+                             f"staging, reading manifest.json): {_one_line(error)}") from None
+        publication = Publication(new_staging_dir(job.output), tuple(replaces), None if local else token)
+        yield job, publication
+    except Exception as error:
+        if local and publication is not None:
+            _clean_up_failed_run(job.output, publication.staging_dir)
+        failure = _failure_line(error, job.output)
+        if failure is None:
+            raise
+        raise RunFailed(failure) from None
+    finally:
+        if local:
+            lock.release(job.output, token)
+
+
+def _clean_up_failed_run(output: str, staging_dir: str) -> None:
+    """A failed local run leaves the published dataset as it was: a publish whose journal is in place is
+    finished (its moves may have begun), else the run's staging is removed. Never raises."""
+    from transforms import manifest as state
+    from transforms import storage
+
+    try:
+        if not state.recover(output):
+            storage.remove_tree(staging_dir)
+    except Exception:  # the next run finishes or clears it, under the lock
+        pass
+
+
+class RunFailed(Exception):
+    """The run failed for a reason a person can act on; nothing new was published. One line."""
+
+
+_OS_ERROR = re.compile(r"\[Errno (\d+)\] ([^:'\n]+)(?:: '([^'\n]+)')?")
+_OS_ADVICE = {
+    errno.ENOSPC: "no space left",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EROFS: "read-only file system",
+    errno.EACCES: "permission denied",
+}
+
+
+def _failure_line(error: BaseException, output: str) -> Optional[str]:
+    """One line for a failure a person can act on (a full, read-only or forbidden folder; a publish that
+    found its staged files short), read from the error's text: runners re-raise a worker's exception as
+    their own, with the original's message inside. None for anything else (a bug: its traceback helps)."""
+    from transforms.publish import PUBLISH_FAILED
+
+    text = str(error)
+    if PUBLISH_FAILED in text:
+        return PUBLISH_FAILED + text.split(PUBLISH_FAILED, 1)[1].splitlines()[0].strip().rstrip("'\"")
+    for match in _OS_ERROR.finditer(text):
+        code, path = int(match.group(1)), match.group(3) or ""
+        if code not in _OS_ADVICE:
+            continue
+        what = _OS_ADVICE[code]
+        temp = tempfile.gettempdir()
+        if path.startswith(output.rstrip("/") + "/") or path == output:
+            where, hint = f"--output {output}", "free space there or choose another --output"
+        elif path.startswith(temp.rstrip("/") + "/"):
+            where, hint = f"the temporary folder {temp} (TMPDIR)", "free space there or set TMPDIR to a folder with room"
+        else:
+            where, hint = path or "a folder the run writes", "free space there or choose other folders"
+        if code in (errno.EROFS, errno.EACCES):
+            hint = "give a writable --output" if where.startswith("--output") else "set TMPDIR to a writable folder" if "TMPDIR" in where else "make it writable"
+        return f"{what} in {where} (writing {path}): {hint}; nothing was published, the previous dataset is unchanged"
+    return None
+
+
+def _one_line(error: Exception) -> str:
+    return " ".join(str(error).split())[:200] or type(error).__name__
 
 
 def _run_reader(args: argparse.Namespace) -> int:
@@ -176,3 +290,6 @@ def main(argv: Optional[List[str]] = None) -> int:
     except UsageError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except RunFailed as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1

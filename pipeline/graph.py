@@ -6,46 +6,63 @@ their image belongs to, and each shard's writer joins them, reads its images, va
 writes the split files; the label map is computed once for all sources; finally the dataset, its
 label map, its rejections and its summary are published together.
 
+The command (pipeline/cli.py) takes OUTPUT/.lock, finishes a killed run's publish and reads what OUTPUT
+holds before the graph is built; building it touches nothing.
+
 On a local run the metadata is grouped by shard in a spill folder on this machine's disk rather than
 in the runner's memory (transforms/spill.py); the graph is the same.
 """
 from __future__ import annotations
 
-import atexit
+import dataclasses
 import uuid
-from typing import Optional
+from typing import Optional, Tuple
 
 import apache_beam as beam
 
-from pipeline.errors import UsageError
-from pipeline.options import ConvertJob, refresh_incremental
-from transforms import lock, paths, storage
+from pipeline.options import ConvertJob
+from transforms import paths
 from transforms import manifest as state
 from transforms.aggregate import BuildLabelMap, CountShards, DropDuplicates, FindDuplicates
 from transforms.join import JoinRule
 from transforms.publish import Publish
 from transforms.read import IMAGE_TOTALS, ListImages, ParseAnnotations, ShardImages
+from transforms.rejections import StageRejections
 from transforms.spill import Spill
-from transforms.tally import CountRejections
+from transforms.tally import TALLY
 from transforms.write import ALL_SHARDS, DROPPED, FILES, IncrementalPlan, WriteShards
 
 STAGING = ".staging"
 
 
+@dataclasses.dataclass(frozen=True)
+class Publication:
+    """Where this run stages its files and what it replaces, decided by the command under OUTPUT/.lock."""
+
+    staging_dir: str
+    replaces: Tuple[str, ...] = ()  # OUTPUT-relative files of the dataset in OUTPUT (its manifest's)
+    lock_token: Optional[str] = None  # set when the publish step releases the lock (remote runners)
+
+
+def new_staging_dir(output: str) -> str:
+    return paths.join(paths.join(output, STAGING), uuid.uuid4().hex)
+
+
 def build_convert_pipeline(
     p: beam.Pipeline, job: ConvertJob, progress_dir: Optional[str] = None, processes: int = 1,
-    spill_dir: Optional[str] = None,
+    spill_dir: Optional[str] = None, publication: Optional[Publication] = None,
 ) -> beam.PCollection:
     """Adds the conversion to `p`; returns the one-element PCollection of the published summary.
 
+    `publication`: the staging folder, the files replaced and the lock (pipeline/cli.py takes the lock and
+    reads OUTPUT's state first); without it (a graph built but never run, a dry run) a fresh staging folder.
     Local runs only: `progress_dir`, a folder where the workers note their progress; `processes`, how
     many forked processes parse and write (pipeline/local_runner.py); `spill_dir`, an empty local folder
     where the per-image metadata waits for its shard.
     """
-    incremental = None
-    if job.incremental:
-        job, incremental = _start_incremental(job, p)
-    staging_dir = paths.join(paths.join(job.output, STAGING), uuid.uuid4().hex)
+    publication = publication or Publication(new_staging_dir(job.output))
+    incremental = _incremental(job) if job.incremental else None
+    staging_dir = publication.staging_dir
     spill = Spill(spill_dir) if spill_dir else None
 
     labels = [f"Source{index}" if len(job.sources) > 1 else "Source" for index in range(len(job.sources))]
@@ -111,12 +128,16 @@ def build_convert_pipeline(
     rejections = (
         [step.rejected for step in steps]
         | "AllRejections" >> beam.Flatten()
-        | "CountRejections" >> beam.ParDo(CountRejections())  # counters to watch on Dataflow; the data is the record
+        | "StageRejections" >> beam.ParDo(StageRejections(staging_dir)).with_outputs(TALLY, main="parts")
     )
-    tallies = [step.tally for step in steps] | "AllTallies" >> beam.Flatten() | "Sum" >> beam.CombinePerKey(sum)
+    tallies = (
+        [step.tally for step in steps] + [rejections[TALLY]]
+        | "AllTallies" >> beam.Flatten()
+        | "Sum" >> beam.CombinePerKey(sum)
+    )
     return p | "Publish" >> Publish(
         tallies=tallies,
-        rejections=rejections,
+        rejection_parts=rejections.parts,
         duplicate_groups=duplicate_groups,
         label_ids=label_ids,
         num_shards=num_shards,
@@ -127,35 +148,15 @@ def build_convert_pipeline(
         config=job.settings,
         started_at=job.started_at,
         file_changes=written[FILES],
+        replaces=publication.replaces,
+        lock_token=publication.lock_token,
         incremental=incremental and {key: value for key, value in incremental.items() if key != "plan"},
     )
 
 
-def _start_incremental(job: ConvertJob, p: beam.Pipeline):
-    """On the launcher: take the lock, finish a killed run's publish, clear its staging, read the manifest.
-
-    The lock is released by the publish step; on a local runner also when this process exits (a failed
-    run). A run killed outright leaves it, and the next run on this host sees that its process is gone
-    (stale). A remote job's launcher may exit while the job runs, so only the job releases it; if the
-    job fails, the lock goes stale after --lock_timeout_hours.
-    """
-    from apache_beam.options.pipeline_options import StandardOptions
-
-    try:
-        token = lock.acquire(job.output, job.lock_timeout_hours)
-    except lock.LockHeld as error:
-        raise UsageError(str(error)) from None
-    except Exception as error:  # a refused permission, an unreachable bucket
-        raise UsageError(f"cannot take the lock in {job.output}: {_one_line(error)}") from None
-    if p.options.view_as(StandardOptions).runner in (None, "DirectRunner", "direct", "BundleBasedDirectRunner"):
-        atexit.register(lock.release, job.output, token)
-    try:
-        state.recover(job.output)
-        storage.remove_tree(paths.join(job.output, STAGING))  # what a killed run staged: it starts over
-    except Exception as error:
-        lock.release(job.output, token)
-        raise UsageError(f"cannot finish the interrupted run's publish in {job.output}: {_one_line(error)}") from None
-    job = refresh_incremental(job)
+def _incremental(job: ConvertJob) -> dict:
+    """What an incremental run's writers and publish need of the published state (job.manifest, read by
+    the command under the lock)."""
     previous = None if job.resplit else job.manifest
     plan = IncrementalPlan(
         run=(job.manifest or {}).get("run", 0) + 1,
@@ -163,17 +164,11 @@ def _start_incremental(job: ConvertJob, p: beam.Pipeline):
         live_files={entry["id"]: (entry["file"], paths.join(job.output, entry["file"])) for entry in (previous or {}).get("files", [])},
         update_changed=job.update_changed,
     )
-    return job, {
+    return {
         "plan": plan,
         "previous": previous,
         "run": plan.run,
         "seed": job.seed,
         "update_changed": job.update_changed,
-        "lock_token": token,
         "run_log": job.run_log,
-        "replacing": [job.manifest["name"]] if job.manifest else [],
     }
-
-
-def _one_line(error: Exception) -> str:
-    return " ".join(str(error).split())[:200] or type(error).__name__

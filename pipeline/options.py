@@ -173,7 +173,7 @@ def _incremental_state(settings: Dict[str, Any], output: str, name: str, seed: i
                        label_map_seed: Dict[str, int]) -> Tuple[Optional[Dict[str, Any]], Dict[str, int]]:
     """The published manifest an incremental run extends, checked against this run's settings, and the
     label map seed (the manifest's ids, never renumbered; --label_map may only add to them)."""
-    from transforms.manifest import read_manifest
+    from transforms.manifest import is_plain, read_manifest
 
     for flag in ("update_changed", "resplit"):
         if settings[flag] and not settings["incremental"]:
@@ -184,7 +184,7 @@ def _incremental_state(settings: Dict[str, Any], output: str, name: str, seed: i
         manifest = read_manifest(output)
     except Exception as error:
         raise UsageError(f"cannot read {output}/manifest.json: {' '.join(str(error).split())[:200]}") from None
-    if manifest is None:
+    if manifest is None or is_plain(manifest):  # a plain run's dataset is replaced whole by the first incremental run
         return None, label_map_seed
     ids = dict(manifest["label_map"])
     for class_name, class_id in label_map_seed.items():

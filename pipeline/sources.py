@@ -53,7 +53,13 @@ def _matches(patterns: Sequence[str], limit: Optional[int] = None) -> List[str]:
 def is_folder(path: str) -> bool:
     if storage.is_local(path):
         return os.path.isdir(path)
-    return bool(_matches([path.rstrip("/") + "/**"], limit=1))
+    return bool(_matches([storage.literal(path.rstrip("/")) + "/**"], limit=1))
+
+
+def _is_glob(path: str) -> bool:
+    """A path with glob characters that names no file or folder as written: an --annotations glob.
+    One that does (a folder called `data[1]`) is taken literally."""
+    return bool(_GLOB.search(path)) and not storage.exists(path) and not is_folder(path)
 
 
 def _head(path: str) -> bytes:
@@ -64,18 +70,18 @@ def _head(path: str) -> bytes:
 
 
 def _patterns(path: str, fmt: AnnotationFormat) -> Tuple[str, ...]:
-    if _GLOB.search(path) or not is_folder(path):
+    """The patterns of an --annotations path: a glob as given, a file or folder literally."""
+    if _is_glob(path):
         return (path,)
-    return tuple(path.rstrip("/") + "/" + pattern for pattern in fmt.folder_patterns)
+    if not is_folder(path):
+        return (storage.literal(path),)
+    return tuple(storage.literal(path.rstrip("/")) + "/" + pattern for pattern in fmt.folder_patterns)
 
 
 def _detect(path: str) -> AnnotationFormat:
     candidates = []
     for fmt in FORMATS.values():
-        if _GLOB.search(path) or not is_folder(path):
-            files = _matches([path], limit=_SNIFF_FILES)
-        else:
-            files = _matches(_patterns(path, fmt), limit=_SNIFF_FILES)
+        files = _matches(_patterns(path, fmt), limit=_SNIFF_FILES)
         if any(fmt.sniff(file, _head(file)) for file in files[:_SNIFF_FILES]):
             candidates.append(fmt)
     if len(candidates) == 1:
@@ -140,7 +146,7 @@ def resolve_sources(
         prefix, path = _split_format_prefix(str(spec))
         path = absolute(path).rstrip("/")
         images_root = absolute(str(images[index if len(images) > 1 else 0])).rstrip("/")
-        if not _matches([path], limit=1) and not is_folder(path):
+        if not _matches([path if _is_glob(path) else storage.literal(path)], limit=1) and not is_folder(path):
             raise UsageError(f"--annotations {path}: no such file, folder or matching files")
         if not is_folder(images_root):
             raise UsageError(f"--images {images_root}: no such folder (or it is empty)")

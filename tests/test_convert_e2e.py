@@ -65,6 +65,7 @@ def test_voc_output_layout_summary_and_report(voc_run):
         "dataset_info.json",
         "features.json",
         "label_map.pbtxt",
+        "manifest.json",
         "raccoon-train.tfrecord-00000-of-00001",
         "raccoon-val.tfrecord-00000-of-00001",
         "rejected.jsonl",

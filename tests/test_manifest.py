@@ -100,23 +100,46 @@ def test_a_publish_killed_half_way_is_finished_by_recover(tmp_path):
     assert not state.recover(str(output))
 
 
-def test_publish_puts_the_manifest_last_and_collects_garbage(tmp_path):
+def test_publish_deletes_only_what_the_previous_manifest_names_and_the_new_one_does_not(tmp_path):
     output, staging = tmp_path / "out", tmp_path / "out" / ".staging" / "run"
     staging.mkdir(parents=True)
-    (output / "d-train.tfrecord-00000-of-00001").write_text("a plain run's shard")
-    manifest, moves = _first_manifest()
-    for src, _ in moves:
-        (tmp_path / src.strip("/")).parent.mkdir(parents=True, exist_ok=True)
+    previous, _ = _first_manifest()
+    previous["files"] = [{"id": "a", "file": "d-train.tfrecord-00000", "split": "train", "records": 1, "bytes": 1, "boxes": 0},
+                         {"id": "b", "file": "d-val.tfrecord-00000", "split": "val", "records": 1, "bytes": 1, "boxes": 0}]
+    previous["index"] = [".state/r0001/index-00000.jsonl", None]
+    for name in ("d-train.tfrecord-00000", "d-val.tfrecord-00000", ".state/r0001/index-00000.jsonl",
+                 "d-train.tfrecord-00009", "notes.txt"):  # the last two: no manifest names them
+        (output / name).parent.mkdir(parents=True, exist_ok=True)
+        (output / name).write_text("old " + name)
+    manifest = dict(previous, files=previous["files"][:1], index=[".state/r0002/index-00000.jsonl", None])
     moves = []
-    for name in ("d-train.tfrecord-00000", "d-train.tfrecord-00001", "d-val.tfrecord-00000", state.MANIFEST):
-        (staging / name).write_text(name)
-        moves.append((str(staging / name), name))
-    manifest["index"] = [None, None]
-    state.publish(str(output), str(staging), moves)
-    state.collect_garbage(str(output), manifest)
-    assert sorted(path.name for path in output.iterdir() if path.is_file()) == [
-        "d-train.tfrecord-00000", "d-train.tfrecord-00001", "d-val.tfrecord-00000", "manifest.json"]
-    assert not staging.exists() and not (output / state.STATE / state.JOURNAL).exists()
+    for name in ("d-train.tfrecord-00000", ".state/r0002/index-00000.jsonl", state.MANIFEST):
+        (staging / name.replace("/", "_")).write_text("new " + name)
+        moves.append((str(staging / name.replace("/", "_")), name))
+    garbage = [str(output / name) for name in state.superseded_names(previous, manifest)]
+    state.publish(str(output), str(staging), moves, garbage=garbage)
+    assert sorted(str(path.relative_to(output)) for path in output.rglob("*") if path.is_file()) == [
+        ".state/r0002/index-00000.jsonl", "d-train.tfrecord-00000", "d-train.tfrecord-00009", "manifest.json", "notes.txt"]
+    assert (output / "d-train.tfrecord-00000").read_text() == "new d-train.tfrecord-00000"
+    assert not staging.exists() and not (output / state.STATE / "r0001").exists()
+
+
+def test_a_plain_manifest_is_replaced_whole_and_unmanaged_outputs_by_exact_names(tmp_path):
+    output = tmp_path / "o[1]"
+    output.mkdir()
+    neighbour = tmp_path / "o1"
+    neighbour.mkdir()
+    for folder in (output, neighbour):
+        for name in ("d-train.tfrecord-00000-of-00002", "d-train.tfrecord-00003", "dx-val.tfrecord-00000-of-00001",
+                     "d-train.tfrecord-00000-of-00002.bak"):
+            (folder / name).write_text("x")
+    assert sorted(state.replaced_names(str(output), None, "d")) == [
+        "d-train.tfrecord-00000-of-00002", "d-train.tfrecord-00003"]
+    plain = state.plain_manifest(name="d", seed=0, splits="train=1.0", label_ids={"a": 1},
+                                 files=[{"file": "d-train.tfrecord-00000-of-00001", "split": "train", "records": 2,
+                                         "bytes": 9, "boxes": 2}], config={})
+    assert state.is_plain(plain) and not state.is_plain(_first_manifest()[0])
+    assert state.replaced_names(str(output), plain, "other") == ["d-train.tfrecord-00000-of-00001"]
 
 
 def test_replaced_shards_are_deleted_before_the_first_move_and_only_then(tmp_path):

@@ -12,7 +12,9 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from tests.conftest import REPO
 from transforms.model import ITEM_BOX, ITEM_IMAGE, Rejection
-from transforms.tally import NAMESPACE, CountRejections, counters_from, metric_name
+from transforms import rejections as rejections_module
+from transforms.rejections import StageRejections, merge_parts
+from transforms.tally import NAMESPACE, TALLY, counters_from, metric_name
 
 SAMPLE = REPO / "sample_data" / "raccoon"
 
@@ -67,22 +69,32 @@ def test_counters_agree_with_the_summary(run_with_metrics):
     assert all(isinstance(value, int) for value in counters.values())
 
 
-def test_rejections_are_counted_by_reason():
+def test_rejections_are_counted_by_reason_and_staged_as_sorted_parts(tmp_path, monkeypatch):
+    monkeypatch.setattr(rejections_module, "PART_ROWS", 3)  # several parts from one bundle
     rejections = [
         Rejection("a.xml", "xml_malformed", "bad", "annotation"),
-        Rejection("b.jpg", "image_truncated", "cut", ITEM_IMAGE, boxes=2),
         Rejection("c.jpg", "image_truncated", "cut", ITEM_IMAGE, boxes=1),
+        Rejection("b.jpg", "image_truncated", "cut", ITEM_IMAGE, boxes=2),
         Rejection("d.xml", "box_inverted", "min > max", ITEM_BOX),
+        Rejection("b.jpg", "image_truncated", "cut", ITEM_IMAGE, boxes=2),
     ]
     pipeline = TestPipeline()
-    passed = pipeline | beam.Create(rejections) | beam.ParDo(CountRejections())
-    assert_that(passed, equal_to(rejections))
+    staged = pipeline | beam.Create(rejections) | beam.ParDo(StageRejections(str(tmp_path))).with_outputs(TALLY, main="parts")
+    tallies = staged[TALLY] | beam.CombinePerKey(sum)
+    assert_that(tallies, equal_to([
+        (("rejected", "image_truncated"), 3), (("rejected", "xml_malformed"), 1), (("rejected", "box_inverted"), 1),
+        ("rejected_images", 3), ("rejected_boxes", 1), ("rejected_annotations", 1), ("boxes_on_rejected_items", 5),
+    ]), label="tallies")
     result = pipeline.run()
     result.wait_until_finish()
     counters = counters_from(result.metrics())
-    assert counters["rejected/image_truncated"] == 2
-    assert counters["rejected/xml_malformed"] == 1
-    assert counters["rejected/box_inverted"] == 1
-    assert counters["rejected_images"] == 2 and counters["rejected_boxes"] == 1
-    assert counters["boxes_on_rejected_items"] == 3
+    assert counters["rejected/image_truncated"] == 3
+    assert counters["rejected_images"] == 3 and counters["rejected_boxes"] == 1
     assert NAMESPACE == "od_tfrecords"
+
+    merged = tmp_path / "rejected.jsonl"
+    monkeypatch.setattr(rejections_module, "MERGE_FAN_IN", 2)  # merged in rounds
+    merge_parts(sorted(str(path) for path in (tmp_path / rejections_module.PARTS_FOLDER).iterdir()), str(merged),
+                str(tmp_path / "scratch"))
+    expected = "".join(rejection.to_json() + "\n" for rejection in sorted(rejections, key=lambda r: (r.sort_key(), r.to_json())))
+    assert merged.read_text() == expected

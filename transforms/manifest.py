@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 import uuid
 from typing import Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple
 
@@ -160,6 +161,29 @@ def next_manifest(
     return manifest, moves
 
 
+PLAIN = "plain"  # the "kind" of a plain run's manifest: no index; the next run, of either kind, replaces it whole
+
+
+def plain_manifest(*, name: str, seed: int, splits: str, label_ids: Mapping[str, int],
+                   files: Sequence[dict], config: dict) -> dict:
+    """A plain run's manifest: the shard files it published ({file, split, records, bytes, boxes}), so
+    the next run deletes exactly those and nothing a listing happens to match. Pure."""
+    return {
+        "format_version": FORMAT_VERSION,
+        "kind": PLAIN,
+        "name": name,
+        "seed": seed,
+        "splits": splits,
+        "label_map": dict(sorted(label_ids.items(), key=lambda item: item[1])),
+        "files": list(files),
+        "config": config,
+    }
+
+
+def is_plain(manifest: Optional[dict]) -> bool:
+    return bool(manifest) and manifest.get("kind") == PLAIN
+
+
 def class_boxes(previous: Optional[dict], tallies: Mapping) -> Dict[str, int]:
     """Boxes per class in the live records: the published counts, plus this run's, minus the removed."""
     counts = dict((previous or {}).get("class_boxes", {}))
@@ -195,11 +219,13 @@ def journal_path(output: str) -> str:
     return paths.join(paths.join(output, STATE), JOURNAL)
 
 
-def publish(output: str, staging_dir: str, moves: Sequence[Tuple[str, str]], deletes: Sequence[str] = ()) -> None:
+def publish(output: str, staging_dir: str, moves: Sequence[Tuple[str, str]], deletes: Sequence[str] = (),
+            garbage: Sequence[str] = ()) -> None:
     """Delete `deletes` (paths), then move staged files into OUTPUT in order (manifest.json must be the
-    last), journaled first. Deleting the replaced shards before the first move means a reader globbing
-    OUTPUT sees some old records or some new ones, never an image twice."""
-    plan = {"staging": staging_dir, "deletes": list(deletes),
+    last), then delete `garbage` (files the new manifest no longer names), journaled first. Deleting the
+    replaced shards before the first move means a reader globbing OUTPUT sees some old records or some
+    new ones, never an image twice."""
+    plan = {"staging": staging_dir, "deletes": list(deletes), "garbage": list(garbage),
             "moves": [[src, paths.join(output, dst)] for src, dst in moves]}
     staged_plan = paths.join(staging_dir, JOURNAL)
     storage.write_bytes(staged_plan, json.dumps(plan, indent=1).encode())
@@ -221,8 +247,10 @@ def _finish(output: str, plan: dict) -> None:
             os.makedirs(dst.rsplit("/", 1)[0], exist_ok=True)
         if storage.exists(src):  # gone: moved before a crash
             storage.move([src], [dst])
+    storage.delete([path for path in plan.get("garbage", ()) if storage.exists(path)])
     storage.delete([journal_path(output)])
     storage.remove_tree(plan["staging"])
+    _remove_empty_state_folders(output)
 
 
 def recover(output: str) -> bool:
@@ -234,21 +262,49 @@ def recover(output: str) -> bool:
     return True
 
 
-def collect_garbage(output: str, manifest: dict, extra_names: Sequence[str] = ()) -> None:
-    """Delete shard files and index parts the manifest no longer names (superseded, or left by a plain run)."""
-    live = {paths.join(output, entry["file"]) for entry in manifest["files"]}
-    stale = []
-    for name in sorted({manifest["name"], *extra_names}):
-        stale += [path for path in storage.list_files(paths.join(output, f"{name}-*.tfrecord-*")) if path not in live]
-    parts = {paths.join(output, part) for part in manifest["index"] if part}
-    stale += [path for path in storage.list_files(paths.join(output, f"{STATE}/r*/index-*.jsonl")) if path not in parts]
-    storage.delete(stale)
+def published_names(manifest: Optional[dict]) -> List[str]:
+    """Every OUTPUT-relative file a manifest names as its dataset's: shard files and index parts. A run
+    deletes only these (of the manifest it replaces or supersedes), never what a listing happens to match."""
+    if not manifest:
+        return []
+    return [entry["file"] for entry in manifest["files"]] + [part for part in manifest.get("index", ()) if part]
+
+
+_TEMPLATE_SHARD = re.compile(r"^(?P<name>[A-Za-z0-9_]+)-[A-Za-z0-9_]+\.tfrecord-\d{5}(-of-\d{5})?$")
+
+
+def unmanaged_shards(output: str, names: Iterable[str]) -> List[str]:
+    """The shard files of datasets `names` in an OUTPUT that has no manifest (written before there were
+    plain-run manifests): the files directly in OUTPUT named exactly by this project's templates."""
+    wanted = set(names)
+    found = []
+    for path in storage.list_files(storage.literal(output.rstrip("/")) + "/*.tfrecord-*"):
+        match = _TEMPLATE_SHARD.match(path.rsplit("/", 1)[-1])
+        if match and match.group("name") in wanted:
+            found.append(path.rsplit("/", 1)[-1])
+    return found
+
+
+def replaced_names(output: str, manifest: Optional[dict], name: str) -> List[str]:
+    """What the dataset in OUTPUT consists of, for a run that replaces it: its manifest's files, or in an
+    output without one, the shard files of this run's dataset name."""
+    return published_names(manifest) if manifest else unmanaged_shards(output, [name])
+
+
+def superseded_names(previous: Optional[dict], manifest: dict) -> List[str]:
+    """Files the previous manifest named and the new one does not (removed shards, replaced index parts)."""
+    live = set(published_names(manifest))
+    return [name for name in published_names(previous) if name not in live]
+
+
+def _remove_empty_state_folders(output: str) -> None:
     if storage.is_local(output):
         import os
 
         state = paths.join(output, STATE)
         for folder in sorted(os.listdir(state)) if os.path.isdir(state) else ():
             storage.remove_empty_folder(paths.join(state, folder))
+        storage.remove_empty_folder(state)
 
 
 def run_log_name(started_at: float) -> str:

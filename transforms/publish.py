@@ -1,13 +1,16 @@
-"""The last step: add up what every step counted, and move the finished dataset into place.
+"""The last step: add up what every step counted, check what the writers staged, and move the finished
+dataset into place.
 
-Shards are written under OUTPUT/.staging/RUN/; only when every shard, the label map, the rejections
-and the summary are there do they replace the previous dataset of the same name, summary.json last.
+Shards are written under OUTPUT/.staging/RUN/; only when every file a writer reported is there, whole,
+are the shards, the label map, the rejections and the summary moved over the previous dataset, through
+the journal (transforms/manifest.py), manifest.json last: a run killed at any moment leaves a journal
+that the next run finishes, and a reader sees the old dataset or the new one. A run deletes only the
+files its previous manifest named. Releases the run's lock (taken by the command).
 """
 from __future__ import annotations
 
 import json
 import time
-from collections import Counter
 from typing import Dict, List, Mapping, Optional, Sequence
 
 import apache_beam as beam
@@ -15,7 +18,7 @@ import apache_beam as beam
 from transforms import lock, paths, storage
 from transforms import manifest as state
 from transforms.label_map import format_label_map
-from transforms.model import ITEM_BOX, ITEM_IMAGE, Rejection
+from transforms.rejections import PARTS_FOLDER, merge_parts
 from transforms.splits import Splits
 from transforms.handoff import README as HANDOFF_README
 from transforms.handoff import handoff_readme
@@ -38,25 +41,22 @@ def split_names(splits: Optional[Splits], tallies: Mapping) -> List[str]:
 
 def build_summary(
     tallies: Mapping,
-    rejections: Sequence[Rejection],
     duplicate_groups: Sequence[Sequence[str]],
     label_ids: Mapping[str, int],
     splits: Optional[Splits],
     num_shards: int,
 ) -> dict:
-    """summary.json's counts (DESIGN.md section 2) from the steps' tallies and rejections."""
-    by_item = Counter(rejection.item for rejection in rejections)
-    boxes_rejected = by_item[ITEM_BOX]
+    """summary.json's counts (DESIGN.md section 2) from the steps' tallies (rejections counted as staged)."""
     return {
         "images_read": tallies.get("images_read", 0),
         "images_written": tallies.get("images_written", 0),
-        "images_rejected": by_item[ITEM_IMAGE],
+        "images_rejected": tallies.get("rejected_images", 0),
         "boxes": {
             "read": tallies.get("boxes_read", 0),
             "written": tallies.get("boxes_written", 0),
             "clipped": tallies.get("boxes_clipped", 0),
-            "rejected": boxes_rejected,
-            "on_rejected_items": sum(rejection.boxes for rejection in rejections),
+            "rejected": tallies.get("rejected_boxes", 0),
+            "on_rejected_items": tallies.get("boxes_on_rejected_items", 0),
             "dropped_by_class_map": tallies.get("boxes_dropped_by_class_map", 0),
         },
         "image_bytes_written": tallies.get("image_bytes_written", 0),
@@ -77,7 +77,7 @@ def build_summary(
             {"id": class_id, "name": name, "boxes": tallies.get(("class_boxes", name), 0)}
             for name, class_id in sorted(label_ids.items(), key=lambda item: item[1])
         ],
-        "rejections": dict(sorted(Counter(rejection.reason for rejection in rejections).items())),
+        "rejections": _by_kind(tallies, "rejected"),
         "duplicates": {
             "groups": len(duplicate_groups),
             "images": sum(len(group) for group in duplicate_groups),
@@ -91,19 +91,60 @@ def _by_kind(tallies: Mapping, name: str) -> Dict[str, int]:
     return dict(sorted((key[1], n) for key, n in tallies.items() if isinstance(key, tuple) and key[0] == name and n))
 
 
-class _Publish(beam.DoFn):
-    """A plain run's publish: the dataset replaces whatever OUTPUT held, summary.json last."""
+FRAME_BYTES = 16  # TFRecord framing around each record: length, its CRC, the data's CRC
+PUBLISH_FAILED = "nothing was published: "  # how the command recognises a refused publish in a runner's error
 
-    def __init__(self, *, output, staging_dir, name, splits, config, started_at):
+
+class PublishFailed(Exception):
+    """Publishing would not give a whole dataset, so nothing was moved; the message is one line for a person."""
+
+    def __init__(self, detail: str):
+        super().__init__(PUBLISH_FAILED + detail)
+
+
+def check_staged(changes: Sequence[state.FileChange]) -> None:
+    """Every file a writer reported is in the staging folder, exactly as long as its records make it.
+
+    A writer on another machine than the staging folder's (a local --output on a multi-host runner), a
+    file cut short by a full disk, or one deleted meanwhile is found here, before anything moves.
+    """
+    for change in sorted(changes, key=lambda change: change.staged):
+        size = storage.size(change.staged)
+        expected = None if change.kind == "index" else change.bytes + FRAME_BYTES * change.records
+        if size is None:
+            raise PublishFailed(
+                f"{change.staged} was written by a worker but is not in the staging folder (a worker on another "
+                "machine with a local --output? use a shared folder or gs://); the published dataset is unchanged"
+            )
+        if expected is not None and size != expected:
+            raise PublishFailed(
+                f"{change.staged} holds {size} bytes, its writer wrote {expected} (a full disk?); "
+                "the published dataset is unchanged"
+            )
+
+
+class _Publish(beam.DoFn):
+    """A plain run's publish: the dataset replaces the one OUTPUT held (the files its manifest names)."""
+
+    def __init__(self, *, output, staging_dir, name, splits, config, started_at, replaces=(), lock_token=None):
         self._output = output
         self._staging_dir = staging_dir
         self._name = name
         self._splits = splits
         self._config = config
         self._started_at = started_at
+        self._replaces = tuple(replaces)  # OUTPUT-relative files of the dataset this run replaces
+        self._lock_token = lock_token
 
-    def _summary(self, tallies, rejections, duplicate_groups, label_ids, num_shards):
-        summary = build_summary(tallies, rejections, duplicate_groups, label_ids, self._splits, num_shards)
+    def process(self, _, tallies, rejection_parts, duplicate_groups, label_ids, num_shards, changes):
+        try:
+            yield self._publish(tallies, rejection_parts, duplicate_groups, label_ids, num_shards, changes)
+        finally:
+            if self._lock_token:
+                lock.release(self._output, self._lock_token)
+
+    def _summary(self, tallies, duplicate_groups, label_ids, num_shards):
+        summary = build_summary(tallies, duplicate_groups, label_ids, self._splits, num_shards)
         summary["config"] = self._config
         return summary
 
@@ -111,52 +152,54 @@ class _Publish(beam.DoFn):
         # backslashreplace: a lone surrogate from a crafted JSON escape becomes \udXXX, still valid JSON
         storage.write_bytes(paths.join(self._staging_dir, file_name), text.encode("utf-8", "backslashreplace"))
 
-    def _stage_metadata(self, label_ids, rejections, dataset_info: str, summary, readme_summary) -> None:
-        """The files beside the shards: label map, rejections, TFDS metadata, hand-off README, summary.
+    def _stage_metadata(self, label_ids, rejection_parts, dataset_info: str, summary, readme_summary) -> List[str]:
+        """The files beside the shards: label map, rejections, TFDS metadata, hand-off README, summary; returns
+        their names, summary.json last.
 
         Written with plain json and text (no TensorFlow); the TFDS shard lengths are the writers' reports,
         so no shard is read back.
         """
         self._stage(LABEL_MAP, format_label_map(label_ids))
-        self._stage(REJECTED_FILE, "".join(rejection.to_json() + "\n" for rejection in rejections))
+        merge_parts(rejection_parts, paths.join(self._staging_dir, REJECTED_FILE),
+                    paths.join(self._staging_dir, PARTS_FOLDER))
         self._stage(DATASET_INFO, dataset_info)
         self._stage(FEATURES, features_json())
         self._stage(HANDOFF_README, handoff_readme(readme_summary, self._output, self._name))
         self._stage(SUMMARY, json.dumps(summary, indent=2) + "\n")
+        return [LABEL_MAP, REJECTED_FILE, DATASET_INFO, FEATURES, HANDOFF_README, SUMMARY]
 
-    def process(self, _, tallies, rejections, duplicate_groups, label_ids, num_shards, changes):
-        rejections = sorted(rejections, key=Rejection.sort_key)
-        summary = self._summary(tallies, rejections, duplicate_groups, label_ids, num_shards)
+    def _publish(self, tallies, rejection_parts, duplicate_groups, label_ids, num_shards, changes):
+        check_staged(changes)
+        summary = self._summary(tallies, duplicate_groups, label_ids, num_shards)
         summary["durations"] = {"total_seconds": round(time.time() - self._started_at, 3)}
 
-        shards_by_split = {
-            split: [shard_file_name(self._name, split, index, num_shards) for index in range(num_shards)]
-            for split in split_names(self._splits, tallies)
-        }
-        shard_names = [shard for shards in shards_by_split.values() for shard in shards]
-        staged = set(storage.list_files(paths.join(self._staging_dir, "*")))
-        for shard in shard_names:  # a split with no image in a shard still gets its (empty) file
-            if paths.join(self._staging_dir, shard) not in staged:
-                storage.write_bytes(paths.join(self._staging_dir, shard), b"")
-        shard_lengths = {split: [(0, 0)] * num_shards for split in shards_by_split}
-        for change in changes:
-            shard_lengths[change.split][change.shard] = (change.records, change.bytes)
-        self._stage_metadata(label_ids, rejections, dataset_info_json(self._name, shard_lengths), summary, summary)
-
-        # A plain run replaces the dataset: an incremental run's manifest would no longer describe it.
-        storage.delete([path for path in (paths.join(self._output, state.MANIFEST),) if storage.exists(path)])
-        previous = storage.list_files(paths.join(self._output, f"{self._name}-*.tfrecord-*"))
-        storage.delete([path for path in previous if path.rsplit("/", 1)[-1] not in shard_names])
-        # summary.json moves last: a reader that sees it sees a complete dataset.
-        for batch in (shard_names + [LABEL_MAP, REJECTED_FILE, HANDOFF_README, DATASET_INFO, FEATURES], [SUMMARY]):
-            storage.move(
-                [paths.join(self._staging_dir, file_name) for file_name in batch],
-                [paths.join(self._output, file_name) for file_name in batch],
-            )
-        storage.remove_tree(self._staging_dir)
+        reported = {(change.split, change.shard): change for change in changes}
+        files, moves = [], []
+        for split in split_names(self._splits, tallies):
+            for index in range(num_shards):
+                file_name = shard_file_name(self._name, split, index, num_shards)
+                change = reported.get((split, index))
+                if change is None:  # no image of this split in this shard: an empty file keeps the -of-N set whole
+                    staged = paths.join(self._staging_dir, file_name)
+                    storage.write_bytes(staged, b"")
+                    change = state.FileChange("new", index, staged, split)
+                files.append({"file": file_name, "split": split, "records": change.records, "bytes": change.bytes,
+                              "boxes": change.boxes})
+                moves.append((change.staged, file_name))
+        shard_lengths = {}
+        for entry in files:
+            shard_lengths.setdefault(entry["split"], []).append((entry["records"], entry["bytes"]))
+        metadata = self._stage_metadata(label_ids, rejection_parts, dataset_info_json(self._name, shard_lengths),
+                                        summary, summary)
+        manifest = state.plain_manifest(name=self._name, seed=self._config["seed"], splits=self._config["splits"],
+                                        label_ids=label_ids, files=files, config=self._config)
+        self._stage(state.MANIFEST, json.dumps(manifest, indent=1) + "\n")
+        new_names = {file_name for _, file_name in moves}
+        moves += [(paths.join(self._staging_dir, file_name), file_name) for file_name in metadata + [state.MANIFEST]]
+        deletes = [paths.join(self._output, name) for name in self._replaces if name not in new_names]
+        state.publish(self._output, self._staging_dir, moves, deletes=deletes)  # manifest.json last
         storage.remove_empty_folder(self._staging_dir.rsplit("/", 1)[0])
-        storage.remove_tree(paths.join(self._output, state.STATE))
-        yield summary
+        return summary
 
 
 INCREMENTAL_COUNTS = ("new", "changed", "deleted", "unchanged", "removed")
@@ -164,28 +207,19 @@ INCREMENTAL_COUNTS = ("new", "changed", "deleted", "unchanged", "removed")
 
 class _PublishIncremental(_Publish):
     """An incremental run's publish: new and rewritten shards, index parts and metadata moved into place
-    through the journal, manifest.json last; nothing but a run log when nothing changed. Releases the lock."""
+    through the journal, manifest.json last; nothing but a run log when nothing changed."""
 
-    def __init__(self, *, previous, run, seed, update_changed, lock_token, run_log, replacing=(), **common):
+    def __init__(self, *, previous, run, seed, update_changed, run_log, **common):
         super().__init__(**common)
         self._previous = previous  # None: a first run (or --resplit), which publishes even an empty dataset
         self._run = run
         self._seed = seed
         self._update_changed = update_changed
-        self._lock_token = lock_token
         self._run_log = run_log
-        self._replacing = tuple(replacing)  # names of datasets this run replaces (--resplit with a new --name)
 
-    def process(self, _, tallies, rejections, duplicate_groups, label_ids, num_shards, changes):
-        try:
-            yield self._publish(tallies, rejections, duplicate_groups, label_ids, num_shards, changes)
-        finally:
-            if self._lock_token:
-                lock.release(self._output, self._lock_token)
-
-    def _publish(self, tallies, rejections, duplicate_groups, label_ids, num_shards, changes):
-        rejections = sorted(rejections, key=Rejection.sort_key)
-        summary = self._summary(tallies, rejections, duplicate_groups, label_ids, num_shards)
+    def _publish(self, tallies, rejection_parts, duplicate_groups, label_ids, num_shards, changes):
+        check_staged(changes)
+        summary = self._summary(tallies, duplicate_groups, label_ids, num_shards)
         counts = {key: tallies.get(f"incremental_{key}", 0) for key in INCREMENTAL_COUNTS}
         names = split_names(self._splits, tallies)
         published = self._previous is None or bool(changes)
@@ -216,16 +250,14 @@ class _PublishIncremental(_Publish):
             totals = dict(summary, images_written=summary["incremental"]["dataset_images"],
                           boxes=dict(summary["boxes"], written=sum(split["boxes"] for split in summary["splits"].values())))
             dataset_info = dataset_info_json(self._name, state.tfds_shards(manifest), state.INCREMENTAL_TEMPLATE)
-            self._stage_metadata(label_ids, rejections, dataset_info, summary, totals)
+            metadata = self._stage_metadata(label_ids, rejection_parts, dataset_info, summary, totals)
             self._stage(state.MANIFEST, json.dumps(manifest, indent=1) + "\n")
-            metadata = [LABEL_MAP, REJECTED_FILE, DATASET_INFO, FEATURES, HANDOFF_README, SUMMARY, state.MANIFEST]
-            moves = moves + [(paths.join(self._staging_dir, file_name), file_name) for file_name in metadata]
-            replaced = []  # a first run or --resplit replaces every shard file of the dataset there
-            if self._previous is None:
-                for name in sorted({self._name, *self._replacing}):
-                    replaced += storage.list_files(paths.join(self._output, f"{name}-*.tfrecord-*"))
-            state.publish(self._output, self._staging_dir, moves, deletes=replaced)  # manifest.json last
-            state.collect_garbage(self._output, manifest, extra_names=self._replacing)
+            moves = moves + [(paths.join(self._staging_dir, file_name), file_name) for file_name in metadata + [state.MANIFEST]]
+            if self._previous is None:  # a first run or --resplit replaces the dataset there
+                deletes, garbage = [paths.join(self._output, name) for name in self._replaces], []
+            else:
+                deletes, garbage = [], [paths.join(self._output, name) for name in state.superseded_names(self._previous, manifest)]
+            state.publish(self._output, self._staging_dir, moves, deletes=deletes, garbage=garbage)  # manifest.json last
         else:
             storage.remove_tree(self._staging_dir)
         storage.remove_empty_folder(self._staging_dir.rsplit("/", 1)[0])
@@ -236,24 +268,24 @@ class _PublishIncremental(_Publish):
 class Publish(beam.PTransform):
     """Side inputs in, the published summary out (one element)."""
 
-    def __init__(self, *, tallies, rejections, duplicate_groups, label_ids, num_shards, file_changes,
+    def __init__(self, *, tallies, rejection_parts, duplicate_groups, label_ids, num_shards, file_changes,
                  incremental=None, **settings):
         super().__init__()
-        self._inputs = (tallies, rejections, duplicate_groups, label_ids, num_shards)
+        self._inputs = (tallies, rejection_parts, duplicate_groups, label_ids, num_shards)
         self._file_changes = file_changes  # the writers' FileChange reports
-        self._incremental = incremental  # incremental runs: previous, run, seed, update_changed, lock_token, run_log
+        self._incremental = incremental  # incremental runs: previous, run, seed, update_changed, run_log
         self._settings = settings
 
     def expand(self, pbegin):
-        tallies, rejections, duplicate_groups, label_ids, num_shards = self._inputs
+        tallies, rejection_parts, duplicate_groups, label_ids, num_shards = self._inputs
         side_inputs = [
             beam.pvalue.AsDict(tallies),
-            beam.pvalue.AsList(rejections),
+            beam.pvalue.AsList(rejection_parts),
             beam.pvalue.AsList(duplicate_groups),
             beam.pvalue.AsSingleton(label_ids),
             beam.pvalue.AsSingleton(num_shards),
+            beam.pvalue.AsList(self._file_changes),
         ]
-        side_inputs.append(beam.pvalue.AsList(self._file_changes))
         if self._incremental is None:
             publish = _Publish(**self._settings)
         else:

@@ -299,12 +299,11 @@ def _hidden(relative: str) -> bool:
 
 def list_folder(folder: str) -> List[Tuple[str, str, int]]:
     """(path, path relative to `folder`, size) of every file below it, hidden folders left out."""
-    (result,) = FileSystems.match([paths.join(folder, "**")])
     listed = []
-    for metadata in result.metadata_list:
-        relative = paths.relative_to(folder, metadata.path)
+    for path, size in storage.matching_files([paths.join(storage.literal(folder), "**")]):
+        relative = paths.relative_to(folder, path)
         if relative is not None and not _hidden(relative):
-            listed.append((metadata.path, relative, metadata.size_in_bytes))
+            listed.append((path, relative, size))
     return sorted(listed)
 
 

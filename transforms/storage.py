@@ -27,6 +27,7 @@ import re
 import shutil
 import threading
 import time
+import warnings
 from typing import Callable, Iterator, List, Optional, Sequence, Tuple, TypeVar
 
 from apache_beam.io.filesystem import CompressionTypes, FileSystem
@@ -201,6 +202,38 @@ def write_bytes(path: str, data: bytes) -> None:
         handle.write(data)
 
 
+_GLOB_CHARACTER = re.compile(r"([*?[])")
+
+
+def literal(path: str) -> str:
+    """`path` as a pattern that matches only itself: a folder named `o[1]` or `o*` is that folder, never
+    `o1` or `o_other` beside it. Join it with a pattern for what lies below (`literal(folder) + "/*"`)."""
+    return _GLOB_CHARACTER.sub(r"[\1]", path)
+
+
+def _literal_prefix(pattern: str) -> Tuple[str, bool]:
+    """(the path a pattern's literal start names, whether the whole pattern is literal), with the
+    one-character classes `literal` makes (`[[]`, `[*]`, `[?]`, or any `[c]`) read as their character."""
+    prefix, index = [], 0
+    while index < len(pattern):
+        character = pattern[index]
+        if character == "[" and index + 2 < len(pattern) and pattern[index + 2] == "]" and pattern[index + 1] not in "!]":
+            prefix.append(pattern[index + 1])
+            index += 3
+        elif character in "*?[":
+            return "".join(prefix), False
+        else:
+            prefix.append(character)
+            index += 1
+    return "".join(prefix), True
+
+
+def _compiled(pattern: str):
+    with warnings.catch_warnings():  # `[[]` (a literal `[`) reads to re as a possible nested set: it is not
+        warnings.simplefilter("ignore", FutureWarning)
+        return re.compile(FileSystem.translate_pattern(pattern)).match
+
+
 def list_files(pattern: str) -> List[str]:
     """The paths a pattern matches, sorted (a small folder's: staged files, published shards)."""
     return with_retries(lambda: sorted(path for path, _ in matching_files([pattern])))
@@ -219,7 +252,7 @@ def matching_files(patterns: Sequence[str]) -> Iterator[Tuple[str, int]]:
     for pattern in patterns:
         if pattern.endswith("/"):
             pattern += "*"
-        matches = re.compile(FileSystem.translate_pattern(pattern)).match
+        matches = _compiled(pattern)
         for path, size in _listing(pattern, matches):
             if not any(matched(path) for matched in earlier):
                 yield path, size
@@ -227,11 +260,11 @@ def matching_files(patterns: Sequence[str]) -> Iterator[Tuple[str, int]]:
 
 
 def _listing(pattern: str, matches: Callable) -> Iterator[Tuple[str, int]]:
-    prefix = re.match(r"[^[*?]*", pattern).group(0)
-    filesystem = FileSystems.get_filesystem(pattern)
-    if prefix == pattern:  # no wildcard: one file or none
-        if filesystem.exists(pattern):
-            yield pattern, filesystem.metadata(pattern).size_in_bytes
+    prefix, whole = _literal_prefix(pattern)
+    filesystem = FileSystems.get_filesystem(prefix)
+    if whole:  # no wildcard: one file or none
+        if filesystem.exists(prefix):
+            yield prefix, filesystem.metadata(prefix).size_in_bytes
         return
     if is_local(pattern):
         deepest = None if "**" in pattern else pattern.count("/")
@@ -289,11 +322,24 @@ def remove_tree(folder: str) -> None:
     if is_local(folder):
         shutil.rmtree(folder, ignore_errors=True)
     else:
-        delete(list_files(folder.rstrip("/") + "/**"))
+        delete(list_files(literal(folder.rstrip("/")) + "/**"))
 
 
 def exists(path: str) -> bool:
     return os.path.exists(path) if is_local(path) else with_retries(lambda: FileSystems.exists(path))
+
+
+def size(path: str) -> Optional[int]:
+    """The file's size in bytes, or None when there is no such file."""
+    if is_local(path):
+        try:
+            return os.stat(path).st_size
+        except FileNotFoundError:
+            return None
+    filesystem = FileSystems.get_filesystem(path)
+    if not with_retries(lambda: filesystem.exists(path)):
+        return None
+    return with_retries(lambda: filesystem.metadata(path).size_in_bytes)
 
 
 def remove_empty_folder(folder: str) -> None:

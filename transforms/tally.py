@@ -26,7 +26,6 @@ TALLY = "tally"
 NAMESPACE = "od_tfrecords"
 
 Name = Union[str, Tuple[str, ...]]
-_REJECTED_ITEMS = {"annotation": "rejected_annotations", "image": "rejected_images", "box": "rejected_boxes"}
 
 
 def metric_name(name: Name) -> str:
@@ -73,22 +72,6 @@ class CountingDoFn(beam.DoFn):
             if self.emits_tallies:
                 yield beam.pvalue.TaggedOutput(TALLY, WindowedValue((name, n), window.max_timestamp(), [window]))
         self._counts = Counter()
-
-
-class CountRejections(CountingDoFn):
-    """Rejections pass through unchanged; counted as `rejected/<reason>` and `rejected_images` (`_boxes`, `_annotations`).
-
-    Rejections are data (rejected.jsonl, summary.json `rejections`); this only makes them visible as
-    counters while the job runs. Counts are summed per bundle, never logged per element.
-    """
-
-    emits_tallies = False  # the summary counts rejections from the data itself
-
-    def process(self, rejection):
-        self.count(("rejected", rejection.reason))
-        self.count(_REJECTED_ITEMS.get(rejection.item, f"rejected_{rejection.item}"))
-        self.count("boxes_on_rejected_items", rejection.boxes)
-        yield rejection
 
 
 def counters_from(metrics_result) -> Dict[str, int]:
