@@ -7,11 +7,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from tests import image_factory as make
 from transforms.images import (
     JPEG_SIGNATURE,
     PNG_SIGNATURE,
     ImageInfo,
     ImageProblem,
+    declared_size,
+    gif_canvas,
+    png_layout,
+    png_pixel_stream,
     probe_image,
     sniff_format,
 )
@@ -238,9 +243,90 @@ def test_raccoon_photo_with_exif_orientation_added_keeps_its_size(raccoon):
     assert probe_image(tagged) == ImageInfo("jpeg", size[0], size[1], 3, 8)
 
 
+# --- libpng's chunk rules, libjpeg's tolerance, and sizes from the headers of the converted formats ---
+
+
+@pytest.mark.parametrize(
+    "name, reason, words",
+    [
+        ("png_duplicate_ihdr", "image_corrupt", "second IHDR"),
+        ("png_bad_ihdr_crc", "image_corrupt", "IHDR chunk at byte 8 fails its CRC"),
+        ("png_bad_idat_crc", "image_corrupt", "IDAT chunk"),
+        ("png_bad_iend_crc", "image_corrupt", "IEND chunk"),
+        ("png_palette_without_plte", "image_corrupt", "no PLTE"),
+        ("png_palette_plte_after_idat", "image_corrupt", "no PLTE chunk before its image data"),
+        ("png_duplicate_plte", "image_corrupt", "second PLTE"),
+        ("png_text_before_ihdr", "image_corrupt", "first chunk is tEXt"),
+        ("png_no_idat", "image_corrupt", "no IDAT"),
+        ("png_unknown_critical_chunk", "image_corrupt", "unknown critical chunk ABCD"),
+        ("png_invalid_chunk_type", "image_corrupt", "invalid length or type"),
+        ("png_ihdr_14_bytes", "image_corrupt", "14 bytes"),
+        ("png_missing_iend", "image_truncated", "IEND"),
+        ("png_wider_than_libpng_allows", "image_too_large", "1000001x1"),
+    ],
+)
+def test_png_chunks_are_walked_by_libpngs_rules(name, reason, words):
+    problem = _problem(make.damaged_pngs()[name])
+    assert problem.reason == reason and words in problem.detail
+
+
+@pytest.mark.parametrize("name", ["png_bad_ancillary_crc", "png_rgb_plte_bad_length", "png_garbage_after_iend", "png_iend_with_data"])
+def test_what_libpng_only_warns_about_passes(name):
+    assert probe_image(make.damaged_pngs()[name]).format == "png"
+
+
+def test_the_pixel_stream_keeps_only_what_libpng_reads_for_pixels():
+    data = make.damaged_pngs()["png_bad_ancillary_crc"]
+    stream = png_pixel_stream(data, png_layout(data))
+    assert [kind for kind, _ in make.png_chunks(stream)] == [b"IHDR", b"IDAT", b"IEND"]
+    split = make.damaged_pngs()["png_idat_split_by_another_chunk"]
+    assert len(png_pixel_stream(split, png_layout(split))) < len(split) - 100  # the second IDAT run is left out
+
+
+def test_stray_bytes_before_a_jpeg_marker_are_skipped_as_libjpeg_skips_them():
+    data = _encode(Image.new("RGB", (9, 4)), "JPEG")
+    at = data.find(b"\xff\xdb")
+    assert probe_image(data[:at] + b"junk" + data[at:]) == ImageInfo("jpeg", 9, 4, 3, 1)
+
+
+def test_jpeg_over_tensorflows_decoded_size_limit_is_too_large():
+    data = bytearray(_encode(Image.new("RGB", (16, 16)), "JPEG"))
+    frame = data.find(b"\xff\xc0")
+    data[frame + 5 : frame + 9] = (9000).to_bytes(2, "big") + (20000).to_bytes(2, "big")  # 540 MB as RGB
+    assert _problem(bytes(data)).reason == "image_too_large"
+    data[frame + 7 : frame + 9] = (19000).to_bytes(2, "big")  # 513 MB: TensorFlow still decodes it
+    assert probe_image(bytes(data)).width == 19000
+
+
+@pytest.mark.parametrize(
+    "kind, data, size",
+    [
+        ("gif", make.gif_bomb(13000, 12000), (13000, 12000)),
+        ("gif", make.gif_bomb(5, 5, ((0, 0, 5, 5), (100, 50, 7, 9))), (107, 59)),
+        ("webp", make.webp_bomb(300, 200), (300, 200)),
+        ("webp", _encode(Image.new("RGB", (30, 20)), "WEBP", lossless=True), (30, 20)),  # VP8L
+        ("webp", _encode(Image.new("RGB", (30, 20)), "WEBP", quality=50), (30, 20)),  # VP8
+        ("bmp", make.bmp_bomb(20000, 30000), (20000, 30000)),
+        ("tiff", make.tiff_bomb(20000, 30000), (20000, 30000)),
+    ],
+)
+def test_declared_size_comes_from_the_headers(kind, data, size):
+    assert declared_size(data, kind) == size
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=200))
+def test_gif_walk_of_arbitrary_bytes_gives_a_size_or_image_problem(rest):
+    try:
+        width, height = gif_canvas(b"GIF89a" + rest)
+    except ImageProblem:
+        return
+    assert width >= 0 and height >= 0
+
+
 # --- properties: any bytes give an ImageInfo or an ImageProblem, nothing else ---------------------
 
-_REASONS = {"image_empty", "image_not_an_image", "image_unsupported_format", "image_truncated", "image_corrupt"}
+_REASONS = {"image_empty", "image_not_an_image", "image_unsupported_format", "image_truncated", "image_corrupt", "image_too_large"}
 
 
 def _check_probe(data: bytes):

@@ -16,7 +16,7 @@ from raccoon_records import raccoon_records
 from transforms.records import Feature, find_record_files, guess_split, is_record_file, parse_example, read_frames
 from transforms.verify_checks import check_boxes, check_example, check_image
 
-from image_factory import encode, gradient
+from image_factory import damaged_pngs, encode, gradient
 
 
 def tf_example(**features) -> tf.train.Example:
@@ -179,6 +179,52 @@ def test_images_are_decoded_not_trusted():
     tiff = encode(gradient(64, 48), "TIFF")
     findings, _ = check_image(good(**{"image/encoded": [tiff], "image/format": [b"tiff"], "image/key/sha256": None}))
     assert [f.kind for f in findings] == ["image_unsupported_format"]
+
+
+DAMAGED = damaged_pngs()
+
+
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        ("png_duplicate_ihdr", ["image_undecodable"]),  # Pillow decodes these three; decode_png refuses them
+        ("png_bad_idat_crc", ["image_undecodable"]),
+        ("png_palette_without_plte", ["image_undecodable"]),
+        ("png_bad_ancillary_crc", []),  # Pillow refuses it; libpng drops the chunk and decodes the image
+        ("png_rgb_plte_bad_length", []),
+    ],
+)
+def test_images_are_judged_by_tensorflows_decoders_rules(name, expected):
+    import tensorflow as tf
+
+    data = DAMAGED[name]
+    decodes = True
+    try:
+        tf.io.decode_image(data, expand_animations=False)
+    except tf.errors.OpError:
+        decodes = False
+    assert decodes == (expected == [])
+    features = good(**{"image/encoded": [data], "image/key/sha256": None, "image/width": [64], "image/height": [48]})
+    findings, _ = check_image(features)
+    assert [f.kind for f in findings] == expected
+
+
+def test_verify_flags_a_record_that_tensorflow_cannot_decode(tmp_path, capsys):
+    """A PNG with two IHDR chunks: Pillow decodes it, tf.io.decode_png stops training on it."""
+    data = DAMAGED["png_duplicate_ihdr"]
+    record = tf_example(**{
+        "image/encoded": [data], "image/format": [b"png"], "image/width": [64], "image/height": [48],
+        "image/filename": [b"a.png"], "image/source_id": [b"a.png"],
+        "image/key/sha256": [hashlib.sha256(data).hexdigest().encode()],
+        "image/object/bbox/xmin": [0.1], "image/object/bbox/ymin": [0.6], "image/object/bbox/xmax": [0.4],
+        "image/object/bbox/ymax": [0.9], "image/object/class/text": [b"cat"], "image/object/class/label": [1],
+    })
+    tf_record_file(tmp_path / "d-train.tfrecord-00000-of-00001", [record.SerializeToString()])
+    (tmp_path / "label_map.pbtxt").write_text("item {\n  id: 1\n  name: 'cat'\n}\n")
+    assert main(["verify", str(tmp_path), "--json"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert set(report["problems"]) == {"image_undecodable"}
+    assert "second IHDR" in report["problems"]["image_undecodable"]["examples"][0]["detail"]
 
 
 def test_a_swap_that_leaves_boxes_valid_is_not_claimed():

@@ -16,6 +16,8 @@ from typing import Dict, Iterable, List, Mapping, NamedTuple, Optional, Tuple
 
 from PIL import Image
 
+from transforms.image_prep import decode_like_tensorflow
+from transforms.images import ImageProblem, sniff_format
 from transforms.records import BOX_KEYS, Feature, split_order
 
 ERROR, NOTE = "error", "note"
@@ -28,7 +30,7 @@ PROBLEMS: Dict[str, Tuple[str, str]] = {
     "key_missing": (ERROR, "a key the OD API decoders need is absent"),
     "key_mistyped": (ERROR, "a key holds the wrong list type (e.g. height as float), which fails parsing"),
     "image_empty": (ERROR, "image/encoded holds no bytes"),
-    "image_undecodable": (ERROR, "image/encoded does not decode"),
+    "image_undecodable": (ERROR, "image/encoded does not decode by the rules of TensorFlow's decoders (libpng, libjpeg-turbo)"),
     "image_unsupported_format": (ERROR, "an image format TensorFlow's decode_image cannot read"),
     "size_mismatch": (ERROR, "image/width or image/height disagrees with the decoded image"),
     "box_not_finite": (ERROR, "a box coordinate is NaN or infinite"),
@@ -138,9 +140,18 @@ def check_image(features: Mapping[str, Feature]) -> Tuple[List[Finding], Optiona
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(encoded)) as image:
-                actual_format, (width, height) = image.format, image.size
-                image.load()  # raw pixels, EXIF ignored: what TensorFlow's decoders give the model
+            if sniff_format(encoded) in ("jpeg", "png"):
+                # libpng's and libjpeg-turbo's rules (TensorFlow's decoders), which Pillow alone does not apply:
+                # Pillow decodes a PNG with two IHDR chunks or a bad IDAT CRC that decode_png refuses.
+                info = decode_like_tensorflow(encoded)
+                actual_format, (width, height) = info.format.upper(), (info.width, info.height)
+            else:
+                with Image.open(io.BytesIO(encoded)) as image:
+                    actual_format, (width, height) = image.format, image.size
+                    image.load()  # raw pixels, EXIF ignored: what TensorFlow's decoders give the model
+    except ImageProblem as problem:
+        kind = "image_unsupported_format" if problem.reason == "image_unsupported_format" else "image_undecodable"
+        return findings + [Finding(kind, f"{problem.reason}: {problem.detail}")], sha256
     except Exception as error:  # Pillow raises many kinds; any of them means the model never sees this image
         return findings + [Finding("image_undecodable", f"{type(error).__name__}: {error}")], sha256
     if actual_format not in _TF_DECODABLE:
