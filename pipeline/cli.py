@@ -7,6 +7,7 @@ import errno
 import gc
 import json
 import logging
+import os
 import re
 import shutil
 import sys
@@ -195,9 +196,9 @@ def _output_taken(job, local: bool):
         publication = Publication(new_staging_dir(job.output), tuple(replaces), None if local else token)
         yield job, publication
     except Exception as error:
+        failure = _failure_line(error, job.output)  # before the clean-up frees what the full disk holds
         if local and publication is not None:
             _clean_up_failed_run(job.output, publication.staging_dir)
-        failure = _failure_line(error, job.output)
         if failure is None:
             raise
         raise RunFailed(failure) from None
@@ -240,22 +241,42 @@ def _failure_line(error: BaseException, output: str) -> Optional[str]:
 
     text = str(error)
     if PUBLISH_FAILED in text:
-        return PUBLISH_FAILED + text.split(PUBLISH_FAILED, 1)[1].splitlines()[0].strip().rstrip("'\"")
+        return PUBLISH_FAILED + text.rsplit(PUBLISH_FAILED, 1)[1].splitlines()[0].split(" [while running")[0].strip()
     for match in _OS_ERROR.finditer(text):
         code, path = int(match.group(1)), match.group(3) or ""
         if code not in _OS_ADVICE:
             continue
         what = _OS_ADVICE[code]
         temp = tempfile.gettempdir()
-        if path.startswith(output.rstrip("/") + "/") or path == output:
+        path = path or _full_folder(output, temp) or ""  # a failed write() names no file
+        if _inside(path, output):
             where, hint = f"--output {output}", "free space there or choose another --output"
-        elif path.startswith(temp.rstrip("/") + "/"):
+        elif _inside(path, temp):
             where, hint = f"the temporary folder {temp} (TMPDIR)", "free space there or set TMPDIR to a folder with room"
         else:
             where, hint = path or "a folder the run writes", "free space there or choose other folders"
         if code in (errno.EROFS, errno.EACCES):
             hint = "give a writable --output" if where.startswith("--output") else "set TMPDIR to a writable folder" if "TMPDIR" in where else "make it writable"
         return f"{what} in {where} (writing {path}): {hint}; nothing was published, the previous dataset is unchanged"
+    return None
+
+
+def _inside(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip("/") + "/")
+
+
+def _full_folder(output: str, temp: str) -> Optional[str]:
+    """Of the folders a local run writes (the output, the temporary folder), the one whose disk is full."""
+    for folder in (output, temp):
+        existing = folder
+        while "://" not in existing and not os.path.exists(existing) and existing not in ("", "/"):
+            existing = os.path.dirname(existing)
+        try:
+            disk = os.statvfs(existing)
+        except (OSError, ValueError):
+            continue
+        if disk.f_bavail * disk.f_frsize < 4 * 1024 * 1024:
+            return folder
     return None
 
 
@@ -275,6 +296,9 @@ def _run_reader(args: argparse.Namespace) -> int:
 
 def main(argv: Optional[List[str]] = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    # A failing step is logged there with its traceback before the run raises it; the command says it in one
+    # line (or shows the traceback of what it cannot explain).
+    logging.getLogger("apache_beam.runners.common").setLevel(logging.CRITICAL)
     try:
         parser = _build_parser()
         args, extra = parser.parse_known_args(argv)

@@ -12,6 +12,7 @@ from typing import Dict, List, Optional, Tuple
 
 from pipeline.errors import UsageError
 from transforms import storage
+from transforms.manifest import journal_path
 from transforms.label_map import LabelMapError, parse_label_map
 from transforms.records import (
     BOX_KEYS,
@@ -76,6 +77,8 @@ def verify_folder(output: str, label_map_path: Optional[str] = None) -> Tuple[Re
     report = Report(label_map)
     if problem:
         report.add(Finding("label_map_invalid", problem), None)
+    if not os.path.isfile(output) and storage.exists(journal_path(output)):
+        report.add(Finding("publish_interrupted", f"{journal_path(output)} lists moves not yet done"), None)
     for record_file in files:
         report.files += 1
         where = Where(record_file.relative, None, record_file.split)

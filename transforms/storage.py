@@ -313,8 +313,17 @@ def move(sources: Sequence[str], destinations: Sequence[str]) -> None:
 
 
 def delete(paths: Sequence[str]) -> None:
-    if paths:
-        FileSystems.delete(list(paths))
+    """Delete these files, each path taken literally (Beam's FileSystems.delete reads a local or gs:// path
+    as a pattern: deleting `o*/a` would delete `o_other/a`)."""
+    for path in paths:
+        if is_local(path):
+            os.remove(path)
+        elif is_gcs(path):
+            bucket, name = split_gcs_path(path)
+            blob = gcs_client().bucket(bucket).blob(name)
+            with_retries(lambda: blob.delete(retry=None))
+        else:
+            FileSystems.delete([path])
 
 
 def remove_tree(folder: str) -> None:

@@ -41,6 +41,8 @@ PROBLEMS: Dict[str, Tuple[str, str]] = {
     "label_not_in_map": (ERROR, "image/object/class/label is not an id of the label map (0 is background)"),
     "label_text_mismatch": (ERROR, "image/object/class/text is not the label map's name for the label"),
     "label_map_invalid": (ERROR, "the label map found beside the records does not parse"),
+    "publish_interrupted": (ERROR, "a run was stopped while it published: files of two datasets may be mixed until "
+                                   "the next convert into this folder finishes the publish"),
     "label_text_inconsistent": (ERROR, "one label id comes with different class texts across records"),
     "sha256_mismatch": (ERROR, "image/key/sha256 is not the sha256 of image/encoded"),
     "image_duplicate_across_splits": (ERROR, "byte-identical images in more than one split: an evaluation leak"),
