@@ -1,16 +1,18 @@
 """The progress line of a local run: images parsed, then written, with images/s and the time left."""
 from __future__ import annotations
 
+import os
 import shutil
 import sys
-import tempfile
 import threading
 import time
 from typing import Optional, TextIO
 
 from transforms.progress import read_progress
+from transforms.spill import new_held_folder
 
 EVERY_SECONDS = 5.0
+FOLDER_PREFIX = "od-tfrecords-progress-"
 
 
 def format_progress(counts: dict, written_per_second: Optional[float]) -> str:
@@ -33,11 +35,14 @@ def _duration(seconds: float) -> str:
 class ProgressLine:
     """A thread that prints the workers' progress notes every few seconds while the run lasts.
 
-    The workers write their notes into `folder`, a temporary folder removed at the end.
+    The workers write their notes into `folder`, a temporary folder removed at the end. A run killed
+    outright cannot remove it, so the folder is held as the spill folder is (transforms/spill.py): an
+    flock on its owner file, released by the kernel when the run's last process exits, and a new
+    progress line first removes the folders nobody holds.
     """
 
     def __init__(self, stream: TextIO = sys.stderr, every: float = EVERY_SECONDS):
-        self.folder = tempfile.mkdtemp(prefix="od-tfrecords-progress-")
+        self.folder, self._owner = new_held_folder(FOLDER_PREFIX)
         self._stream = stream
         self._every = every
         self._stop = threading.Event()
@@ -51,6 +56,7 @@ class ProgressLine:
         self._stop.set()
         self._thread.join()
         shutil.rmtree(self.folder, ignore_errors=True)
+        os.close(self._owner)
 
     def _run(self) -> None:
         first_written = None  # (time, count) when writing was first seen: the rate excludes the parse

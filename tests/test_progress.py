@@ -50,3 +50,60 @@ def test_the_line_is_printed_while_workers_note_progress():
     lines = stream.getvalue().splitlines()
     assert "progress: 10 images parsed" in lines
     assert any(line.startswith("progress: 5 of 10 images written (50%)") for line in lines)
+
+
+def _progress_folder_in_child(others=()):
+    """(pid, folder, release pipe) of a forked child that made a ProgressLine's folder and then waits: it
+    exits when the pipe is closed, or is killed, without removing the folder. `others`: the release pipes
+    of children made before, which this child must not keep open."""
+    import os
+
+    folder_read, folder_write = os.pipe()
+    release_read, release_write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: makes the folder, says where, then waits to be released or killed
+        try:
+            os.close(folder_read)
+            for descriptor in (release_write, *others):
+                os.close(descriptor)
+            line = ProgressLine(stream=io.StringIO())
+            os.write(folder_write, line.folder.encode())
+            os.close(folder_write)
+            os.read(release_read, 1)
+        finally:
+            os._exit(0)  # never returns into the test runner; the folder is not removed
+    os.close(folder_write)
+    os.close(release_read)
+    with os.fdopen(folder_read, "rb") as pipe:
+        folder = pipe.read().decode()
+    return pid, folder, release_write
+
+
+def test_a_new_line_removes_the_folders_of_runs_gone_and_keeps_those_of_living_ones(tmp_path, monkeypatch):
+    import os
+    import signal
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    # All three are made while the others live: each new line would otherwise remove the folders of those gone.
+    exited_pid, exited, exited_release = _progress_folder_in_child()
+    killed_pid, killed, killed_release = _progress_folder_in_child([exited_release])
+    living_pid, living, living_release = _progress_folder_in_child([exited_release, killed_release])
+    try:
+        os.close(exited_release)  # the child reads end-of-file and exits
+        os.waitpid(exited_pid, 0)
+        os.kill(killed_pid, signal.SIGKILL)
+        os.waitpid(killed_pid, 0)
+        os.close(killed_release)
+        for folder in (exited, killed, living):
+            assert os.path.dirname(folder) == str(tmp_path) and os.path.isdir(folder)
+        with ProgressLine(stream=io.StringIO(), every=60) as line:
+            assert not os.path.exists(exited) and not os.path.exists(killed)
+            assert os.path.isdir(living)  # its process still runs
+            assert os.path.isdir(line.folder)
+        assert not os.path.exists(line.folder)  # a line that ends removes its own folder
+    finally:
+        os.close(living_release)
+        os.waitpid(living_pid, 0)
+    with ProgressLine(stream=io.StringIO(), every=60):
+        assert not os.path.exists(living)  # once its process has exited

@@ -46,14 +46,23 @@ def new_folder() -> str:
     run exits: unlike a process id, it cannot be mistaken for another process's, nor missed across
     containers that share the folder.
     """
+    return new_held_folder(FOLDER_PREFIX)[0]
+
+
+def new_held_folder(prefix: str) -> Tuple[str, int]:
+    """(folder, descriptor): a new folder named prefix... in $TMPDIR, held through the descriptor's flock on
+    its owner file, after removing the folders of that prefix that no living process holds.
+
+    The hold lasts until the descriptor is closed in this process and in every process forked from it.
+    """
     parent = tempfile.gettempdir()
     for name in os.listdir(parent):
-        if name.startswith(FOLDER_PREFIX) and not _held(os.path.join(parent, name, OWNER)):
+        if name.startswith(prefix) and not _held(os.path.join(parent, name, OWNER)):
             shutil.rmtree(os.path.join(parent, name), ignore_errors=True)
-    folder = tempfile.mkdtemp(prefix=FOLDER_PREFIX)
+    folder = tempfile.mkdtemp(prefix=prefix)
     owner = os.open(os.path.join(folder, OWNER), os.O_WRONLY | os.O_CREAT, 0o600)
     fcntl.flock(owner, fcntl.LOCK_EX)  # held until this process and the workers it forks have exited
-    return folder
+    return folder, owner
 
 
 def _held(owner: str) -> bool:
