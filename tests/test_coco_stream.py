@@ -1,7 +1,8 @@
 """COCO's streaming parse by parts (transforms/formats/coco.py `parse_part`, `parse_annotation_part`).
 
-The oracle is the pre-streaming parser (json.loads of the whole file), kept here verbatim in logic:
-for any document, the union over parts of `parse_part` is exactly what it gives, each item once.
+The oracle is the pre-streaming parser (json.loads of the whole file), kept here verbatim in logic
+(plus the refusal of duplicate ids): for any document, the union over parts of `parse_part` is exactly
+what it gives, each item once.
 """
 from __future__ import annotations
 
@@ -34,10 +35,15 @@ def _oracle(source, data):
         if not isinstance(document.get(section) or [], list):
             yield Rejection(source, "coco_invalid", f"`{section}` is not a list", ITEM_ANNOTATION)
             return
-    categories = {}
+    categories = defaultdict(list)  # id -> its distinct names
     for category in document.get("categories") or []:
         if isinstance(category, dict) and isinstance(category.get("name"), str):
-            categories[coco._id(category.get("id"))] = category["name"]
+            if category["name"] not in categories[coco._id(category.get("id"))]:
+                categories[coco._id(category.get("id"))].append(category["name"])
+    entries = defaultdict(list)  # image id -> the indexes of the images that have it
+    for index, image in enumerate(document["images"]):
+        if isinstance(image, dict) and coco._id(image.get("id")) is not None:
+            entries[coco._id(image.get("id"))].append(index)
     boxes_by_image = defaultdict(list)
     keypoints = 0
     known_images = {coco._id(image.get("id")) for image in document["images"] if isinstance(image, dict)}
@@ -51,8 +57,14 @@ def _oracle(source, data):
             yield Rejection(source, "box_unknown_image", f"{where}: image_id {annotation.get('image_id')!r} is not in `images`", ITEM_BOX)
             continue
         category_id = coco._id(annotation.get("category_id"))
-        if category_id is None or category_id not in categories:
+        if category_id is None or not categories.get(category_id):
             yield Rejection(source, "box_unknown_class", f"{where}: category_id {annotation.get('category_id')!r} is not in `categories`", ITEM_BOX)
+            continue
+        names = categories[category_id]
+        if len(names) > 1:
+            shown = ", ".join(map(repr, names[:3])) + (", ..." if len(names) > 3 else "")
+            detail = f"{where}: category_id {annotation.get('category_id')!r} is declared with {len(names)} names ({shown})"
+            yield Rejection(source, "coco_duplicate_id", detail, ITEM_BOX)
             continue
         fields = coco._box_fields(annotation)
         if fields is None:
@@ -60,7 +72,7 @@ def _oracle(source, data):
             continue
         x1, y1, x2, y2, crowd, area, segmentation = fields
         boxes_by_image[image_id].append(
-            Box(categories[category_id], x1, y1, x2, y2, is_crowd=crowd, area=area, segmentation=segmentation)
+            Box(names[0], x1, y1, x2, y2, is_crowd=crowd, area=area, segmentation=segmentation)
         )
         if annotation.get("keypoints"):
             keypoints += 1
@@ -68,15 +80,24 @@ def _oracle(source, data):
         yield Ignored("coco_keypoints", keypoints)
     for index, image in enumerate(document["images"]):
         file_name = image.get("file_name") if isinstance(image, dict) else None
+        image_id = coco._id(image.get("id")) if isinstance(image, dict) else None
+        if image_id is not None and len(entries[image_id]) > 1:
+            shared = entries[image_id]
+            listed = ", ".join(map(str, shared[:5])) + (", ..." if len(shared) > 5 else "")
+            detail = (f"image {index}: id {image_id!r} is the id of {len(shared)} images ({listed}), whose boxes "
+                      f"cannot be told apart (counted on image {shared[0]}); "
+                      f"file_name {file_name if isinstance(file_name, str) and file_name else None!r}")
+            lost = len(boxes_by_image.get(image_id, ())) if index == shared[0] else 0
+            yield Rejection(source, "coco_duplicate_id", detail, ITEM_ANNOTATION, lost)
+            continue
         if not isinstance(file_name, str) or not file_name:
-            image_id = coco._id(image.get("id")) if isinstance(image, dict) else None
             lost = len(boxes_by_image.get(image_id, ())) if image_id is not None else 0
             yield Rejection(source, "coco_invalid", f"image {index} has no file_name", ITEM_ANNOTATION, lost)
             continue
         width, height = coco._positive_int(image.get("width")), coco._positive_int(image.get("height"))
         yield ImageRecord(
             key=file_name, source=source, source_id=str(image.get("id", "")),
-            boxes=tuple(boxes_by_image.get(coco._id(image.get("id")), ())),
+            boxes=tuple(boxes_by_image.get(image_id, ())),
             annotated_size=(width, height) if width and height else None,
         )
 
@@ -133,7 +154,12 @@ _STRING_IDS = st.fixed_dictionaries(
             ) | _ANNOTATION_WITH_KEYPOINTS | st.integers(),
             max_size=12,
         ),
-        "categories": st.just([{"id": 1, "name": "dog"}, {"id": "1", "name": "cat"}]),
+        "categories": st.sampled_from([
+            [{"id": 1, "name": "dog"}, {"id": "1", "name": "cat"}],
+            [{"id": 1, "name": "dog"}, {"id": 1, "name": "dog"}, {"id": "1", "name": "cat"}],  # twice, one name
+            [{"id": 1, "name": "dog"}, {"id": "1", "name": "cat"}, {"id": 1, "name": "cow"}],  # two names
+            [{"id": 7, "name": n} for n in ("a", "b", "c", "d", "a")] + [{"id": 1, "name": "dog"}],
+        ]),
     }
 )
 _ANY_COCO = st.one_of(_COCO, _STRING_IDS)

@@ -306,6 +306,90 @@ def test_coco_string_ids_match_each_other():
     ]
 
 
+def test_coco_images_sharing_an_id_are_all_rejected_with_their_boxes_counted_once():
+    document = _coco_document(
+        images=[
+            {"id": 1, "file_name": "a.jpg"},
+            {"id": 2, "file_name": "b.jpg"},
+            {"id": 1, "file_name": "c.jpg"},  # id 1 again: a's boxes would land on c
+            {"id": "1", "file_name": "d.jpg"},  # "1" is not 1
+        ],
+        annotations=[
+            {"id": 10, "image_id": 1, "category_id": 1, "bbox": [1, 1, 1, 1]},
+            {"id": 11, "image_id": 1, "category_id": 18, "bbox": [1, 1, 1, 1]},
+            {"id": 12, "image_id": 1, "category_id": 99, "bbox": [1, 1, 1, 1]},  # rejected on its own
+            {"id": 13, "image_id": 2, "category_id": 1, "bbox": [1, 1, 1, 1]},
+        ],
+    )
+    items = list(coco.parse(COCO_SOURCE, document))
+    assert [item.reason for item in items if isinstance(item, Rejection)] == [
+        "box_unknown_class", "coco_duplicate_id", "coco_duplicate_id"
+    ]
+    first, second = [item for item in items if isinstance(item, Rejection) and item.reason == "coco_duplicate_id"]
+    assert (first.item, first.boxes, second.item, second.boxes) == (ITEM_ANNOTATION, 2, ITEM_ANNOTATION, 0)
+    assert first.detail == ("image 0: id 1 is the id of 2 images (0, 2), whose boxes cannot be told apart "
+                            "(counted on image 0); file_name 'a.jpg'")
+    assert second.detail.startswith("image 2: id 1 is the id of 2 images (0, 2)") and "'c.jpg'" in second.detail
+    assert [(r.key, len(r.boxes)) for r in items if isinstance(r, ImageRecord)] == [("b.jpg", 1), ("d.jpg", 0)]
+
+
+def test_coco_a_category_id_with_two_names_rejects_its_boxes_and_one_name_twice_is_harmless():
+    document = _coco_document(
+        categories=[
+            {"id": 1, "name": "person"},
+            {"id": 18, "name": "dog"},
+            {"id": 1, "name": "rider"},  # boxes of 1 would all become riders
+            {"id": 18, "name": "dog"},  # the same category, listed twice
+        ],
+    )
+    items = list(coco.parse(COCO_SOURCE, document))
+    rejections = [item for item in items if isinstance(item, Rejection)]
+    assert rejections == [
+        Rejection(COCO_SOURCE, "coco_duplicate_id",
+                  f"annotation {n}: category_id 1 is declared with 2 names ('person', 'rider')", ITEM_BOX)
+        for n in (11, 12)
+    ]
+    assert [[box.label for box in r.boxes] for r in items if isinstance(r, ImageRecord)] == [["dog"], [], []]
+
+
+@st.composite
+def _coco_with_repeated_ids(draw):
+    """Well-formed COCO whose image and category ids repeat often."""
+    images = [{"id": draw(st.integers(1, 4)), "file_name": f"img/{index}.jpg"} for index in range(draw(st.integers(1, 6)))]
+    categories = [{"id": draw(st.integers(1, 3)), "name": draw(st.sampled_from(["dog", "cat"]))}
+                  for _ in range(draw(st.integers(1, 4)))]
+    annotations = [
+        {"id": index, "image_id": draw(st.integers(1, 4)), "category_id": draw(st.integers(1, 3)), "bbox": [1, 2, 3, 4]}
+        for index in range(draw(st.integers(0, 8)))
+    ]
+    return {"images": images, "annotations": annotations, "categories": categories}
+
+
+@settings(max_examples=200, deadline=None)
+@given(_coco_with_repeated_ids())
+def test_coco_ids_given_twice_never_mislabel_and_every_box_is_counted_once(document):
+    items = list(coco.parse(COCO_SOURCE, json.dumps(document).encode()))
+    image_ids = [image["id"] for image in document["images"]]
+    names = {}
+    for category in document["categories"]:
+        names.setdefault(category["id"], set()).add(category["name"])
+    records = {item.key: item for item in items if isinstance(item, ImageRecord)}
+    refused = {item.detail.split(":")[0] for item in items if isinstance(item, Rejection) and item.item == ITEM_ANNOTATION}
+    for index, image in enumerate(document["images"]):
+        shared = image_ids.count(image["id"]) > 1
+        assert (image["file_name"] not in records) == shared
+        assert (f"image {index}" in refused) == shared
+        if not shared:  # exactly its own boxes, each with the one name of its category
+            expected = sorted(next(iter(names[a["category_id"]])) for a in document["annotations"]
+                              if a["image_id"] == image["id"] and len(names.get(a["category_id"], ())) == 1)
+            assert sorted(box.label for box in records[image["file_name"]].boxes) == expected
+    box_rejections = [item for item in items if isinstance(item, Rejection) and item.item == ITEM_BOX]
+    assert all(r.reason == "coco_duplicate_id" for r in box_rejections if "is declared with" in r.detail)
+    counted = sum(len(r.boxes) for r in records.values()) + len(box_rejections) + sum(
+        item.boxes for item in items if isinstance(item, Rejection) and item.item == ITEM_ANNOTATION)
+    assert counted == len(document["annotations"])
+
+
 @pytest.mark.parametrize(
     "bbox", [[1, 2, 3], [1, 2, 3, 4, 5], "1,2,3,4", [1, "2", 3, 4], [1, 2, None, 4], [True, 2, 3, 4], None]
 )

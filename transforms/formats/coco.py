@@ -1,4 +1,11 @@
-"""COCO object-detection JSON: one file lists every image, category and box of a split."""
+"""COCO object-detection JSON: one file lists every image, category and box of a split.
+
+Ids are what tie boxes to images and names to boxes, so an id given twice is never guessed at
+(`coco_duplicate_id`): every `images` entry sharing an id is rejected, with the boxes of that id counted
+once, on the first of them (they would land on whichever image came last); a box whose category id is
+declared with two different names is rejected (it would take the last name). A category declared
+twice with the same name is the same category, and its boxes are kept.
+"""
 from __future__ import annotations
 
 import codecs
@@ -134,7 +141,7 @@ class _Document:
         self.kinds: Dict[str, str] = {}  # section -> "list", "empty" (a falsy non-list) or "invalid"
         self.images: List[tuple] = []  # this part's images, as _image gives them
         self.annotations: List[Any] = []  # this part's annotations, as _annotation gives them
-        self.categories: Dict[Any, str] = {}
+        self.categories: Dict[Any, List[str]] = {}  # category id -> its distinct names, in order
         self.source = ""
 
     def read(self, source: str, stream: BinaryIO) -> Optional[Rejection]:
@@ -183,7 +190,9 @@ class _Document:
         self.categories = {}
         for category in reader.elements():
             if isinstance(category, dict) and isinstance(category.get("name"), str):
-                self.categories[_id(category.get("id"))] = category["name"]
+                names = self.categories.setdefault(_id(category.get("id")), [])
+                if category["name"] not in names:
+                    names.append(category["name"])
 
     def results(self, source: str) -> Iterator[Parsed]:
         if not self.is_object or self.kinds.get("images") != "list":
@@ -210,7 +219,11 @@ class _Document:
             keypoints += has_keypoints
         if keypoints:
             yield Ignored("coco_keypoints", keypoints)
+        shared = _shared_ids(self.images)
         for index, image_id, file_name, source_id, size in self.images:
+            if image_id in shared:
+                yield _shared_id(source, index, image_id, file_name, shared[image_id], boxes_by_image)
+                continue
             if file_name is None:
                 lost = len(boxes_by_image.get(image_id, ())) if image_id not in (None, _NOT_AN_OBJECT) else 0
                 yield Rejection(source, "coco_invalid", f"image {index} has no file_name", ITEM_ANNOTATION, lost)
@@ -225,6 +238,28 @@ class _Document:
 
 
 _NOT_AN_OBJECT = object()  # the id of an `images` entry that is not an object: it is no known image
+
+
+def _shared_ids(images: List[tuple]) -> Dict[Any, List[int]]:
+    """The ids given to more than one `images` entry, each with the indexes of its entries.
+
+    An image id is in one part (`part_of`), so each part finds every entry of the ids it holds.
+    """
+    indexes: Dict[Any, List[int]] = defaultdict(list)
+    for index, image_id, *_ in images:
+        if image_id is not None and image_id is not _NOT_AN_OBJECT:  # ids no annotation can name
+            indexes[image_id].append(index)
+    return {image_id: found for image_id, found in indexes.items() if len(found) > 1}
+
+
+def _shared_id(source: str, index: int, image_id: Any, file_name: Optional[str], entries: List[int],
+               boxes_by_image: Dict[Any, List[Box]]) -> Rejection:
+    """The rejection of an `images` entry whose id another entry has too; the first carries the id's boxes."""
+    listed = ", ".join(map(str, entries[:5])) + (", ..." if len(entries) > 5 else "")
+    detail = (f"image {index}: id {image_id!r} is the id of {len(entries)} images ({listed}), whose boxes "
+              f"cannot be told apart (counted on image {entries[0]}); file_name {file_name!r}")
+    boxes = len(boxes_by_image.get(image_id, ())) if index == entries[0] else 0
+    return Rejection(source, "coco_duplicate_id", detail, ITEM_ANNOTATION, boxes)
 
 
 def _image(index: int, image: Any) -> tuple:
@@ -254,7 +289,7 @@ def _annotation(source: str, index: int, annotation: Any) -> Any:
     )
 
 
-def _resolve(source: str, pending: Any, known_images: set, categories: Dict[Any, str]):
+def _resolve(source: str, pending: Any, known_images: set, categories: Dict[Any, List[str]]):
     """(image id, box, has keypoints) of a read annotation, or the rejection of it."""
     if isinstance(pending, Rejection):
         return pending
@@ -265,10 +300,15 @@ def _resolve(source: str, pending: Any, known_images: set, categories: Dict[Any,
     category_id = _id(raw_category_id)
     if category_id is None or category_id not in categories:
         return Rejection(source, "box_unknown_class", f"{where}: category_id {raw_category_id!r} is not in `categories`", ITEM_BOX)
+    names = categories[category_id]
+    if len(names) > 1:
+        shown = ", ".join(map(repr, names[:3])) + (", ..." if len(names) > 3 else "")
+        detail = f"{where}: category_id {raw_category_id!r} is declared with {len(names)} names ({shown})"
+        return Rejection(source, "coco_duplicate_id", detail, ITEM_BOX)
     if fields is None:
         return Rejection(source, "box_malformed", f"{where}: bbox {bbox!r} is not [x, y, w, h]", ITEM_BOX)
     xmin, ymin, xmax, ymax, is_crowd, area, segmentation = fields
-    box = Box(categories[category_id], xmin, ymin, xmax, ymax, is_crowd=is_crowd, area=area, segmentation=segmentation)
+    box = Box(names[0], xmin, ymin, xmax, ymax, is_crowd=is_crowd, area=area, segmentation=segmentation)
     return image_id, box, has_keypoints
 
 
