@@ -1,4 +1,15 @@
-"""Finding and parsing annotation files, and listing the image files they may name."""
+"""Finding and parsing annotation files, and listing the image files they may name.
+
+Image files are read only from inside --images, links included: a local image's path is resolved
+(os.path.realpath: every symbolic link on it, the file's own and its folders') and must land inside the
+resolved --images folder, else it is rejected (`path_outside_images`) before anything is opened, so no
+byte of a file elsewhere is ever read or quoted. A link that stays inside (`a.jpg -> sub/b.jpg`) is
+read. The resolved path is then opened with O_NOFOLLOW, so a last component swapped for a link after
+the check fails to open; a folder on the path swapped for a link in that instant is not caught: that
+takes someone writing to --images during the run. Hard links cannot be told from the file they name.
+gs:// has no links. Annotation and config files (`read_file`) are not under --images and are read as
+the user named them.
+"""
 from __future__ import annotations
 
 import math
@@ -38,9 +49,13 @@ def read_file(path: str, limit: int = -1) -> bytes:
     """
     if not storage.is_local(path):
         return storage.read_bytes(path, limit)  # gs://: one GET per file, a client per worker, retries
+    return _read_local(path, limit)
+
+
+def _read_local(path: str, limit: int = -1, flags: int = 0) -> bytes:
     # O_NONBLOCK: opening a named pipe must not wait for a writer. One open and one fstat per file, not
     # Beam's filesystem lookup: this runs once per annotation file and once per image.
-    descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | flags)
     with open(descriptor, "rb", buffering=0) as handle:
         if not stat.S_ISREG(os.fstat(descriptor).st_mode):
             raise OSError(f"{path} is not a regular file")
@@ -50,15 +65,28 @@ def read_file(path: str, limit: int = -1) -> bytes:
 def read_record_image(record: ImageRecord) -> bytes:
     """The bytes of a record's image: its file under --images, or the copy its annotation file embeds.
 
-    Raises ImageProblem("image_missing") when an annotation embeds no image after all; OSError and
-    filesystem errors when the file cannot be read.
+    Raises ImageProblem("path_outside_images") when a link leads the file out of --images (see the
+    module's docstring), ImageProblem("image_missing") when an annotation embeds no image after all;
+    OSError and filesystem errors when the file cannot be read.
     """
     if not record.embedded_format:
-        return read_file(paths.join(record.images_root, record.key))
+        return read_image_file(record.images_root, record.key)
     embedded = FORMATS[record.embedded_format].embedded_image(read_file(record.source))
     if embedded is None:
         raise ImageProblem("image_missing", f"{record.key} is not under --images, nor embedded in the annotation")
     return embedded
+
+
+def read_image_file(images_root: str, key: str) -> bytes:
+    """The bytes of the image file `key` (a normalized path relative to --images), never of a file outside it."""
+    path = paths.join(images_root, key)
+    if not storage.is_local(path):
+        return read_file(path)
+    root, resolved = os.path.realpath(images_root), os.path.realpath(path)
+    if os.path.commonpath((root, resolved)) != root:
+        # Where the link leads is not named either: rejected.jsonl may travel with the dataset.
+        raise ImageProblem("path_outside_images", f"{key}: a symbolic link on its path leads outside --images")
+    return _read_local(resolved, flags=os.O_NOFOLLOW)
 
 
 PARSE_TASKS = 64  # the annotation files are spread over about this many tasks, within these bounds:
@@ -86,8 +114,8 @@ def files_per_task(files: int) -> int:
 
 
 class _PlanParsing(beam.DoFn):
-    """Patterns -> parse tasks (task id, (0, packed [(path, part, parts)]), or a marker of a spilled one); a huge
-    streamable file becomes many parts.
+    """Patterns -> parse tasks (task id, (0, packed [(path, part, parts, size)]), or a marker of a spilled one); a
+    huge streamable file becomes many parts.
 
     The listing is streamed twice, first only to count the files (the task size depends on it), so no
     list of every file is ever held. Which files share a task changes nothing in the output: the writer
@@ -111,9 +139,9 @@ class _PlanParsing(beam.DoFn):
             parts = math.ceil(size / PART_BYTES) if self._streamable and size > PART_BYTES else 1
             if parts > 1:
                 for part in range(parts):
-                    yield [(path, part, parts)]
+                    yield [(path, part, parts, size)]
                 continue
-            batch.append((path, 0, 1))
+            batch.append((path, 0, 1, size))
             if len(batch) == task_files:
                 yield batch
                 batch = []
@@ -134,8 +162,8 @@ class _ParseAnnotationFiles(PooledDoFn):
 
     def handle(self, task, num_shards: int):
         records = []
-        for path, part, parts in unpack(_one_payload(self._spill, TASKS, task)):
-            for item in self._parse(path, part, parts):
+        for path, part, parts, size in unpack(_one_payload(self._spill, TASKS, task)):
+            for item in self._parse(path, part, parts, size):
                 if isinstance(item, ImageRecord):
                     records.append(item)
                 else:
@@ -146,12 +174,16 @@ class _ParseAnnotationFiles(PooledDoFn):
         for label in sorted({box.label for record in records for box in record.boxes if box.label}):
             yield beam.pvalue.TaggedOutput(LABELS, label)
 
-    def _parse(self, path: str, part: int, parts: int):
+    def _parse(self, path: str, part: int, parts: int, size: int):
         if part == 0:
             self.count("annotation_files_read")
         try:
             if parts == 1:
-                items = parse_annotation_file(self._format, path, read_file(path), self._context)
+                # Refused unread by the listing's size; and never read more than a byte past the limit, so a
+                # file that grew since it was listed is refused by parse_annotation_file, not read whole.
+                too_large = formats.too_large(path, size, self._context)
+                items = [too_large] if too_large else parse_annotation_file(
+                    self._format, path, read_file(path, self._context.max_annotation_bytes + 1), self._context)
             else:
                 opener = lambda: FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
                 items = formats.parse_annotation_part(self._format, path, opener, self._context, part, parts)
@@ -245,7 +277,7 @@ class _ListImageFiles(beam.DoFn):
 
 def _image_chunks(root: str):
     chunk = []
-    for path, size in storage.matching_files([paths.join(root, "**")]):
+    for path, size in storage.matching_files([paths.join(storage.literal(root), "**")]):
         relative = paths.relative_to(root, path)
         if posixpath.splitext(relative)[1].lower() in IMAGE_EXTENSIONS:
             chunk.append((relative, size))

@@ -58,6 +58,10 @@ def parse_annotation_file(
     fmt: AnnotationFormat, source: str, data: bytes, context: ParseContext = NO_CONTEXT
 ) -> Iterator[Parsed]:
     """Records whose image paths are safe to open, and a rejection for everything else."""
+    oversized = too_large(source, len(data), context)
+    if oversized is not None:
+        yield oversized
+        return
     try:
         parsed = list(fmt.parse(source, data, context))
     except Exception as error:  # a parser bug must cost one file, not the run
@@ -65,6 +69,20 @@ def parse_annotation_file(
         return
     for item in parsed:
         yield checked(source, item, context)
+
+
+def too_large(source: str, size: int, context: ParseContext = NO_CONTEXT) -> Optional[Rejection]:
+    """The rejection of an annotation file of `size` bytes when that is over --max_annotation_bytes, else None.
+
+    Checked on the size the listing gave, before the file is read; a parser's memory grows with what it
+    reads (a DOM, a decoded copy), so a whole-file parse is bounded by this. The parts of a file parsed
+    in parts (COCO over transforms.read.PART_BYTES) are exempt: each streams the file and keeps only its share.
+    """
+    limit = context.max_annotation_bytes
+    if size <= limit:
+        return None
+    detail = f"{size:,} bytes, more than --max_annotation_bytes {limit:,}"
+    return Rejection(source, "annotation_too_large", detail, ITEM_ANNOTATION)
 
 
 def parse_annotation_part(
@@ -88,7 +106,7 @@ def parse_annotation_part(
         if part == 0:
             try:
                 with open_stream() as stream:
-                    data = stream.read()
+                    data = stream.read(context.max_annotation_bytes + 1)  # enough to tell it is too large
             except Exception as error:
                 yield _unreadable(source, error)
                 return

@@ -1,8 +1,36 @@
-"""Numbers and flags written as text, as XML and CSV formats store them."""
+"""Text as annotation files store it: lines of line-based formats, numbers and flags."""
 from __future__ import annotations
 
 import math
-from typing import Optional
+import re
+from typing import Iterator, Optional, Tuple
+
+from transforms.model import ITEM_BOX, Rejection
+
+MAX_LINE_BYTES = 1 << 20  # a longer line of a line-based format (YOLO, CSV) is rejected, never decoded
+_LINE_END = re.compile(rb"\r\n?|\n")  # the line ends of bytes.splitlines and of the csv module
+_BOM = b"\xef\xbb\xbf"
+
+
+def lines(data: bytes) -> Iterator[Tuple[int, int, Optional[bytes]]]:
+    """(number from 1, offset in `data`, bytes with the line's ending) of each line of `data`.
+
+    The bytes are None for a line longer than MAX_LINE_BYTES, which is never copied: one line of a
+    huge file costs what that line's bytes cost, not the file's (no decoded copy of the whole text, no
+    list of lines). A UTF-8 byte order mark before the first line is not part of it (Excel writes one).
+    """
+    start = len(_BOM) if data.startswith(_BOM) else 0
+    number = 0
+    for number, end in enumerate(_LINE_END.finditer(data, start), start=1):
+        yield number, start, data[start:end.end()] if end.start() - start <= MAX_LINE_BYTES else None
+        start = end.end()
+    if start < len(data):
+        yield number + 1, start, data[start:] if len(data) - start <= MAX_LINE_BYTES else None
+
+
+def line_too_long(source: str, number: int) -> Rejection:
+    """The rejection of a line `lines` gave as None: a line holds one box in the formats that have lines."""
+    return Rejection(source, "annotation_line_too_long", f"line {number} is longer than {MAX_LINE_BYTES:,} bytes", ITEM_BOX)
 
 
 def number(value: Optional[str], name: str) -> float:

@@ -2,12 +2,13 @@
 
 The layout of the TF OD API tutorials' `xml_to_csv.py` and of Roboflow's "Tensorflow Object Detection
 CSV" export. Columns are found by header name (any order, any case; extra columns are ignored), rows
-are grouped by file name into one record per image, in the order the images first appear.
+are grouped by file name into one record per image, in the order the images first appear. Files are
+UTF-8 (Excel's byte order mark allowed); a line longer than 1 MiB is rejected unread
+(`annotation_line_too_long`) and the rows after it are read.
 """
 from __future__ import annotations
 
 import csv
-import io
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 from transforms import paths
@@ -57,11 +58,6 @@ def sniff(path: str, head: bytes) -> bool:
 
 
 def parse(source: str, data: bytes, context: ParseContext = NO_CONTEXT) -> Iterator[Parsed]:
-    try:
-        text = data.decode("utf-8-sig")  # Excel's "CSV UTF-8" starts with a byte order mark
-    except UnicodeDecodeError as error:
-        yield Rejection(source, "csv_malformed", f"not UTF-8 text: {error.reason} at byte {error.start}", ITEM_ANNOTATION)
-        return
     images: Dict[str, _Image] = {}  # by normalized path; dicts keep first-appearance order
     rejections: List[Rejection] = []
     columns: Optional[Dict[str, int]] = None
@@ -69,8 +65,7 @@ def parse(source: str, data: bytes, context: ParseContext = NO_CONTEXT) -> Itera
     header: List[str] = []
     rows_without_columns = 0
     try:
-        # newline="": the csv module itself handles CRLF, CR and line breaks inside quoted fields.
-        for number, row in enumerate(csv.reader(io.StringIO(text, newline="")), start=1):
+        for number, row in enumerate(csv.reader(_decoded_lines(source, data, rejections)), start=1):
             if _blank(row):
                 continue
             if columns is None:
@@ -81,6 +76,9 @@ def parse(source: str, data: bytes, context: ParseContext = NO_CONTEXT) -> Itera
                 rows_without_columns += 1
                 continue
             _read_row(source, number, row, columns, images, rejections)
+    except UnicodeDecodeError as error:
+        yield Rejection(source, "csv_malformed", f"not UTF-8 text: {error.reason} at byte {error.start}", ITEM_ANNOTATION)
+        return
     except csv.Error as error:  # e.g. a field beyond the csv module's size limit
         yield Rejection(source, "csv_malformed", str(error).splitlines()[0][:200], ITEM_ANNOTATION)
         return
@@ -100,6 +98,22 @@ def parse(source: str, data: bytes, context: ParseContext = NO_CONTEXT) -> Itera
     yield from rejections
     for image in images.values():
         yield ImageRecord(key=image.filename, source=source, boxes=tuple(image.boxes), annotated_size=image.size)
+
+
+def _decoded_lines(source: str, data: bytes, rejections: List[Rejection]) -> Iterator[str]:
+    """The lines of `data` as text, endings kept (the csv module itself handles CRLF, CR and line breaks
+    inside quoted fields); a line too long to read is rejected and stands as a blank line, so the rows
+    after it keep their numbers. UnicodeDecodeError (its `start` a byte of the file) for bytes that are
+    not UTF-8."""
+    for number, offset, line in _text.lines(data):
+        if line is None:
+            rejections.append(_text.line_too_long(source, number))
+            yield "\n"
+            continue
+        try:
+            yield line.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise UnicodeDecodeError("utf-8", data, offset + error.start, offset + error.end, error.reason) from None
 
 
 def _read_row(

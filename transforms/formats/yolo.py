@@ -5,6 +5,7 @@ Coordinates are fractions of the image size, so no image size is needed. Class n
 to the image `images/train/x.<any extension>` (Ultralytics' own rule: the last `labels` folder becomes
 `images`), so records carry that path without its extension and the join matches it by stem. Images
 without a label file are negatives. Segment lines (`class x1 y1 x2 y2 ...`) become their bounding box.
+A line longer than 1 MiB is rejected unread (`annotation_line_too_long`) and the next one parsed.
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import re
 from typing import Iterator, List, Optional
 
 from transforms import paths
-from transforms.formats import NO_CONTEXT, AnnotationFormat, ParseContext, Parsed
+from transforms.formats import NO_CONTEXT, AnnotationFormat, ParseContext, Parsed, _text
 from transforms.model import ITEM_ANNOTATION, ITEM_BOX, RELATIVE, Box, ImageRecord, Rejection
 
 CLASS_LIST_FILES = ("classes.txt",)  # LabelImg writes its class list beside the labels
@@ -45,7 +46,7 @@ def _box(line_number: int, line: str, classes, source: str):
     try:
         class_index = int(tokens[0])
     except ValueError:
-        return Rejection(source, "box_malformed", f"{where}: class {tokens[0]!r} is not an index", ITEM_BOX)
+        return Rejection(source, "box_malformed", f"{where}: class {tokens[0][:50]!r} is not an index", ITEM_BOX)
     values = _floats(tokens[1:])
     if values is None or len(values) < 4 or (len(values) > 4 and len(values) % 2):
         return Rejection(source, "box_malformed", f"{where}: expected `class cx cy w h` or a polygon", ITEM_BOX)
@@ -65,21 +66,23 @@ def _box(line_number: int, line: str, classes, source: str):
 def parse(source: str, data: bytes, context: ParseContext = NO_CONTEXT) -> Iterator[Parsed]:
     if posixpath.basename(source) in CLASS_LIST_FILES:
         return
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        yield Rejection(source, "txt_malformed", "not UTF-8 text", ITEM_ANNOTATION)
-        return
-    relative = paths.relative_to(context.annotations_root, source) if context.annotations_root else None
-    boxes = []
-    for line_number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
+    # Rejections wait with the boxes: a file found not to be UTF-8 further down is one rejection, nothing else.
+    boxes, rejections = [], []
+    for line_number, _, line in _text.lines(data):
+        if line is None:
+            rejections.append(_text.line_too_long(source, line_number))
             continue
-        item = _box(line_number, line, context.classes, source)
-        if isinstance(item, Rejection):
-            yield item
-        else:
-            boxes.append(item)
+        try:
+            text = line.decode("utf-8")
+        except UnicodeDecodeError:
+            yield Rejection(source, "txt_malformed", "not UTF-8 text", ITEM_ANNOTATION)
+            return
+        if not text.strip():
+            continue
+        item = _box(line_number, text, context.classes, source)
+        (rejections if isinstance(item, Rejection) else boxes).append(item)
+    yield from rejections
+    relative = paths.relative_to(context.annotations_root, source) if context.annotations_root else None
     yield ImageRecord(
         key=image_stem(relative or posixpath.basename(source)),
         source=source,
