@@ -10,8 +10,8 @@ generates N tiny distinct JPEGs (one 64x48 JPEG with the image's number in a com
 two are byte-identical, ~1 KB each) and a VOC file with one box for each, then runs the project's
 conversion (`python -m pipeline convert`, defaults, in --project-dir: e.g. an older checkout made with
 `git worktree add --detach DIR COMMIT`) once per size, and prints wall seconds, images/s and the peak RSS
-of the largest process and of the process tree (sampled as benchmark.py does). It checks that each run
-wrote N records. Datasets are cached under --workdir/tiny-N.
+of the largest process and of the process tree (sampled every 50 ms by benchmarks/_rss.py). It checks
+that each run wrote N records. Datasets are cached under --workdir/tiny-N.
 """
 from __future__ import annotations
 
@@ -23,7 +23,8 @@ import sys
 import time
 from pathlib import Path
 
-from benchmark import REPO, count_tfrecords, run_measured
+from _rss import run_measured
+from benchmark import REPO, count_tfrecords
 
 WIDTH, HEIGHT = 64, 48
 
@@ -78,7 +79,10 @@ def main() -> None:
         command = [sys.executable, "-m", "pipeline", "convert", "--format", "voc", "--annotations",
                    str(data / "annotations"), "--images", str(data / "images"), "--output", str(output)]
         os.sync()
-        measured = run_measured(command, workdir / f"memory-scaling-{n}.log", cwd=project)
+        log = workdir / f"memory-scaling-{n}.log"
+        measured = run_measured(command, log, cwd=project)
+        if measured["exit_code"] != 0:
+            raise SystemExit(f"N={n}: the conversion failed ({measured['exit_code']}):\n{log.read_text()[-3000:]}")
         records, _ = count_tfrecords(output)
         if records != n:
             raise SystemExit(f"N={n}: the project wrote {records} records, not {n}")
