@@ -46,12 +46,15 @@ GIF_SIDE = 13000
 PNG_SIDE = 20000
 
 
-def _jpeg(shade: int, size=(32, 24)) -> bytes:
+def _jpeg(number: int, size=(32, 24)) -> bytes:
+    """A tiny JPEG, its number in a comment segment right after the start-of-image marker: no two are
+    byte-identical, so none is reported as a duplicate."""
     from PIL import Image
 
     buffer = io.BytesIO()
-    Image.new("RGB", size, (shade % 256, 80, 160)).save(buffer, format="JPEG", quality=85)
-    return buffer.getvalue()
+    Image.new("RGB", size, (90, 140, 200)).save(buffer, format="JPEG", quality=85)
+    base, comment = buffer.getvalue(), f"image {number}".encode()
+    return base[:2] + b"\xff\xfe" + (len(comment) + 2).to_bytes(2, "big") + comment + base[2:]
 
 
 def _voc(image_name: str, width: int, height: int) -> str:
@@ -66,7 +69,7 @@ def make_rejections(folder: Path) -> list:
     (folder / "classes.txt").write_text("cat\ndog\n")
     bad = b"x y z w v\n" * REJECTION_LINES
     for index in range(REJECTION_IMAGES):
-        (folder / "images" / f"img{index:05d}.jpg").write_bytes(_jpeg(index))  # distinct colours, distinct bytes
+        (folder / "images" / f"img{index:05d}.jpg").write_bytes(_jpeg(index))
         (folder / "labels" / f"img{index:05d}.txt").write_bytes(bad)
     return ["--format", "yolo", "--annotations", str(folder / "labels"), "--images", str(folder / "images"),
             "--classes", str(folder / "classes.txt")]
@@ -210,7 +213,8 @@ def run_case(name: str, root: Path, project: Path) -> dict:
                              f"rejections: {'agree with' if measured['rejected_lines'] == measured.get('rejections') == expected else 'NOT'} {expected:,}"
                              if measured["rejected_lines"] is not None else "no rejected.jsonl found")
     print(f"{name}: exit {measured['exit_code']}, {measured['seconds']:.1f} s, largest process "
-          f"{measured['rss_max_process_mib']:.0f} MiB ({measured['rss_max_process_command']}), log {log}", flush=True)
+          f"{measured['rss_max_process_mib']:.0f} MiB ({measured['rss_max_process_command']}), up to "
+          f"{measured['max_processes_in_tree']} processes, log {log}", flush=True)
     return measured
 
 
@@ -248,11 +252,11 @@ def main() -> None:
 
     print(f"\nproject in {args.project_dir}; peak RSS sampled every {SAMPLE_SECONDS * 1000:.0f} ms; target: under "
           f"{TARGET_MIB} MiB")
-    print(f"{'case':<11} {'exit':>4} {'seconds':>8} {'largest MiB':>12} {'tree MiB':>9} {'target':>6}  summary")
+    print(f"{'case':<11} {'exit':>4} {'seconds':>8} {'largest MiB':>12} {'tree MiB':>9} {'< 1 GiB':>7}  summary")
     for case, measured in rows:
-        within = "ok" if measured["rss_max_tree_sum_mib"] < TARGET_MIB else "OVER"
+        within = "yes" if measured["rss_max_tree_sum_mib"] < TARGET_MIB else "NO"  # the tree, the stricter figure
         print(f"{case:<11} {measured['exit_code']:>4} {measured['seconds']:>8.1f} {measured['rss_max_process_mib']:>12.0f} "
-              f"{measured['rss_max_tree_sum_mib']:>9.0f} {within:>6}  {_says(measured)}")
+              f"{measured['rss_max_tree_sum_mib']:>9.0f} {within:>7}  {_says(measured)}")
     for case, measured in rows:
         if "check" in measured:
             print(f"{case}: {measured['check']}")
