@@ -147,8 +147,8 @@ def _convert(given: dict, beam_args: List[str]) -> int:
         print(f"dry run: the job graph was built and nothing was launched; {job.output} is untouched")
         return 0
     local = is_local_runner(runner)
+    processes = local_processes(options, [source.images for source in job.sources])
     with _output_taken(job, local) as (job, publication):
-        processes = local_processes(options, [source.images for source in job.sources])
         with _local_folders(runner) as (progress_dir, spill_dir):
             with beam.Pipeline(runner=local_engine(options), options=options) as p:
                 build_convert_pipeline(p, job, progress_dir, processes, spill_dir, publication)
@@ -179,7 +179,7 @@ def _output_taken(job, local: bool):
     except lock.LockHeld as error:
         raise UsageError(str(error)) from None
     except Exception as error:  # a read-only or full disk, a refused permission, an unreachable bucket
-        raise UsageError(f"cannot take the lock in --output {job.output}: {_one_line(error)}") from None
+        raise UsageError(f"cannot take the lock in {job.output}: {_one_line(error)}; give a writable --output") from None
     publication = None
     try:
         try:
@@ -196,7 +196,7 @@ def _output_taken(job, local: bool):
         publication = Publication(new_staging_dir(job.output), tuple(replaces), None if local else token)
         yield job, publication
     except Exception as error:
-        failure = _failure_line(error, job.output)  # before the clean-up frees what the full disk holds
+        failure = None if isinstance(error, UsageError) else _failure_line(error, job.output)  # before the clean-up frees a full disk
         if local and publication is not None:
             _clean_up_failed_run(job.output, publication.staging_dir)
         if failure is None:

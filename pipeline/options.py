@@ -127,7 +127,7 @@ def add_convert_arguments(parser: argparse.ArgumentParser) -> None:
     add("--resplit", action="store_true",
         help="with --incremental: accept changed --splits/--seed/--name by writing the whole dataset anew (class ids kept)")
     add("--lock_timeout_hours", type=float, metavar="H",
-        help="an incremental run's OUTPUT/.lock older than this is stale and taken over (default 24)")
+        help="a run's OUTPUT/.lock older than this is stale and taken over (default 24)")
     add("--max_pixels", type=int, metavar="N",
         help=f"images with more pixels (width x height from the header, a GIF's screen too) are rejected "
         f"before decoding (default {DEFAULT_MAX_PIXELS:,})")
@@ -285,8 +285,8 @@ def resolve_convert(given: Dict[str, Any], extra_beam_args: List[str]) -> Conver
         raise UsageError(f"--name {name!r}: use letters, digits and _ only (it starts every shard file name)")
 
     seed = _integer(settings, "seed", 0)
-    if settings["incremental"] and "://" in output and not output.startswith("gs://"):
-        raise UsageError(f"--incremental needs a local or gs:// --output (for its lock and manifest), not {output}")
+    if "://" in output and not output.startswith("gs://"):  # the lock needs an exclusive create: O_EXCL or a generation match
+        raise UsageError(f"--output must be a local folder or a gs:// prefix (for its lock and manifest), not {output}")
     try:
         lock_timeout_hours = float(settings["lock_timeout_hours"])
     except (TypeError, ValueError):

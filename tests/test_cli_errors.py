@@ -41,7 +41,9 @@ def _convert(dataset, *extra, **overrides):
         (("--local_processes", "0"), {}, "--local_processes must be at least 1, not 0"),
         ((), {"label_map": "/no/such/map.pbtxt"}, "cannot read --label_map /no/such/map.pbtxt"),
         ((), {"config": "/no/such/config.yaml"}, "cannot read config /no/such/config.yaml"),
-        (("--incremental",), {"output": "s3://bucket/out"}, "--incremental needs a local or gs:// --output"),
+        (("--incremental",), {"output": "s3://bucket/out"}, "--output must be a local folder or a gs:// prefix"),
+        ((), {"output": "s3://bucket/out"}, "--output must be a local folder or a gs:// prefix"),
+        ((), {"output": "/proc/version/out"}, "cannot take the lock in /proc/version/out"),
         (("--incremental",), {"output": "/proc/version/out"}, "cannot take the lock in /proc/version/out"),
     ],
 )
