@@ -12,7 +12,7 @@ import re
 import shutil
 import sys
 import tempfile
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 from pipeline.errors import UsageError
 
@@ -201,7 +201,7 @@ def _output_taken(job, local: bool):
             _clean_up_failed_run(job.output, publication.staging_dir)
         if failure is None:
             raise
-        raise RunFailed(failure) from None
+        raise RunFailed(*failure) from None
     finally:
         if local:
             lock.release(job.output, token)
@@ -221,7 +221,11 @@ def _clean_up_failed_run(output: str, staging_dir: str) -> None:
 
 
 class RunFailed(Exception):
-    """The run failed for a reason a person can act on; nothing new was published. One line."""
+    """The run ended for a reason a person can act on, with its exit status; nothing new was published."""
+
+    def __init__(self, line: str, status: int):
+        super().__init__(line)
+        self.status = status
 
 
 _OS_ERROR = re.compile(r"\[Errno (\d+)\] ([^:'\n]+)(?:: '([^'\n]+)')?")
@@ -233,15 +237,16 @@ _OS_ADVICE = {
 }
 
 
-def _failure_line(error: BaseException, output: str) -> Optional[str]:
+def _failure_line(error: BaseException, output: str) -> Optional[Tuple[str, int]]:
     """One line for a failure a person can act on (a full, read-only or forbidden folder; a publish that
     found its staged files short), read from the error's text: runners re-raise a worker's exception as
     their own, with the original's message inside. None for anything else (a bug: its traceback helps)."""
-    from transforms.publish import PUBLISH_FAILED
+    from transforms.outcomes import ending_in
 
     text = str(error)
-    if PUBLISH_FAILED in text:
-        return PUBLISH_FAILED + text.rsplit(PUBLISH_FAILED, 1)[1].splitlines()[0].split(" [while running")[0].strip()
+    ending = ending_in(text)
+    if ending is not None:
+        return ending
     for match in _OS_ERROR.finditer(text):
         code, path = int(match.group(1)), match.group(3) or ""
         if code not in _OS_ADVICE:
@@ -257,7 +262,7 @@ def _failure_line(error: BaseException, output: str) -> Optional[str]:
             where, hint = path or "a folder the run writes", "free space there or choose other folders"
         if code in (errno.EROFS, errno.EACCES):
             hint = "give a writable --output" if where.startswith("--output") else "set TMPDIR to a writable folder" if "TMPDIR" in where else "make it writable"
-        return f"{what} in {where} (writing {path}): {hint}; nothing was published, the previous dataset is unchanged"
+        return f"{what} in {where} (writing {path}): {hint}; nothing was published, the previous dataset is unchanged", 1
     return None
 
 
@@ -316,4 +321,4 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 2
     except RunFailed as error:
         print(f"error: {error}", file=sys.stderr)
-        return 1
+        return error.status

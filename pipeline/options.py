@@ -49,6 +49,10 @@ DEFAULTS: Dict[str, Any] = {
     "update_changed": False,
     "resplit": False,
     "lock_timeout_hours": 24,
+    "keep_unlabeled": False,
+    "replace": False,
+    "max_rejected": 0.5,
+    "max_deleted": 0.1,
     "max_pixels": DEFAULT_MAX_PIXELS,
     "max_annotation_bytes": DEFAULT_MAX_ANNOTATION_BYTES,
 }
@@ -76,6 +80,10 @@ class ConvertJob:
     update_changed: bool = False  # rewrite shards holding changed or deleted source items
     resplit: bool = False  # incremental, but the splits/seed/name changed: write a new dataset, ids kept
     lock_timeout_hours: float = 24.0
+    keep_unlabeled: bool = False  # write an image whose every box was rejected as a negative
+    replace: bool = False  # replace a dataset of another --name in --output
+    max_rejected: float = 0.5  # refuse to publish when more of the annotated images are rejected
+    max_deleted: float = 0.1  # refuse an incremental run that would delete more of the published images
     manifest: Optional[Dict[str, Any]] = None  # the published state an incremental run starts from
     run_log: Optional[str] = None  # incremental runs: OUTPUT/runs/STAMP-ID.json, this run's summary
 
@@ -128,6 +136,17 @@ def add_convert_arguments(parser: argparse.ArgumentParser) -> None:
         help="with --incremental: accept changed --splits/--seed/--name by writing the whole dataset anew (class ids kept)")
     add("--lock_timeout_hours", type=float, metavar="H",
         help="a run's OUTPUT/.lock older than this is stale and taken over (default 24)")
+    add("--keep_unlabeled", action="store_true",
+        help="write an image whose boxes were all rejected as a negative example (default: reject it, "
+        "image_boxes_all_rejected: it would teach the model that nothing is there)")
+    add("--replace", action="store_true",
+        help="replace the dataset of another --name that --output holds (default: refused, one dataset per folder)")
+    add("--max_rejected", type=float, metavar="FRACTION",
+        help="publish nothing (exit 3) when more than this fraction of the images the annotations name is "
+        "rejected (default 0.5; 1 turns the check off)")
+    add("--max_deleted", type=float, metavar="FRACTION",
+        help="with --incremental --update_changed: publish nothing (exit 3) when the run would delete more than "
+        "this fraction of the published images (default 0.1; 1 turns the check off)")
     add("--max_pixels", type=int, metavar="N",
         help=f"images with more pixels (width x height from the header, a GIF's screen too) are rejected "
         f"before decoding (default {DEFAULT_MAX_PIXELS:,})")
@@ -204,6 +223,16 @@ def _incremental_state(settings: Dict[str, Any], output: str, name: str, seed: i
                     "images would move between splits or files; keep it, or add --resplit to write the dataset anew"
                 )
     return manifest, ids
+
+
+def _fraction(settings: Dict[str, Any], key: str) -> float:
+    try:
+        value = float(settings[key])
+    except (TypeError, ValueError):
+        raise UsageError(f"--{key} must be a fraction from 0 to 1, not {settings[key]!r}") from None
+    if not 0 <= value <= 1:
+        raise UsageError(f"--{key} must be a fraction from 0 to 1, not {value:g}")
+    return value
 
 
 def _integer(settings: Dict[str, Any], key: str, minimum: int) -> int:
@@ -332,5 +361,9 @@ def resolve_convert(given: Dict[str, Any], extra_beam_args: List[str]) -> Conver
         update_changed=settings["update_changed"],
         resplit=settings["resplit"],
         lock_timeout_hours=lock_timeout_hours,
+        keep_unlabeled=settings["keep_unlabeled"],
+        replace=settings["replace"],
+        max_rejected=_fraction(settings, "max_rejected"),
+        max_deleted=_fraction(settings, "max_deleted"),
         manifest=manifest,
     )

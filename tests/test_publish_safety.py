@@ -20,7 +20,8 @@ from tests.conftest import REPO, read_examples, run_cli
 from transforms import lock
 from transforms import manifest as state
 from transforms import storage
-from transforms.publish import PublishFailed, check_staged
+from transforms.outcomes import PublishFailed
+from transforms.publish import check_staged
 
 VOC = ("<annotation><filename>{name}</filename><object><name>{label}</name><bndbox><xmin>4</xmin><ymin>4</ymin>"
        "<xmax>30</xmax><ymax>30</ymax></bndbox></object></annotation>")

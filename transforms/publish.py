@@ -18,6 +18,7 @@ import apache_beam as beam
 from transforms import lock, paths, storage
 from transforms import manifest as state
 from transforms.label_map import format_label_map
+from transforms.outcomes import PublishFailed
 from transforms.rejections import PARTS_FOLDER, merge_parts
 from transforms.splits import Splits
 from transforms.handoff import README as HANDOFF_README
@@ -92,14 +93,6 @@ def _by_kind(tallies: Mapping, name: str) -> Dict[str, int]:
 
 
 FRAME_BYTES = 16  # TFRecord framing around each record: length, its CRC, the data's CRC
-PUBLISH_FAILED = "nothing was published: "  # how the command recognises a refused publish in a runner's error
-
-
-class PublishFailed(Exception):
-    """Publishing would not give a whole dataset, so nothing was moved; the message is one line for a person."""
-
-    def __init__(self, detail: str):
-        super().__init__(PUBLISH_FAILED + detail)
 
 
 def check_staged(changes: Sequence[state.FileChange]) -> None:
