@@ -80,7 +80,6 @@ class ConvertJob:
     update_changed: bool = False  # rewrite shards holding changed or deleted source items
     resplit: bool = False  # incremental, but the splits/seed/name changed: write a new dataset, ids kept
     lock_timeout_hours: float = 24.0
-    keep_unlabeled: bool = False  # write an image whose every box was rejected as a negative
     replace: bool = False  # replace a dataset of another --name in --output
     max_rejected: float = 0.5  # refuse to publish when more of the annotated images are rejected
     max_deleted: float = 0.1  # refuse an incremental run that would delete more of the published images
@@ -349,7 +348,7 @@ def resolve_convert(given: Dict[str, Any], extra_beam_args: List[str]) -> Conver
         label_map_seed=label_map_seed,
         image_policy=ImagePolicy(
             exif_orientation=exif_orientation, validate=validate_images, include_masks=settings["include_masks"],
-            max_pixels=_integer(settings, "max_pixels", 1),
+            max_pixels=_integer(settings, "max_pixels", 1), keep_unlabeled=settings["keep_unlabeled"],
         ),
         drop_duplicates=settings["drop_duplicates"],
         class_map=_class_map(settings["class_map"]),
@@ -361,7 +360,6 @@ def resolve_convert(given: Dict[str, Any], extra_beam_args: List[str]) -> Conver
         update_changed=settings["update_changed"],
         resplit=settings["resplit"],
         lock_timeout_hours=lock_timeout_hours,
-        keep_unlabeled=settings["keep_unlabeled"],
         replace=settings["replace"],
         max_rejected=_fraction(settings, "max_rejected"),
         max_deleted=_fraction(settings, "max_deleted"),

@@ -27,6 +27,7 @@ class ImagePolicy:
     validate: str = VALIDATE_STRUCTURE
     max_pixels: int = DEFAULT_MAX_PIXELS
     include_masks: bool = False  # image/object/mask: one PNG per box (--include_masks)
+    keep_unlabeled: bool = False  # an image whose every box was rejected is written as a negative (--keep_unlabeled)
 
 
 @dataclasses.dataclass(frozen=True)
