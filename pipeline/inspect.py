@@ -16,7 +16,7 @@ from collections import defaultdict
 from typing import Dict, List, Optional, Tuple
 
 from pipeline.errors import UsageError
-from pipeline.verify import load_label_map, record_files_or_fail
+from pipeline.verify import load_label_map, print_output, record_files_or_fail
 from transforms import inspect_report as report
 from transforms import paths, storage
 from transforms.records import (
@@ -154,7 +154,7 @@ def run_inspect(args: argparse.Namespace) -> int:
     write("index.html", page.encode("utf-8"))
     total = sum(s.records for s in collected.stats.values())
     counts = ", ".join(f"{split} {s.records}" for split, s in collected.stats.items())
-    print(f"Inspected {total} records ({counts}) in {args.output}")
-    print(f"  {paths.join(args.report, 'index.html')}: {len(sheets)} contact sheet(s), boxes per class, box sizes")
+    print_output(f"Inspected {total} records ({counts}) in {args.output}\n"
+                 f"  {paths.join(args.report, 'index.html')}: {len(sheets)} contact sheet(s), boxes per class, box sizes")
     return 0
 

@@ -5,8 +5,10 @@ Exit 0 when no error was found (notes may remain), 1 when one was, 2 for unusabl
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
+import sys
 import zlib
 from typing import Dict, List, Optional, Tuple
 
@@ -101,6 +103,7 @@ def verify_folder(output: str, label_map_path: Optional[str] = None) -> Tuple[Re
                     report.add_record(where, findings, facts, boxes)
         except (OSError, EOFError, zlib.error) as error:  # unreadable, or a .gz that is not gzip
             report.add(Finding("file_unreadable", f"{type(error).__name__}: {error}"), where)
+        report.frames += frames
         if not frames:
             report.add(Finding("file_empty", "no records"), where)
     report.finish()
@@ -128,10 +131,30 @@ def _place(example: dict) -> str:
     return f"{example['file']}: " if example["record"] is None else f"{example['file']} #{example['record']}: "
 
 
+def print_output(text: str) -> None:
+    """Print `text` (and a newline) to stdout; a reader that stops early (`| head -1`) ends the output quietly.
+
+    Once the reader is gone, stdout is pointed at /dev/null: the interpreter flushes stdout again at exit,
+    and that flush would otherwise print a BrokenPipeError of its own. The command's exit status stays
+    what it judged; nothing else of the output is wanted.
+    """
+    try:
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()
+    except OSError as error:
+        if error.errno != errno.EPIPE:
+            raise
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, sys.stdout.fileno())
+        finally:
+            os.close(devnull)
+
+
 def run_verify(args: argparse.Namespace) -> int:
     report, label_map_path = verify_folder(args.output, args.label_map)
     if args.json:
-        print(json.dumps({**report.to_dict(), "label_map": label_map_path}, indent=2))
+        print_output(json.dumps({**report.to_dict(), "label_map": label_map_path}, indent=2))
     else:
-        print(format_report(report, args.output, label_map_path))
+        print_output(format_report(report, args.output, label_map_path))
     return 0 if report.clean else 1

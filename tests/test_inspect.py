@@ -149,3 +149,28 @@ def test_an_unreadable_record_file_is_counted_not_a_traceback(inspected, tmp_pat
     train = json.loads((output / "summary.json").read_text())["splits"]["train"]
     assert f"<td>train</td><td>3</td><td>{train['images']}</td><td>{train['boxes']}</td>" in page
     assert page.split("<td>train</td>")[1].split("</tr>")[0].endswith("<td>1</td>")  # one unreadable file
+
+
+def test_inspect_into_a_reader_that_has_left_ends_quietly(tmp_path):
+    """`inspect OUT --report R | head -c 10` where the reader is gone before the counts are printed."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import REPO
+    from test_verify import _record, tf_record_file
+
+    folder = tmp_path / "records"
+    folder.mkdir()
+    tf_record_file(folder / "d-train.tfrecord-00000-of-00001", [_record(1)])
+    command = [sys.executable, "-m", "pipeline", "inspect", str(folder), "--report", str(tmp_path / "report")]
+    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               env={**os.environ, "PYTHONPATH": str(REPO)})
+    try:
+        process.stdout.close()  # nothing is printed before the report is written: the write finds no reader
+        stderr = process.stderr.read().decode()
+        status = process.wait(timeout=120)
+    finally:
+        process.kill()
+    assert "Traceback" not in stderr and "BrokenPipeError" not in stderr, stderr
+    assert status == 0 and (tmp_path / "report" / "index.html").exists()

@@ -380,3 +380,84 @@ def test_verify_usage_errors_exit_2(tmp_path, capsys):
     assert error.startswith("error: --label_map") and len(error.strip().splitlines()) == 1
     assert main(["verify", str(tmp_path), "--samples", "3"]) == 2
     assert "unrecognized arguments: --samples 3" in capsys.readouterr().err
+
+
+# --- a folder with nothing to train on ------------------------------------------------------------
+
+
+def _record(boxes: int, text=lambda index: b"cat") -> bytes:
+    """A good record of the 64x48 PNG with `boxes` boxes of label 1."""
+    return tf_example(**{
+        "image/encoded": [PNG], "image/format": [b"png"], "image/width": [64], "image/height": [48],
+        "image/filename": [b"a.png"], "image/source_id": [b"a.png"],
+        "image/key/sha256": [hashlib.sha256(PNG).hexdigest().encode()],
+        "image/object/bbox/xmin": [0.1] * boxes, "image/object/bbox/ymin": [0.6] * boxes,
+        "image/object/bbox/xmax": [0.4] * boxes, "image/object/bbox/ymax": [0.9] * boxes,
+        "image/object/class/text": [text(index) for index in range(boxes)], "image/object/class/label": [1] * boxes,
+    }).SerializeToString()
+
+
+def test_verify_a_folder_whose_record_files_hold_no_record_is_an_error(tmp_path, capsys):
+    tf_record_file(tmp_path / "d-train.tfrecord-00000-of-00002", [])
+    tf_record_file(tmp_path / "d-train.tfrecord-00001-of-00002", [])
+    (tmp_path / "label_map.pbtxt").write_text("item {\n  id: 1\n  name: 'cat'\n}\n")
+    assert main(["verify", str(tmp_path), "--json"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert not report["clean"] and report["records"] == 0
+    assert set(report["problems"]) == {"no_records", "file_empty"}
+    assert report["problems"]["no_records"]["severity"] == "error"
+    assert report["problems"]["no_records"]["examples"] == [{"detail": "2 record file(s), none holds a record"}]
+    assert main(["verify", str(tmp_path)]) == 1
+    text = capsys.readouterr().out
+    assert "NOT CLEAN" in text and "no_records" in text
+
+
+def test_verify_a_dataset_where_no_record_has_a_box_is_an_error(tmp_path, capsys):
+    (tmp_path / "label_map.pbtxt").write_text("item {\n  id: 1\n  name: 'cat'\n}\n")
+    tf_record_file(tmp_path / "d-train.tfrecord-00000-of-00001", [_record(0)])
+    tf_record_file(tmp_path / "d-val.tfrecord-00000-of-00001", [_record(0)])
+    assert main(["verify", str(tmp_path), "--json"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert report["records"] == 2 and not report["clean"]
+    assert set(report["problems"]) == {"no_boxes", "image_duplicate_across_splits"}
+    assert report["problems"]["no_boxes"]["severity"] == "error"
+    assert report["problems"]["no_boxes"]["examples"] == [{"detail": "none of the 2 records has a box"}]
+
+    # One box anywhere and negatives are what they usually are: images without objects.
+    tf_record_file(tmp_path / "d-val.tfrecord-00000-of-00001", [_record(1)])
+    assert main(["verify", str(tmp_path), "--json"]) == 1
+    assert "no_boxes" not in json.loads(capsys.readouterr().out)["problems"]
+    (tmp_path / "d-val.tfrecord-00000-of-00001").unlink()
+    tf_record_file(tmp_path / "d-train.tfrecord-00000-of-00001", [_record(0), _record(2)])
+    assert main(["verify", str(tmp_path), "--json"]) == 0
+    assert set(json.loads(capsys.readouterr().out)["problems"]) == {"image_duplicate_within_split", "source_id_duplicate"}
+
+
+# --- a reader that stops early --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("as_json", [True, False])
+def test_verify_into_a_reader_that_stops_early_ends_quietly(tmp_path, as_json):
+    """`verify OUT | head -c 10`: the reader leaves after a few bytes of a report bigger than a pipe holds."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    # 300 class texts of 400 characters for one label id, all named in one label_text_inconsistent example.
+    record = _record(300, text=lambda index: f"{index:03d}".encode() + b"x" * 400)
+    tf_record_file(tmp_path / "d-train.tfrecord-00000-of-00001", [record])
+    command = [sys.executable, "-m", "pipeline", "verify", str(tmp_path)] + (["--json"] if as_json else [])
+    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               env={**os.environ, "PYTHONPATH": str(REPO)})
+    try:
+        assert len(process.stdout.read(10)) == 10
+        process.stdout.close()
+        stderr = process.stderr.read().decode()
+        status = process.wait(timeout=120)
+    finally:
+        process.kill()
+    assert "Traceback" not in stderr and "BrokenPipeError" not in stderr, stderr
+    assert stderr == ""
+    assert status == 1  # the verdict (label_text_inconsistent), not the reader's leaving

@@ -46,6 +46,8 @@ PROBLEMS: Dict[str, Tuple[str, str]] = {
     "label_text_inconsistent": (ERROR, "one label id comes with different class texts across records"),
     "sha256_mismatch": (ERROR, "image/key/sha256 is not the sha256 of image/encoded"),
     "image_duplicate_across_splits": (ERROR, "byte-identical images in more than one split: an evaluation leak"),
+    "no_records": (ERROR, "the record files hold no record at all: nothing to train or evaluate on"),
+    "no_boxes": (ERROR, "no record has a box: every image is a negative example, almost always a mistaken conversion"),
     "xy_swap_suspected": (NOTE, "the record's broken boxes all become valid with xmin and ymin exchanged"),
     "key_absent": (NOTE, "an optional key the OD API's own converters write is absent"),
     "format_key_disagrees": (NOTE, "image/format does not name the bytes' format (decoders go by content)"),
@@ -257,6 +259,7 @@ class Report:
         self.counts: Dict[str, int] = defaultdict(int)
         self.examples: Dict[str, List[dict]] = defaultdict(list)
         self.files = 0
+        self.frames = 0  # records read from the files, readable or not
         self.records: Dict[str, int] = defaultdict(int)
         self.boxes: Dict[str, int] = defaultdict(int)
         self._images: Dict[str, List[Where]] = defaultdict(list)
@@ -286,7 +289,11 @@ class Report:
             self._texts[label].setdefault(text, where)
 
     def finish(self) -> None:
-        """The checks that need every record: duplicates, source ids and label texts."""
+        """The checks that need every record: none at all, none with a box, duplicates, source ids, label texts."""
+        if not self.frames:
+            self.add(Finding("no_records", f"{self.files} record file(s), none holds a record"), None)
+        elif sum(self.records.values()) and not sum(self.boxes.values()):
+            self.add(Finding("no_boxes", f"none of the {sum(self.records.values())} records has a box"), None)
         for sha256, places in sorted(self._images.items()):
             if len(places) < 2:
                 continue
