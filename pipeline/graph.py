@@ -125,19 +125,21 @@ def build_convert_pipeline(
     duplicate_groups = written.content | "FindDuplicates" >> FindDuplicates(spill)
 
     steps.append(written)
-    rejections = (
-        [step.rejected for step in steps]
-        | "AllRejections" >> beam.Flatten()
-        | "StageRejections" >> beam.ParDo(StageRejections(staging_dir)).with_outputs(TALLY, main="parts")
-    )
+    # Each step's rejections are written to part files right where they arise (a ParDo on one step's output
+    # runs fused with it): a Flatten of several steps' outputs is materialized whole by the local runner.
+    staged_rejections = [
+        step.rejected | f"StageRejections{index}" >> beam.ParDo(StageRejections(staging_dir)).with_outputs(TALLY, main="parts")
+        for index, step in enumerate(steps)
+    ]
+    rejection_parts = [staged.parts for staged in staged_rejections] | "AllRejectionParts" >> beam.Flatten()
     tallies = (
-        [step.tally for step in steps] + [rejections[TALLY]]
+        [step.tally for step in steps] + [staged[TALLY] for staged in staged_rejections]
         | "AllTallies" >> beam.Flatten()
         | "Sum" >> beam.CombinePerKey(sum)
     )
     return p | "Publish" >> Publish(
         tallies=tallies,
-        rejection_parts=rejections.parts,
+        rejection_parts=rejection_parts,
         duplicate_groups=duplicate_groups,
         label_ids=label_ids,
         num_shards=num_shards,

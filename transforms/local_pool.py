@@ -21,8 +21,11 @@ import collections
 import ctypes
 import multiprocessing
 import os
+import pickle
+import shutil
 import signal
 import sys
+import tempfile
 import threading
 from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Any, Dict, Iterator, Optional, Tuple
@@ -31,12 +34,13 @@ import apache_beam as beam
 from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.windowed_value import WindowedValue
 
-from transforms import storage
+from transforms import spill, storage
 from transforms.progress import ProgressNotes
 from transforms.tally import CountingDoFn
 
 _DOFNS: Dict[int, "PooledDoFn"] = {}  # what a forked worker finds in its copy of the parent's memory
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
+SPOOL_PREFIX = "od-tfrecords-pool-"  # $TMPDIR folders where forked workers leave their outputs
 
 # (pid, main thread's ident, read end, write end) of the process whose pools fork: its lifeline
 _LIFELINE: Optional[Tuple[int, int, int, int]] = None
@@ -93,11 +97,20 @@ def _die_when_closed(lifeline_read: int) -> None:
 
 
 def _handle_in_child(dofn_id: int, element, side_inputs):
+    """Handles one element; returns (the file its outputs were written to, one pickle each; its counts).
+
+    The outputs go through a file, not back through the pool's pipe as one list: an element may have
+    millions of them (a batch of label files full of bad lines rejects every line), and the parent then
+    reads them back one at a time.
+    """
     dofn = _DOFNS[dofn_id]
     dofn.start_bundle()  # this element's counts only, not whatever the parent had counted when it forked
-    outputs = list(dofn.handle(element, *side_inputs))
+    descriptor, path = tempfile.mkstemp(prefix="outputs-", dir=dofn._spool_dir)
+    with open(descriptor, "wb") as spool:
+        for output in dofn.handle(element, *side_inputs):
+            pickle.dump(output, spool, protocol=pickle.HIGHEST_PROTOCOL)
     dofn._progress.flush()
-    return outputs, dofn._counts
+    return path, dofn._counts
 
 
 class PooledDoFn(CountingDoFn):
@@ -127,6 +140,8 @@ class PooledDoFn(CountingDoFn):
         self._progress = ProgressNotes(self._progress_dir)
         self._pool = None
         if self._processes > 1:
+            # a run killed outright leaves the folder; the next run removes it (nobody holds it then)
+            self._spool_dir, self._spool_hold = spill.new_held_folder(SPOOL_PREFIX)
             _DOFNS[id(self)] = self
             self._pool = ProcessPoolExecutor(
                 self._processes,
@@ -148,9 +163,18 @@ class PooledDoFn(CountingDoFn):
             yield from self._collect(self._pending.popleft())
 
     def _collect(self, future: Future):
-        outputs, counts = future.result()
+        path, counts = future.result()
         self._counts.update(counts)
-        yield from outputs
+        try:
+            with open(path, "rb") as spool:
+                while True:
+                    try:
+                        output = pickle.load(spool)
+                    except EOFError:
+                        break
+                    yield output
+        finally:
+            os.remove(path)
 
     def finish_bundle(self):
         window = GlobalWindow()
@@ -167,4 +191,6 @@ class PooledDoFn(CountingDoFn):
         if getattr(self, "_pool", None) is not None:
             self._pool.shutdown()
             _DOFNS.pop(id(self), None)
+            shutil.rmtree(self._spool_dir, ignore_errors=True)
+            os.close(self._spool_hold)
 
