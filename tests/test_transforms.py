@@ -172,3 +172,89 @@ def test_one_file_naming_an_image_twice_keeps_the_same_record_whatever_the_order
     assert results[0] == results[1]
     assert [record.source_id for record in results[0].records] == ["12"]  # "12" < "7" as text
     assert [rejection.reason for rejection in results[0].rejections] == ["annotation_duplicate"]
+
+
+
+TALLIES = ("images_read", "images_written", ("split_images", "train"), ("split_boxes", "train"), "boxes_written",
+           ("class_boxes", "cat"))
+
+
+def _check_write_shards(tmp_path, policy, records, images, *, rejected, tallies, duplicates, files):
+    """Runs WriteShards over one shard of VOC `records` and `images` ({name: bytes}) and checks its outputs:
+    rejections as (source file name, reason, boxes, detail), the TALLIES, duplicate groups, staged files."""
+    from transforms.write import FILES, WriteShards
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for name, data in images.items():
+        (folder / name).write_bytes(data)
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    with TestPipeline() as p:
+        sharded = {
+            "records": p | "Records" >> beam.Create([(0, (0, pack_records(records)))]),
+            "images": p | "Images" >> beam.Create([(0, (0, pack(sorted((n, len(d)) for n, d in images.items()))))]),
+        }
+        written = sharded | WriteShards(
+            staging_dir=str(staging), name="ds", seed=0, splits=(("train", 1.0),), policy=policy,
+            rules=[JoinRule(str(folder), "voc")], num_shards=p | "Shards" >> beam.Create([1]),
+            label_ids=p | "Labels" >> beam.Create([{"cat": 1}]),
+        )
+        assert_that(written.rejected | beam.Map(lambda r: (r.source.rsplit("/", 1)[-1], r.reason, r.boxes, r.detail)),
+                    equal_to(rejected), label="rejected")
+        assert_that(written.tally | beam.CombinePerKey(sum) | beam.Filter(lambda item: item[0] in TALLIES),
+                    equal_to(list(tallies.items())), label="tallies")
+        assert_that(written.content | FindDuplicates(), equal_to(duplicates), label="duplicates")
+        assert_that(written[FILES] | beam.Map(lambda change: (change.split, change.records, change.boxes)),
+                    equal_to(files), label="files")
+
+
+def _unlabeled_case():
+    from tests import image_factory as make
+
+    photo = make.encode(make.gradient(), "JPEG")
+    images = {"bad.jpg": photo, "copy.jpg": photo, "mixed.jpg": make.encode(make.gradient(40, 30), "JPEG"),
+              "none.jpg": make.encode(make.gradient(30, 20), "JPEG")}
+    records = [
+        ImageRecord("bad.jpg", "ann/bad.xml", boxes=(Box("cat", 30, 5, 10, 20),)),  # inverted: its only box
+        ImageRecord("copy.jpg", "ann/copy.xml", boxes=(Box("cat", 1, 1, 20, 20),)),  # the same bytes as bad.jpg
+        ImageRecord("mixed.jpg", "ann/mixed.xml", boxes=(Box("cat", 1, 1, 20, 20), Box("cat", 1, 1, 20, float("nan")))),
+        ImageRecord("none.jpg", "ann/none.xml"),  # no object at all: a negative
+    ]
+    return records, images
+
+
+NAN_DETAIL = "box 1 (cat): coordinates (1, 1, 20, nan)"
+
+
+def test_the_writer_rejects_an_image_whose_every_box_was_rejected_before_writing_hashing_or_counting_it(tmp_path):
+    from transforms.encode import ImagePolicy
+
+    records, images = _unlabeled_case()
+    _check_write_shards(
+        tmp_path, ImagePolicy(), records, images,
+        rejected=[  # bad.jpg's box goes with it, counted once: not also as a box rejection of its own
+            ("bad.jpg", "image_boxes_all_rejected", 1,
+             "its only box rejected: box_inverted (box 0 (cat): min > max in (30, 5, 10, 20)); annotation ann/bad.xml"),
+            ("mixed.xml", "box_not_finite", 0, NAN_DETAIL),
+        ],
+        tallies={"images_read": 4, "images_written": 3, ("split_images", "train"): 3, ("split_boxes", "train"): 2,
+                 "boxes_written": 2, ("class_boxes", "cat"): 2},
+        duplicates=[],  # bad.jpg's bytes never entered the duplicate search
+        files=[("train", 3, 2)],
+    )
+
+
+def test_keep_unlabeled_writes_such_an_image_as_a_negative_with_its_box_rejections(tmp_path):
+    from transforms.encode import ImagePolicy
+
+    records, images = _unlabeled_case()
+    _check_write_shards(
+        tmp_path, ImagePolicy(keep_unlabeled=True), records, images,
+        rejected=[("bad.xml", "box_inverted", 0, "box 0 (cat): min > max in (30, 5, 10, 20)"),
+                  ("mixed.xml", "box_not_finite", 0, NAN_DETAIL)],
+        tallies={"images_read": 4, "images_written": 4, ("split_images", "train"): 4, ("split_boxes", "train"): 2,
+                 "boxes_written": 2, ("class_boxes", "cat"): 2},
+        duplicates=[["bad.jpg", "copy.jpg"]],
+        files=[("train", 4, 2)],
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import struct
+from collections import Counter
 from typing import List, Sequence, Tuple
 
 from transforms.model import ITEM_BOX, PIXELS, Box, Rejection
@@ -60,6 +61,17 @@ def normalize_boxes(
         clipped += x_clipped or y_clipped
         kept.append(NormalizedBox(box, xmin, ymin, xmax, ymax))
     return BoxOutcome(kept, rejected, clipped)
+
+
+def describe_rejected(rejected: Sequence[Rejection]) -> str:
+    """One line on an image's rejected boxes: how many, each reason with its count (most frequent first),
+    and the first box's own detail, e.g. `all 3 boxes rejected: box_inverted 2, box_empty 1 (first: ...)`."""
+    if len(rejected) == 1:
+        (only,) = rejected
+        return f"its only box rejected: {only.reason} ({only.detail})"
+    counts = Counter(rejection.reason for rejection in rejected)
+    reasons = ", ".join(f"{reason} {n}" for reason, n in sorted(counts.items(), key=lambda item: (-item[1], item[0])))
+    return f"all {len(rejected)} boxes rejected: {reasons} (first: {rejected[0].detail})"
 
 
 def _float32(value: float) -> float:

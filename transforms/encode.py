@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from typing import Mapping
+from typing import Mapping, Optional
 
-from transforms.boxes import BoxOutcome, normalize_boxes
+from transforms.boxes import BoxOutcome, describe_rejected, normalize_boxes
 from transforms.image_prep import (
     DEFAULT_MAX_PIXELS,
     EXIF_AUTO,
@@ -14,7 +14,7 @@ from transforms.image_prep import (
     prepare_image,
 )
 from transforms.masks import mask_png
-from transforms.model import ImageRecord
+from transforms.model import ITEM_IMAGE, ImageRecord, Rejection
 from transforms.example import Chunks
 from transforms.od_schema import od_example
 
@@ -28,6 +28,9 @@ class ImagePolicy:
     max_pixels: int = DEFAULT_MAX_PIXELS
     include_masks: bool = False  # image/object/mask: one PNG per box (--include_masks)
     keep_unlabeled: bool = False  # an image whose every box was rejected is written as a negative (--keep_unlabeled)
+
+
+BOXES_ALL_REJECTED = "image_boxes_all_rejected"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,3 +65,20 @@ def encode_record(
         ]
     example = od_example(record, image.encoded, sha256, image.info, boxes.kept, label_ids, masks)
     return EncodedRecord(example, sha256, image, boxes, size_mismatch)
+
+
+def unlabeled_rejection(record: ImageRecord, boxes: BoxOutcome, policy: ImagePolicy, image_path: str) -> Optional[Rejection]:
+    """The rejection of an image that had boxes and lost every one to a box rejection, or None to write it.
+
+    Written as a negative it would teach the model that nothing is there, so it is rejected unless
+    --keep_unlabeled asks for it. An image whose annotation has no box (left) is a negative as the
+    format says: boxes a --class_map drops never reach the record. The rejection carries all the
+    record's boxes, counted once as `on_rejected_items`; their own rejections are folded into its
+    detail (reasons and counts, the first box's detail) and are not reported apart.
+    """
+    if not record.boxes or boxes.kept or policy.keep_unlabeled:
+        return None
+    detail = describe_rejected(boxes.rejected)
+    if record.source != image_path:
+        detail += f"; annotation {record.source}"
+    return Rejection(image_path, BOXES_ALL_REJECTED, detail, ITEM_IMAGE, boxes=len(record.boxes))

@@ -19,7 +19,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from transforms import manifest as state
 from transforms import paths
-from transforms.encode import ImagePolicy, encode_record
+from transforms.encode import ImagePolicy, encode_record, unlabeled_rejection
 from transforms.example import tfrecord_frame
 from transforms.images import ImageProblem
 from transforms.join import join_shard
@@ -246,6 +246,9 @@ class _WriteShard(PooledDoFn):
             return rejected(problem.rejection(image_path))
         except Exception as error:  # a decoder's surprise costs this image, not the run
             return rejected(Rejection(image_path, "image_unprocessable", f"{type(error).__name__}: {error}"))
+        unlabeled = unlabeled_rejection(record, encoded.boxes, self._policy, image_path)
+        if unlabeled is not None:  # nothing of it is written, hashed or tallied; its boxes go with it
+            return [unlabeled], None
         if self._splits is None:
             split = record.source_split
         else:
