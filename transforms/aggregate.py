@@ -12,6 +12,7 @@ from transforms.content_groups import content_batches, copies_by_content
 from transforms.encode import ImagePolicy, prepare_record_image
 from transforms.image_prep import VALIDATE_STRUCTURE
 from transforms.join import JoinRule, join_shard
+from transforms.class_map import class_names_checked
 from transforms.label_map import extend_label_map
 from transforms.model import Rejection
 from transforms.read import REJECTED, read_record_image
@@ -27,7 +28,9 @@ class BuildLabelMap(beam.PTransform):
     """The class names the parsers found -> one {class name: id} dict, extending `seed` without renumbering it.
 
     Every class an annotation names gets an id, even if its images are rejected later: ids must not
-    depend on which images happened to be readable in one run.
+    depend on which images happened to be readable in one run. With a class map, the parse steps' notes
+    among the names are checked here (the only step that sees every class): a key that matches no class
+    ends the run (exit 2) before any record is written.
     """
 
     def __init__(self, seed: Dict[str, int]):
@@ -40,7 +43,7 @@ class BuildLabelMap(beam.PTransform):
             class_names
             | "Distinct" >> beam.Distinct()
             | "All" >> beam.combiners.ToList()
-            | "Number" >> beam.Map(lambda names: extend_label_map(seed, names))
+            | "Number" >> beam.Map(lambda elements: extend_label_map(seed, class_names_checked(elements)))
         )
 
 

@@ -24,7 +24,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from transforms import formats, paths, storage
-from transforms.class_map import ClassMap, apply_class_map
+from transforms.class_map import ClassMap, apply_class_map, class_map_notes
 from transforms.formats import FORMATS, AnnotationFormat, ParseContext, parse_annotation_file
 from transforms.images import ImageProblem
 from transforms.model import ITEM_ANNOTATION, ITEM_BOX, ITEM_IMAGE, Ignored, ImageRecord, Rejection, pack, pack_records, unpack
@@ -162,8 +162,9 @@ class _ParseAnnotationFiles(PooledDoFn):
 
     def handle(self, task, num_shards: int):
         records = []
+        source_classes = set()  # as the annotations spell them, before the class map
         for path, part, parts, size in unpack(_one_payload(self._spill, TASKS, task)):
-            for item in self._parse(path, part, parts, size):
+            for item in self._parse(path, part, parts, size, source_classes):
                 if isinstance(item, ImageRecord):
                     records.append(item)
                 else:
@@ -173,8 +174,10 @@ class _ParseAnnotationFiles(PooledDoFn):
             yield from send(self._spill, RECORDS, shard, [(self._source_index, pack_records(batch))])
         for label in sorted({box.label for record in records for box in record.boxes if box.label}):
             yield beam.pvalue.TaggedOutput(LABELS, label)
+        for note in class_map_notes(source_classes, self._class_map):  # checked by the label map step
+            yield beam.pvalue.TaggedOutput(LABELS, note)
 
-    def _parse(self, path: str, part: int, parts: int, size: int):
+    def _parse(self, path: str, part: int, parts: int, size: int, source_classes: set):
         if part == 0:
             self.count("annotation_files_read")
         try:
@@ -197,6 +200,8 @@ class _ParseAnnotationFiles(PooledDoFn):
                 self.count(("ignored", item.what), item.count)
             elif isinstance(item, ImageRecord):
                 self.count("boxes_read", len(item.boxes))
+                if self._class_map:
+                    source_classes.update(box.label for box in item.boxes if box.label)
                 record, dropped = apply_class_map(item, self._class_map)
                 if dropped:
                     self.count("boxes_dropped_by_class_map", dropped)
@@ -225,7 +230,7 @@ def _record_join_key(record: ImageRecord) -> str:
 
 class ParseAnnotations(beam.PTransform):
     """Annotation file patterns -> (shard, (source index, packed records)) batches, Rejections, class names
-    (`labels`) and tallies.
+    (`labels`: plain strings, and with a class map the notes that check it, transforms/class_map.py) and tallies.
 
     Matching happens on a worker and the parse tasks are reshuffled, so millions of small VOC files
     (in batches) or the parts of one huge COCO file are parsed in parallel rather than by whichever
