@@ -173,6 +173,7 @@ def _output_taken(job, local: bool):
     from pipeline.options import refresh_incremental
     from transforms import lock, paths, storage
     from transforms import manifest as state
+    from transforms.outcomes import REFUSED
 
     try:
         token = lock.acquire(job.output, job.lock_timeout_hours)
@@ -187,7 +188,14 @@ def _output_taken(job, local: bool):
             storage.remove_tree(paths.join(job.output, STAGING))  # what a killed or failed run staged
             if job.incremental:
                 job = refresh_incremental(job)
-            replaces = state.replaced_names(job.output, state.read_manifest(job.output), job.name)
+            manifest = state.read_manifest(job.output)
+            held = manifest["name"] if manifest else _unmanaged_dataset_name(job.output)
+            if held and held != job.name and not (job.replace or job.resplit):
+                raise UsageError(
+                    f"--output {job.output} holds the dataset {held!r}, and one folder holds one dataset: choose "
+                    f"another --output, or add --replace to replace {held!r} with {job.name!r}"
+                )
+            replaces = state.replaced_names(job.output, manifest, held or job.name)
         except UsageError:
             raise
         except Exception as error:
@@ -201,10 +209,28 @@ def _output_taken(job, local: bool):
             _clean_up_failed_run(job.output, publication.staging_dir)
         if failure is None:
             raise
-        raise RunFailed(*failure) from None
+        line, status = failure
+        if status == REFUSED[1]:
+            from pipeline.hints import refusal_hint
+            from transforms.publish import REFUSED as REFUSED_FOLDER
+
+            hint = refusal_hint(job, paths.join(job.output, REFUSED_FOLDER))
+            line += f"; hint: {hint}" if hint else ""
+        raise RunFailed(line, status) from None
     finally:
         if local:
             lock.release(job.output, token)
+
+
+def _unmanaged_dataset_name(output: str) -> Optional[str]:
+    """The name of the dataset in an output written before every run wrote a manifest, from its summary."""
+    from transforms import paths, storage
+    from transforms.publish import SUMMARY
+
+    try:
+        return json.loads(storage.read_bytes(paths.join(output, SUMMARY)))["config"]["name"]
+    except Exception:  # no summary, or not ours: nothing to protect by name
+        return None
 
 
 def _clean_up_failed_run(output: str, staging_dir: str) -> None:
@@ -289,6 +315,18 @@ def _one_line(error: Exception) -> str:
     return " ".join(str(error).split())[:200] or type(error).__name__
 
 
+def underscored(argv: List[str]) -> List[str]:
+    """`--drop-duplicates` and `--temp-location=gs://...` as `--drop_duplicates`, `--temp_location=...`: the
+    spelling most tools accept; this command's flags and Beam's are spelled with underscores."""
+    spelled = []
+    for token in argv:
+        if token.startswith("--") and len(token) > 2:
+            name, equals, value = token[2:].partition("=")
+            token = "--" + name.replace("-", "_") + equals + value
+        spelled.append(token)
+    return spelled
+
+
 def _run_reader(args: argparse.Namespace) -> int:
     if args.command == "inspect":
         from pipeline.inspect import run_inspect
@@ -306,7 +344,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     logging.getLogger("apache_beam.runners.common").setLevel(logging.CRITICAL)
     try:
         parser = _build_parser()
-        args, extra = parser.parse_known_args(argv)
+        args, extra = parser.parse_known_args(underscored(sys.argv[1:] if argv is None else argv))
         if args.command is None:
             parser.print_help()
             return 2

@@ -24,6 +24,7 @@ from pipeline.options import ConvertJob
 from transforms import paths
 from transforms import manifest as state
 from transforms.aggregate import BuildLabelMap, CountShards, DropDuplicates, FindDuplicates
+from transforms.guards import Limits
 from transforms.join import JoinRule
 from transforms.publish import Publish
 from transforms.read import IMAGE_TOTALS, ListImages, ParseAnnotations, ShardImages
@@ -152,6 +153,7 @@ def build_convert_pipeline(
         file_changes=written[FILES],
         replaces=publication.replaces,
         lock_token=publication.lock_token,
+        limits=Limits(job.max_rejected, job.max_deleted),
         incremental=incremental and {key: value for key, value in incremental.items() if key != "plan"},
     )
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import difflib
 import io
 import os
 import re
@@ -272,7 +273,10 @@ def _checked_beam_args(flags: List[str]) -> List[str]:
         switch = unknown[0][len("no_"):]
         if unknown[0].startswith("no_") and switch in known:
             raise UsageError(f"`{switch}: false`: Beam's --{switch} is off unless given; remove it from the config")
-        raise UsageError(f"unknown option --{unknown[0]}; see `python -m pipeline convert --help` and Beam's pipeline options")
+        close = difflib.get_close_matches(unknown[0], sorted(known | set(DEFAULTS) | {"config"}), n=1)
+        suggestion = f"did you mean --{close[0]}? " if close else ""
+        raise UsageError(f"unknown option --{unknown[0]}; {suggestion}see `python -m pipeline convert --help` and "
+                         "Beam's pipeline options")
     return flags
 
 

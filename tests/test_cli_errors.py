@@ -1,6 +1,8 @@
 """Unusable arguments: exit 2 with one line on stderr that says what to do, never a traceback."""
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from pipeline.cli import main
@@ -63,6 +65,19 @@ def test_bad_config_values(dataset, capsys):
     config.write_text("frobnicate: 3\n")
     assert _convert(dataset, config=config) == 2
     assert "unknown option --frobnicate" in capsys.readouterr().err
+
+
+def test_hyphenated_flags_are_accepted_and_a_typo_gets_a_suggestion(dataset, capsys):
+    # the fixture's one image is cut short: refused (exit 3), which reads the flags first
+    assert _convert(dataset, "--drop-duplicates", "--num-shards", "1", "--max-rejected=1", format="voc") == 3
+    summary = json.loads((dataset / "out" / ".refused" / "summary.json").read_text())
+    assert summary["config"]["drop_duplicates"] is True and summary["config"]["num_shards"] == 1
+    assert summary["config"]["max_rejected"] == 1.0
+    capsys.readouterr()
+    assert _convert(dataset, "--drop_dupilcates", format="voc") == 2
+    assert "unknown option --drop_dupilcates; did you mean --drop_duplicates?" in capsys.readouterr().err
+    assert _convert(dataset, "--temp-locaton=/tmp", format="voc") == 2
+    assert "did you mean --temp_location?" in capsys.readouterr().err
 
 
 def test_bad_label_map(dataset, capsys):

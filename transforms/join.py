@@ -18,6 +18,7 @@ from transforms.model import ITEM_ANNOTATION, RELATIVE, ImageRecord, Rejection, 
 from transforms.source_splits import split_from_path
 
 ImageFile = Tuple[str, int]  # (path relative to --images, size in bytes)
+MISSING_DETAIL = " is not under --images"  # after the image's key: a refused run's hint looks for it elsewhere
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,7 +80,7 @@ def _join_key(
         yield dataclasses.replace(kept, embedded_format=rule.format_name)
         return
     if not images:
-        yield Rejection(kept.source, "image_missing", f"{key} is not under --images", boxes=len(kept.boxes))
+        yield Rejection(kept.source, "image_missing", f"{key}{MISSING_DETAIL}", boxes=len(kept.boxes))
         return
     (relative, size), *others = images
     for other, _ in others:  # x.jpg and x.png share one label file: only the first can have it

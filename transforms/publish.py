@@ -18,7 +18,8 @@ import apache_beam as beam
 from transforms import lock, paths, storage
 from transforms import manifest as state
 from transforms.label_map import format_label_map
-from transforms.outcomes import PublishFailed
+from transforms.guards import Limits, refusal
+from transforms.outcomes import PublishFailed, PublishRefused
 from transforms.rejections import PARTS_FOLDER, merge_parts
 from transforms.splits import Splits
 from transforms.handoff import README as HANDOFF_README
@@ -28,6 +29,7 @@ from transforms.tfds_metadata import DATASET_INFO, FEATURES
 from transforms.write import shard_file_name
 
 SUMMARY = "summary.json"
+REFUSED = ".refused"  # a refused run's summary and rejections (hidden: no glob of OUTPUT's records sees them)
 LABEL_MAP = "label_map.pbtxt"
 REJECTED_FILE = "rejected.jsonl"
 DUPLICATE_EXAMPLES = 20
@@ -119,7 +121,9 @@ def check_staged(changes: Sequence[state.FileChange]) -> None:
 class _Publish(beam.DoFn):
     """A plain run's publish: the dataset replaces the one OUTPUT held (the files its manifest names)."""
 
-    def __init__(self, *, output, staging_dir, name, splits, config, started_at, replaces=(), lock_token=None):
+    def __init__(self, *, output, staging_dir, name, splits, config, started_at, replaces=(), lock_token=None,
+                 limits: Limits = Limits()):
+        self._limits = limits
         self._output = output
         self._staging_dir = staging_dir
         self._name = name
@@ -161,10 +165,27 @@ class _Publish(beam.DoFn):
         self._stage(SUMMARY, json.dumps(summary, indent=2) + "\n")
         return [LABEL_MAP, REJECTED_FILE, DATASET_INFO, FEATURES, HANDOFF_README, SUMMARY]
 
+    def _refuse_if_wrong(self, summary: dict, rejection_parts, **context) -> None:
+        """Publish nothing when the result is obviously wrong (transforms/guards.py): this run's summary and
+        rejections go to OUTPUT/.refused/ for the user to read, the staging is removed, and the run ends."""
+        reason = refusal(summary, self._limits, **context)
+        if reason is None:
+            return
+        refused = paths.join(self._output, REFUSED)
+        storage.remove_tree(refused)
+        merge_parts(rejection_parts, paths.join(refused, REJECTED_FILE), paths.join(self._staging_dir, PARTS_FOLDER))
+        storage.write_bytes(paths.join(refused, SUMMARY),
+                            (json.dumps(dict(summary, refused=reason), indent=2) + "\n").encode("utf-8", "backslashreplace"))
+        storage.remove_tree(self._staging_dir)
+        storage.remove_empty_folder(self._staging_dir.rsplit("/", 1)[0])
+        raise PublishRefused(f"{reason}; this run's summary and rejections are in {refused}/, the published dataset "
+                             "is unchanged")
+
     def _publish(self, tallies, rejection_parts, duplicate_groups, label_ids, num_shards, changes):
         check_staged(changes)
         summary = self._summary(tallies, duplicate_groups, label_ids, num_shards)
         summary["durations"] = {"total_seconds": round(time.time() - self._started_at, 3)}
+        self._refuse_if_wrong(summary, rejection_parts)
 
         reported = {(change.split, change.shard): change for change in changes}
         files, moves = [], []
@@ -191,8 +212,12 @@ class _Publish(beam.DoFn):
         moves += [(paths.join(self._staging_dir, file_name), file_name) for file_name in metadata + [state.MANIFEST]]
         deletes = [paths.join(self._output, name) for name in self._replaces if name not in new_names]
         state.publish(self._output, self._staging_dir, moves, deletes=deletes)  # manifest.json last
-        storage.remove_empty_folder(self._staging_dir.rsplit("/", 1)[0])
+        self._published()
         return summary
+
+    def _published(self) -> None:
+        storage.remove_empty_folder(self._staging_dir.rsplit("/", 1)[0])
+        storage.remove_tree(paths.join(self._output, REFUSED))  # an earlier refusal's report no longer applies
 
 
 INCREMENTAL_COUNTS = ("new", "changed", "deleted", "unchanged", "removed")
@@ -239,6 +264,11 @@ class _PublishIncremental(_Publish):
             "live_shards": len(manifest["files"]),
         }
         summary["durations"] = {"total_seconds": round(time.time() - self._started_at, 3)}
+        previous_images = sum(entry["records"] for entry in (self._previous or {}).get("files", []))
+        self._refuse_if_wrong(
+            summary, rejection_parts, new_images_expected=self._previous is None,
+            deleted=counts["deleted"] if self._update_changed else 0, published_images=previous_images,
+        )
         if published:
             totals = dict(summary, images_written=summary["incremental"]["dataset_images"],
                           boxes=dict(summary["boxes"], written=sum(split["boxes"] for split in summary["splits"].values())))
@@ -253,7 +283,7 @@ class _PublishIncremental(_Publish):
             state.publish(self._output, self._staging_dir, moves, deletes=deletes, garbage=garbage)  # manifest.json last
         else:
             storage.remove_tree(self._staging_dir)
-        storage.remove_empty_folder(self._staging_dir.rsplit("/", 1)[0])
+        self._published()
         storage.write_bytes(self._run_log, (json.dumps(summary, indent=2) + "\n").encode("utf-8", "backslashreplace"))
         return summary
 

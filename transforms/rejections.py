@@ -14,7 +14,6 @@ import json
 import uuid
 from typing import Iterable, List
 
-import apache_beam as beam
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.transforms.window import GlobalWindow

@@ -13,6 +13,12 @@ Every run is `convert --incremental`: only images not yet in the published datas
 ids and splits never move, and a run that finds nothing new changes nothing but its run log. Runs never
 overlap (max_active_runs=1; OUTPUT/.lock refuses a second run anyway), and a failed or killed run is
 simply retried: the next attempt finishes what was published and writes nothing twice.
+
+Any exit but 0 fails the task, and Airflow alerts on a failed task (mail to OD_TFRECORDS_ALERT_EMAIL when
+set). Exit 3 is a refusal: the night's result would have been empty, mostly rejected, or would have
+deleted more than --max_deleted of the dataset (an unmounted or wrong images folder); nothing was
+published, and the line in the task's log says why and where the run's report is. A retry refuses again
+until the sources are fixed. Exit 2 is a setting to fix; exit 1 a run that failed (a full disk).
 """
 from __future__ import annotations
 
@@ -32,6 +38,7 @@ PACKAGE = os.environ.get("OD_TFRECORDS_HOME", "/opt/od-tfrecords")  # a checkout
 ANNOTATIONS = os.environ.get("OD_TFRECORDS_ANNOTATIONS", "/data/labels/Annotations")
 IMAGES = os.environ.get("OD_TFRECORDS_IMAGES", "/data/labels/JPEGImages")
 OUTPUT = os.environ.get("OD_TFRECORDS_OUTPUT", "/data/tfrecords/nightly")
+ALERT_EMAIL = [address for address in os.environ.get("OD_TFRECORDS_ALERT_EMAIL", "").split(",") if address]
 
 PIPELINE_OPTIONS = {
     "annotations": ANNOTATIONS,
@@ -59,7 +66,8 @@ with DAG(
     start_date=datetime(2026, 1, 1),
     catchup=False,  # each run ingests everything new; missed nights need no backfill
     max_active_runs=1,
-    default_args={"retries": 2, "retry_delay": timedelta(minutes=10)},
+    default_args={"retries": 2, "retry_delay": timedelta(minutes=10), "email": ALERT_EMAIL,
+                  "email_on_failure": bool(ALERT_EMAIL)},
     tags=["od-tfrecords"],
 ) as dag:
     convert = BeamRunPythonPipelineOperator(
