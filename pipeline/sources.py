@@ -3,7 +3,9 @@
 `--annotations` may be given more than once (formats may differ) to merge several datasets into one;
 `--images` is then given once for all or once per source. A source may name its format as a prefix,
 `coco:annotations/instances.json`; otherwise --format applies, or the format is detected by sniffing a
-few files with every format's `sniff`.
+few files with every format's `sniff` (`Source.detected` says which: the console report names it). XML
+files are told apart by their root element and its required children (transforms/formats/_xml.py
+`xml_kinds`): a file that fits two formats is not guessed at, and MIT LabelMe's XML is named as such.
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ import yaml
 from pipeline.errors import UsageError
 from transforms import storage
 from transforms.formats import DEFAULT_MAX_ANNOTATION_BYTES, FORMATS, SNIFF_BYTES, AnnotationFormat, ParseContext
+from transforms.formats._xml import SUPPORTED_XML_KINDS, XML_KIND_NAMES, xml_evidence, xml_kinds
 from transforms.read import read_file
 
 _GLOB = re.compile(r"[*?\[]")
@@ -33,6 +36,7 @@ class Source:
     patterns: Tuple[str, ...]
     images: str
     context: ParseContext
+    detected: bool = False  # the format was detected from the files, not given (--format or a `coco:` prefix)
 
 
 def absolute(path: str) -> str:
@@ -79,14 +83,43 @@ def _patterns(path: str, fmt: AnnotationFormat) -> Tuple[str, ...]:
 
 
 def _detect(path: str) -> AnnotationFormat:
-    candidates = []
+    """The one format whose `sniff` claims some of the first files; a UsageError naming the candidates when
+    none or several do, or when XML files fit two formats' outlines (or one this converter does not read)."""
+    candidates, heads = [], {}
     for fmt in FORMATS.values():
-        files = _matches(_patterns(path, fmt), limit=_SNIFF_FILES)
-        if any(fmt.sniff(file, _head(file)) for file in files[:_SNIFF_FILES]):
+        files = _matches(_patterns(path, fmt), limit=_SNIFF_FILES)[:_SNIFF_FILES]
+        for file in files:
+            heads.setdefault(file, _head(file))
+        if any(fmt.sniff(file, heads[file]) for file in files):
             candidates.append(fmt)
+    xml_heads = [(file, head) for file, head in sorted(heads.items()) if file.lower().endswith(".xml")]
+    xml_kinds_seen = [xml_kinds(head) for _, head in xml_heads]
+    near = next(((file, head, kinds) for (file, head), kinds in zip(xml_heads, xml_kinds_seen) if len(kinds) > 1), None)
+    if near is not None:  # one file fits two outlines: a guess could read a whole dataset wrongly
+        file, head, kinds = near
+        names = " and ".join(XML_KIND_NAMES[kind] for kind in sorted(kinds))
+        supported = [kind for kind in sorted(kinds) if kind in SUPPORTED_XML_KINDS]
+        hint = " or ".join(f"pass --format {kind} if they are {XML_KIND_NAMES[kind]}" for kind in supported) or "pass --format"
+        raise UsageError(f"cannot tell the annotation format of {path}: its XML files fit both {names} "
+                         f"({posixpath.basename(file)}: {xml_evidence(head)}); {hint}")
+    foreign = sorted({kind for kinds in xml_kinds_seen for kind in kinds if kind not in SUPPORTED_XML_KINDS})
+    if foreign and len(candidates) <= 1:
+        names = " and ".join(XML_KIND_NAMES[kind] for kind in foreign)
+        if candidates:  # some files of ours, some of a format we cannot read: which are the annotations?
+            name = candidates[0].name
+            raise UsageError(f"cannot tell the annotation format of {path}: some of its files look like {name}, some "
+                             f"XML files like {names}, which is not supported; move those out, or pass --format {name} "
+                             f"to read every file as {name}")
+        raise UsageError(f"cannot tell the annotation format of {path}: its XML files look like {names}, which is "
+                         f"not supported; --format labelme reads LabelMe's JSON files, so convert them to LabelMe JSON, "
+                         f"Pascal VOC or COCO first")
     if len(candidates) == 1:
         return candidates[0]
     if not candidates:
+        if xml_kinds_seen:
+            raise UsageError(f"cannot tell the annotation format of {path}: its XML files are neither Pascal VOC "
+                             f"(<annotation> with <filename> and <object><bndbox> or <size>) nor CVAT for images "
+                             f"(<annotations> with <meta> or <image>); pass --format ({', '.join(FORMATS)})")
         raise UsageError(f"cannot tell the annotation format of {path}; pass --format ({', '.join(FORMATS)})")
     raise UsageError(f"{path} could be any of {', '.join(fmt.name for fmt in candidates)}; pass --format to choose")
 
@@ -150,7 +183,8 @@ def resolve_sources(
             raise UsageError(f"--annotations {path}: no such file, folder or matching files")
         if not is_folder(images_root):
             raise UsageError(f"--images {images_root}: no such folder (or it is empty)")
-        fmt = FORMATS[prefix or format_name] if (prefix or format_name) else _detect(path)
+        given = prefix or format_name
+        fmt = FORMATS[given] if given else _detect(path)
         patterns = _patterns(path, fmt)
         if not fmt.unlabeled_images_are_negatives and not _matches(patterns, limit=1):
             looked_for = ", ".join(fmt.folder_patterns)
@@ -166,7 +200,7 @@ def resolve_sources(
             class_names = load_classes(class_file)
         root = path if is_folder(path) else posixpath.dirname(path)
         context = ParseContext(classes=class_names, annotations_root=root, max_annotation_bytes=max_annotation_bytes)
-        sources.append(Source(fmt, path, patterns, images_root, context))
+        sources.append(Source(fmt, path, patterns, images_root, context, detected=not given))
     return tuple(sources)
 
 

@@ -584,10 +584,12 @@ def test_sniff_tells_cvat_and_voc_apart(raccoon):
 @pytest.mark.parametrize(
     "path, head, expected",
     [
-        ("a.xml", b"<annotations>", True),
-        ("A.XML", b'\xef\xbb\xbf<?xml version="1.0" encoding="utf-8"?>\r\n<annotations>\r\n  <version>1.1</version>', True),
-        ("a.xml", b"<!-- exported by CVAT -->\n<annotations >", True),
-        ("a.xml", b"<annotations/>", True),
+        ("a.xml", b"<annotations><version>1.1</version><meta>", True),
+        ("A.XML", b'\xef\xbb\xbf<?xml version="1.0" encoding="utf-8"?>\r\n<annotations>\r\n  <version>1.1</version>\r\n  <meta>', True),
+        ("a.xml", b"<!-- exported by CVAT -->\n<annotations ><image id='0' name='a.jpg'/>", True),
+        ("a.xml", b"<annotations>", False),  # CVAT's root, but neither <meta> nor an <image>: nothing to go by
+        ("a.xml", b"<annotations/>", False),
+        ("a.xml", b"<annotations><version>1.1</version></annotations><meta>", False),  # after the root ended
         ("a.xml", b"<annotation><filename>a.jpg</filename></annotation>", False),
         ("a.xml", b"<root><annotations></annotations></root>", False),  # not the root
         ("a.xml", b"<annotationsx>", False),

@@ -13,7 +13,7 @@ import xml.etree.ElementTree as ElementTree
 from typing import Iterator, List, Optional, Tuple
 
 from transforms.formats import NO_CONTEXT, AnnotationFormat, ParseContext, Parsed, _text
-from transforms.formats._xml import parse_xml
+from transforms.formats._xml import CVAT, parse_xml, xml_kinds
 from transforms.model import ITEM_ANNOTATION, ITEM_BOX, Box, ImageRecord, Rejection
 from transforms.source_splits import canonical_split
 
@@ -22,12 +22,11 @@ NOT_OBJECTS = ("tag",)  # image-level labels: no geometry, nothing to drop
 
 # A task without a subset is exported as "default" (or "default_1" when a real subset took that name).
 _NO_SUBSET = re.compile(r"default(_\d+)?")
-_ROOT = re.compile(rb"(?:\xef\xbb\xbf)?(?:\s|<\?.*?\?>|<!--.*?-->)*<annotations[\s>/]", re.S)
 
 
 def sniff(path: str, head: bytes) -> bool:
-    """An XML file whose root element is <annotations> (Pascal VOC's is <annotation>)."""
-    return path.lower().endswith(".xml") and _ROOT.match(head) is not None
+    """An XML file whose root element is <annotations> with a <meta> or an <image> (Pascal VOC's is <annotation>)."""
+    return path.lower().endswith(".xml") and xml_kinds(head) == {CVAT}
 
 
 def _split(subset: Optional[str]) -> Optional[str]:

@@ -1,12 +1,11 @@
 """Pascal VOC XML: one file per image (LabelImg, CVAT and Roboflow exports)."""
 from __future__ import annotations
 
-import re
 import xml.etree.ElementTree as ElementTree
 from typing import Iterator, Optional
 
 from transforms.formats import NO_CONTEXT, AnnotationFormat, ParseContext, Parsed, _text
-from transforms.formats._xml import parse_xml
+from transforms.formats._xml import VOC, parse_xml, xml_kinds
 from transforms.model import ITEM_ANNOTATION, ITEM_BOX, Box, ImageRecord, Rejection
 
 
@@ -26,8 +25,10 @@ def _size(root: ElementTree.Element) -> Optional[tuple]:
 
 
 def sniff(path: str, head: bytes) -> bool:
-    """An XML file whose root element is <annotation> (CVAT's is <annotations>)."""
-    return path.lower().endswith(".xml") and re.search(rb"<annotation[\s>]", head) is not None
+    """An XML file with root <annotation> and a <filename> (with <object><bndbox> or <size>, unless it is a
+    negative without size), and nothing of MIT LabelMe's XML (<object><polygon><pt>, <imagesize>,
+    <source><sourceImage>), whose root is <annotation> too (CVAT's is <annotations>): see _xml.xml_kinds."""
+    return path.lower().endswith(".xml") and xml_kinds(head) == {VOC}
 
 
 def parse(source: str, data: bytes, context: ParseContext = NO_CONTEXT) -> Iterator[Parsed]:
