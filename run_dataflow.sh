@@ -61,58 +61,11 @@ done
 
 if $dry_run; then
   # Offline: no credentials (--no_auth), no SDK download (--sdk_location=container), no submission
-  # (--dry_run=True). A valid temp_location bucket name is still required, or Beam tries to create
-  # a default bucket over the network.
-  exec "$PYTHON" - "$config" "${args[@]+"${args[@]}"}" <<'PY'
-import sys
-
-import apache_beam as beam
-from apache_beam.options.pipeline_options import PipelineOptions
-
-from pipeline.cli import _build_parser
-from pipeline.config import load_config
-from pipeline.errors import UsageError
-from pipeline.graph import build_convert_pipeline
-from pipeline.options import resolve_convert
-
-INCREMENTAL_FLAGS = ("incremental", "update_changed", "resplit")
-parser = _build_parser()
-try:
-    args, extra = parser.parse_known_args(["convert", "--config", sys.argv[1], *sys.argv[2:]])
-    given = {key: value for key, value in vars(args).items() if key != "command"}
-    asked = [flag for flag in INCREMENTAL_FLAGS if given.get(flag) or load_config(sys.argv[1]).get(flag)]
-    # Nothing in OUTPUT is touched: an incremental run would read the manifest and take OUTPUT/.lock,
-    # which only the launched job releases. The graph shown is a full run's.
-    given.update({flag: False for flag in INCREMENTAL_FLAGS})
-    job = resolve_convert(given, extra + ["--dry_run=True", "--no_auth", "--sdk_location=container"])
-except UsageError as error:
-    sys.exit(f"error: {error}")
-pipeline = beam.Pipeline(options=PipelineOptions(job.beam_args))
-build_convert_pipeline(pipeline, job)
-result = pipeline.run()
-proto = result.job.proto_pipeline
-transforms = proto.components.transforms
-
-
-def leaves(transform_id):
-    transform = transforms[transform_id]
-    if not transform.subtransforms:
-        return 1
-    return sum(leaves(child) for child in transform.subtransforms)
-
-
-(root,) = proto.root_transform_ids
-print(f"Dataflow job graph (dry run, nothing launched): {result.job.proto.name}")
-for step_id in transforms[root].subtransforms:
-    step = transforms[step_id]
-    print(f"  {step.unique_name}")
-    for child_id in step.subtransforms:
-        print(f"    {transforms[child_id].unique_name}")
-print(f"{len(transforms[root].subtransforms)} steps, {leaves(root)} primitive transforms; "
-      f"output {job.output}; workers install this package from setup.py (--setup_file)")
-if asked:
-    print(f"{', '.join(asked)}: shown as a full run (a dry run reads no manifest and takes no lock)")
-PY
+  # (--dry_run=True), and the convert command lists and reads no remote path, takes no lock and reads
+  # no manifest. A valid temp_location bucket name is still required, or Beam tries to create a
+  # default bucket over the network.
+  exec "$PYTHON" -m pipeline convert --config "$config" "${args[@]+"${args[@]}"}" \
+    --dry_run=True --no_auth --sdk_location=container
 fi
 
 # A real launch: check what would otherwise fail minutes later, on the service.

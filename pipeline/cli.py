@@ -62,11 +62,14 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _report(summary: dict, output: str) -> str:
+def _report(summary: dict, job) -> str:
     lines = [
         f"Wrote {summary['images_written']} of {summary['images_read']} images "
-        f"({summary['boxes']['written']} boxes) to {output}"
+        f"({summary['boxes']['written']} boxes) to {job.output}"
     ]
+    for source in job.sources:
+        how = "detected" if source.detected else "given"
+        lines.append(f"  format: {source.format.name} ({how}) for {source.annotations}")
     name = summary["config"]["name"]
     for split, counts in summary["splits"].items():
         lines.append(
@@ -77,10 +80,13 @@ def _report(summary: dict, output: str) -> str:
     more = f" and {len(summary['classes']) - 10} more" if len(summary["classes"]) > 10 else ""
     lines.append(f"  label_map.pbtxt: {len(summary['classes'])} classes: {classes}{more}")
     rejections = ", ".join(f"{reason} {n}" for reason, n in summary["rejections"].items()) or "none"
+    boxes = summary["boxes"]
     lines.append(
-        f"  rejected.jsonl: {summary['images_rejected']} images, {summary['boxes']['rejected']} boxes rejected "
-        f"({rejections}); {summary['boxes']['clipped']} boxes clipped"
+        f"  rejected.jsonl: {summary['images_rejected']} images (with {boxes['on_rejected_items']} boxes), "
+        f"{boxes['rejected']} boxes rejected ({rejections}); {boxes['clipped']} boxes clipped"
     )
+    if boxes["dropped_by_class_map"]:
+        lines.append(f"  --class_map: {boxes['dropped_by_class_map']} boxes dropped (classes mapped to null)")
     if summary["duplicates"]["groups"]:
         lines.append(
             f"  duplicates: {summary['duplicates']['groups']} groups of byte-identical images "
@@ -133,7 +139,8 @@ def _convert(given: dict, beam_args: List[str]) -> int:
 
     from pipeline.graph import build_convert_pipeline
     from pipeline.local_runner import is_local_runner, local_engine, local_options, local_processes
-    from pipeline.options import resolve_convert
+    from pipeline.options import is_dry_run, resolve_convert
+    from pipeline.console import print_output
     from transforms import paths
     from transforms.publish import SUMMARY
     from transforms.read import read_file
@@ -141,10 +148,10 @@ def _convert(given: dict, beam_args: List[str]) -> int:
     job = resolve_convert(given, beam_args)
     options = local_options(job.beam_args)
     runner = options.view_as(StandardOptions).runner
-    if options.get_all_options().get("dry_run"):  # nothing runs, so nothing is locked, staged or published
-        with beam.Pipeline(options=options) as p:
-            build_convert_pipeline(p, job)
-        print(f"dry run: the job graph was built and nothing was launched; {job.output} is untouched")
+    if is_dry_run(job.beam_args):  # nothing runs, so nothing is locked, staged or published
+        from pipeline.dry_run import describe_dry_run
+
+        print_output(describe_dry_run(job, options))
         return 0
     local = is_local_runner(runner)
     processes = local_processes(options, [source.images for source in job.sources])
@@ -156,7 +163,7 @@ def _convert(given: dict, beam_args: List[str]) -> int:
                 # during the run walk fewer objects, and forked workers do not copy those pages by touching them.
                 gc.freeze()
     summary = json.loads(read_file(job.run_log or paths.join(job.output, SUMMARY)))  # run_log: incremental runs
-    print(_report(summary, job.output))
+    print_output(_report(summary, job))
     return 0
 
 

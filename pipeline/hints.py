@@ -73,7 +73,7 @@ def _candidate_folders(root: str) -> List[str]:
 
 def _other_format(job) -> Optional[str]:
     from pipeline.errors import UsageError
-    from pipeline.sources import _detect as detect_format
+    from pipeline.sources import detect_format
 
     for source in job.sources:
         try:

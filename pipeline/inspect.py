@@ -16,7 +16,8 @@ from collections import defaultdict
 from typing import Dict, List, Optional, Tuple
 
 from pipeline.errors import UsageError
-from pipeline.verify import load_label_map, print_output, record_files_or_fail
+from pipeline.console import print_output
+from pipeline.verify import load_label_map, record_files_or_fail
 from transforms import inspect_report as report
 from transforms import paths, storage
 from transforms.records import (

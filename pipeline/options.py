@@ -188,15 +188,18 @@ def _label_map_seed(path: Optional[str]) -> Dict[str, int]:
         raise UsageError(f"cannot read --label_map {path}: {error}") from None
 
 
+def _check_incremental_flags(settings: Dict[str, Any]) -> None:
+    for flag in ("update_changed", "resplit"):
+        if settings[flag] and not settings["incremental"]:
+            raise UsageError(f"--{flag} works with --incremental only")
+
+
 def _incremental_state(settings: Dict[str, Any], output: str, name: str, seed: int,
                        label_map_seed: Dict[str, int]) -> Tuple[Optional[Dict[str, Any]], Dict[str, int]]:
     """The published manifest an incremental run extends, checked against this run's settings, and the
     label map seed (the manifest's ids, never renumbered; --label_map may only add to them)."""
     from transforms.manifest import is_plain, read_manifest
 
-    for flag in ("update_changed", "resplit"):
-        if settings[flag] and not settings["incremental"]:
-            raise UsageError(f"--{flag} works with --incremental only")
     if not settings["incremental"]:
         return None, label_map_seed
     try:
@@ -280,6 +283,11 @@ def _checked_beam_args(flags: List[str]) -> List[str]:
     return flags
 
 
+def is_dry_run(beam_args: List[str]) -> bool:
+    """Beam's --dry_run: the job graph is built (and on Dataflow checked) but nothing runs."""
+    return bool(_parsed_beam_options(beam_args).get("dry_run"))
+
+
 def resolve_convert(given: Dict[str, Any], extra_beam_args: List[str]) -> ConvertJob:
     """Merge defaults < config file < flags, check every value, and resolve paths."""
     file_settings = load_config(absolute(given["config"])) if given.get("config") else {}
@@ -289,9 +297,11 @@ def resolve_convert(given: Dict[str, Any], extra_beam_args: List[str]) -> Conver
     _required(settings, "annotations")
     _required(settings, "images")
     output = absolute(_required(settings, "output")).rstrip("/")
+    beam_args = _checked_beam_args(beam_flags(beam_file) + list(extra_beam_args))
+    offline = is_dry_run(beam_args)
     sources = resolve_sources(
         as_list(settings["annotations"]), as_list(settings["images"]), settings["format"], settings["classes"],
-        max_annotation_bytes=_integer(settings, "max_annotation_bytes", 1),
+        max_annotation_bytes=_integer(settings, "max_annotation_bytes", 1), offline=offline,
     )
     if storage.is_local(output) and os.path.exists(output) and not os.path.isdir(output):
         raise UsageError(f"--output {output} is a file; give a folder")
@@ -325,9 +335,11 @@ def resolve_convert(given: Dict[str, Any], extra_beam_args: List[str]) -> Conver
         raise UsageError(f"--lock_timeout_hours must be a number, not {settings['lock_timeout_hours']!r}") from None
     if lock_timeout_hours <= 0:
         raise UsageError(f"--lock_timeout_hours must be positive, not {lock_timeout_hours:g}")
-    manifest, label_map_seed = _incremental_state(
-        settings, output, name, seed, _label_map_seed(settings["label_map"])
-    )
+    label_map_seed = _label_map_seed(settings["label_map"])
+    _check_incremental_flags(settings)
+    manifest = None
+    if not offline:  # a dry run reads no manifest: it shows a full run's graph (the command says so)
+        manifest, label_map_seed = _incremental_state(settings, output, name, seed, label_map_seed)
 
     started_at = time.time()
     run_log = None
@@ -357,7 +369,7 @@ def resolve_convert(given: Dict[str, Any], extra_beam_args: List[str]) -> Conver
         drop_duplicates=settings["drop_duplicates"],
         class_map=_class_map(settings["class_map"]),
         settings=settings,
-        beam_args=_checked_beam_args(beam_flags(beam_file) + list(extra_beam_args)),
+        beam_args=beam_args,
         started_at=started_at,
         run_log=run_log,
         incremental=settings["incremental"],

@@ -82,7 +82,7 @@ def _patterns(path: str, fmt: AnnotationFormat) -> Tuple[str, ...]:
     return tuple(storage.literal(path.rstrip("/")) + "/" + pattern for pattern in fmt.folder_patterns)
 
 
-def _detect(path: str) -> AnnotationFormat:
+def detect_format(path: str) -> AnnotationFormat:
     """The one format whose `sniff` claims some of the first files; a UsageError naming the candidates when
     none or several do, or when XML files fit two formats' outlines (or one this converter does not read)."""
     candidates, heads = [], {}
@@ -168,8 +168,14 @@ def _split_format_prefix(spec: str) -> Tuple[Optional[str], str]:
 
 def resolve_sources(
     annotations: Sequence[str], images: Sequence[str], format_name: Optional[str], classes: Optional[str],
-    max_annotation_bytes: int = DEFAULT_MAX_ANNOTATION_BYTES,
+    max_annotation_bytes: int = DEFAULT_MAX_ANNOTATION_BYTES, offline: bool = False,
 ) -> Tuple[Source, ...]:
+    """The sources, each path checked, its format detected unless given, its class names loaded.
+
+    `offline` (a dry run): paths on object stores are neither listed nor read, so without credentials
+    or network nothing waits; their format must be given, and what could not be checked is the caller's
+    to say.
+    """
     if len(images) not in (1, len(annotations)):
         raise UsageError(f"give --images once, or once per --annotations ({len(annotations)}), not {len(images)} times")
     if format_name is not None and format_name not in FORMATS:
@@ -179,12 +185,15 @@ def resolve_sources(
         prefix, path = _split_format_prefix(str(spec))
         path = absolute(path).rstrip("/")
         images_root = absolute(str(images[index if len(images) > 1 else 0])).rstrip("/")
+        given = prefix or format_name
+        if offline and not (storage.is_local(path) and storage.is_local(images_root)):
+            sources.append(_unchecked_source(path, images_root, given, classes, max_annotation_bytes))
+            continue
         if not _matches([path if _is_glob(path) else storage.literal(path)], limit=1) and not is_folder(path):
             raise UsageError(f"--annotations {path}: no such file, folder or matching files")
         if not is_folder(images_root):
             raise UsageError(f"--images {images_root}: no such folder (or it is empty)")
-        given = prefix or format_name
-        fmt = FORMATS[given] if given else _detect(path)
+        fmt = FORMATS[given] if given else detect_format(path)
         patterns = _patterns(path, fmt)
         if not fmt.unlabeled_images_are_negatives and not _matches(patterns, limit=1):
             looked_for = ", ".join(fmt.folder_patterns)
@@ -202,6 +211,26 @@ def resolve_sources(
         context = ParseContext(classes=class_names, annotations_root=root, max_annotation_bytes=max_annotation_bytes)
         sources.append(Source(fmt, path, patterns, images_root, context, detected=not given))
     return tuple(sources)
+
+
+def _unchecked_source(path: str, images_root: str, format_name: Optional[str], classes: Optional[str],
+                      max_annotation_bytes: int) -> Source:
+    """A source on an object store as a dry run takes it: nothing listed or read (a path ending in a file
+    extension is a file, anything else a folder)."""
+    if format_name is None:
+        raise UsageError(f"a dry run reads no remote file, so it cannot detect the format of {path}: pass --format")
+    fmt = FORMATS[format_name]
+    class_names: Tuple[str, ...] = ()
+    if fmt.needs_classes:
+        if not classes or not storage.is_local(absolute(classes)):
+            raise UsageError(f"a dry run reads no remote file: pass --classes as a local file for {fmt.name}")
+        class_names = load_classes(absolute(classes))
+    is_file = bool(posixpath.splitext(path.rsplit("/", 1)[-1])[1])
+    patterns = (path,) if _GLOB.search(path) or is_file else tuple(
+        storage.literal(path) + "/" + pattern for pattern in fmt.folder_patterns)
+    root = posixpath.dirname(path) if is_file else path
+    context = ParseContext(classes=class_names, annotations_root=root, max_annotation_bytes=max_annotation_bytes)
+    return Source(fmt, path, patterns, images_root, context)
 
 
 def as_list(value: Any) -> List[str]:

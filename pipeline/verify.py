@@ -5,13 +5,12 @@ Exit 0 when no error was found (notes may remain), 1 when one was, 2 for unusabl
 from __future__ import annotations
 
 import argparse
-import errno
 import json
 import os
-import sys
 import zlib
 from typing import Dict, List, Optional, Tuple
 
+from pipeline.console import print_output
 from pipeline.errors import UsageError
 from transforms import storage
 from transforms.manifest import journal_path
@@ -129,26 +128,6 @@ def _place(example: dict) -> str:
     if "file" not in example:
         return ""
     return f"{example['file']}: " if example["record"] is None else f"{example['file']} #{example['record']}: "
-
-
-def print_output(text: str) -> None:
-    """Print `text` (and a newline) to stdout; a reader that stops early (`| head -1`) ends the output quietly.
-
-    Once the reader is gone, stdout is pointed at /dev/null: the interpreter flushes stdout again at exit,
-    and that flush would otherwise print a BrokenPipeError of its own. The command's exit status stays
-    what it judged; nothing else of the output is wanted.
-    """
-    try:
-        sys.stdout.write(text + "\n")
-        sys.stdout.flush()
-    except OSError as error:
-        if error.errno != errno.EPIPE:
-            raise
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        try:
-            os.dup2(devnull, sys.stdout.fileno())
-        finally:
-            os.close(devnull)
 
 
 def run_verify(args: argparse.Namespace) -> int:

@@ -134,3 +134,34 @@ def test_a_real_launch_without_the_dataflow_api_says_so(tmp_path):
     result = _run(tmp_path, "--config", "configs/dataflow.yaml", *FILLED, path=_bin_with(tmp_path, gcloud))
     assert result.returncode == 2
     assert "the Dataflow API is not enabled in my-project-123" in result.stderr, result.stderr
+
+
+REMOTE = ["--annotations", "gs://od-bucket-data/voc/Annotations", "--images", "gs://od-bucket-data/voc/JPEGImages"]
+
+
+@pytest.mark.slow
+def test_a_dry_run_with_remote_paths_lists_and_reads_nothing(tmp_path):
+    # gs:// sources with no credentials and no network: listing or reading them would retry for minutes
+    result = _run(tmp_path, "--dry-run", "--config", "configs/dataflow.yaml", *FILLED, *REMOTE, "--format", "voc")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.startswith("Dataflow job graph (dry run, nothing launched): ")
+    assert "not checked by a dry run: that the annotation and image paths exist" in result.stdout
+    assert "Retry with exponential backoff" not in result.stderr and "storage.googleapis.com" not in result.stderr
+
+
+@pytest.mark.slow
+def test_the_plain_command_dry_runs_dataflow_offline_too(tmp_path):
+    command = [sys.executable, "-m", "pipeline", "convert", *REMOTE, *FILLED, "--region", "europe-west1",
+               "--runner", "DataflowRunner", "--dry_run=True", "--no_auth", "--sdk_location=container", "--incremental"]
+    run = lambda *more: subprocess.run([*command, *more], capture_output=True, text=True, env=_offline_env(tmp_path),
+                                       cwd=REPO, timeout=120)
+    without_format = run()
+    assert without_format.returncode == 2
+    assert without_format.stderr.strip() == ("error: a dry run reads no remote file, so it cannot detect the format "
+                                             "of gs://od-bucket-data/voc/Annotations: pass --format")
+    result = run("--format", "voc")
+    assert result.returncode == 0, result.stderr[-3000:]
+    steps = [line.strip() for line in result.stdout.splitlines() if line.startswith("  ") and not line.startswith("    ")]
+    assert "WriteShards" in steps and "Publish" in steps
+    assert "incremental: shown as a full run (a dry run reads no manifest and takes no lock)" in result.stdout
+    assert "Traceback" not in result.stderr
