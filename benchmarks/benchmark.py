@@ -43,13 +43,14 @@ import shutil
 import struct
 import subprocess
 import sys
-import threading
 import time
 import xml.etree.ElementTree as ElementTree
 from importlib import metadata
 from pathlib import Path
 
 import psutil
+
+import _rss  # benchmarks/: the process-tree RSS sampler
 
 REPO = Path(__file__).resolve().parents[1]
 WIDTH, HEIGHT = 640, 480
@@ -195,74 +196,12 @@ def ensure_datumaro_venv(workdir: Path) -> dict:
 
 # --- measuring one converter ---------------------------------------------------------------------------
 
-class ProcessTreeSampler(threading.Thread):
-    """Samples the RSS of a process and all its descendants every SAMPLE_SECONDS until stopped."""
-
-    def __init__(self, pid: int):
-        super().__init__(daemon=True)
-        self.root = psutil.Process(pid)
-        self.stopping = threading.Event()
-        self.max_process_rss = 0
-        self.max_process_name = ""
-        self.max_tree_rss = 0
-        self.max_processes = 0
-        self.samples = 0
-
-    def run(self) -> None:
-        while not self.stopping.is_set():
-            self.sample()
-            self.stopping.wait(SAMPLE_SECONDS)
-
-    def sample(self) -> None:
-        try:
-            processes = [self.root] + self.root.children(recursive=True)
-        except psutil.Error:  # the top process has exited
-            return
-        tree = 0
-        for process in processes:
-            try:
-                rss = process.memory_info().rss
-            except psutil.Error:  # exited between listing and reading
-                continue
-            tree += rss
-            if rss > self.max_process_rss:
-                self.max_process_rss = rss
-                self.max_process_name = describe(process)
-        self.max_tree_rss = max(self.max_tree_rss, tree)
-        self.max_processes = max(self.max_processes, len(processes))
-        self.samples += 1
-
-
-def describe(process: psutil.Process) -> str:
-    try:
-        return " ".join(process.cmdline()[:3])[:120]
-    except psutil.Error:
-        return process.name()
-
-
 def run_measured(command: list[str], log: Path, cwd: Path = REPO) -> dict:
     """Runs command in cwd to completion; wall seconds and peak RSS (MiB) of its process tree."""
-    with open(log, "w") as output:
-        started = time.perf_counter()
-        process = subprocess.Popen(command, cwd=cwd, stdout=output, stderr=subprocess.STDOUT)
-        sampler = ProcessTreeSampler(process.pid)
-        sampler.start()
-        _, status, usage = os.wait4(process.pid, 0)
-        seconds = time.perf_counter() - started
-        process.returncode = os.waitstatus_to_exitcode(status)
-        sampler.stopping.set()
-        sampler.join()
-    if process.returncode != 0:
-        raise SystemExit(f"{' '.join(command[:4])} ... failed ({process.returncode}):\n{log.read_text()[-3000:]}")
-    mib = 1 / 2**20
-    return {"seconds": round(seconds, 2),
-            "rss_max_process_mib": round(sampler.max_process_rss * mib, 1),
-            "rss_max_process_command": sampler.max_process_name,
-            "rss_max_tree_sum_mib": round(sampler.max_tree_rss * mib, 1),
-            "max_processes_in_tree": sampler.max_processes,
-            "rss_samples": sampler.samples,
-            "ru_maxrss_mib": round(usage.ru_maxrss / 1024, 1),
-            "log": str(log)}
+    measured = _rss.run_measured(command, log, cwd=cwd, interval=SAMPLE_SECONDS)
+    if measured.pop("exit_code") != 0:
+        raise SystemExit(f"{' '.join(command[:4])} ... failed:\n{log.read_text()[-3000:]}")
+    return measured
 
 
 def count_tfrecords(folder: Path) -> tuple[int, int]:
