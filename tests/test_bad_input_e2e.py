@@ -221,7 +221,7 @@ def test_counts_add_up(default_run):
     # photo.bmp and photo.tif hold the same pixels, so they convert to the same JPEG bytes
     assert summary["duplicates"]["examples"] == [["a.jpg", "a_copy.jpg"], ["photo.bmp", "photo.tif"]]
     assert summary["rejections"]["xml_unsafe"] == 2
-    assert "rejected.jsonl: 10 images, 4 boxes rejected" in default_run["stdout"]
+    assert "rejected.jsonl: 10 images (with 5 boxes), 4 boxes rejected" in default_run["stdout"]
 
 
 def test_full_validation_duplicate_dropping_and_ignored_orientation(corpus, strict_run):

@@ -1,8 +1,8 @@
 """COCO's streaming parse by parts (transforms/formats/coco.py `parse_part`, `parse_annotation_part`).
 
 The oracle is the pre-streaming parser (json.loads of the whole file), kept here verbatim in logic
-(plus the refusal of duplicate ids): for any document, the union over parts of `parse_part` is exactly
-what it gives, each item once.
+(plus the refusal of duplicate ids, and the box rejections of a known image travelling with its record):
+for any document, the union over parts of `parse_part` is exactly what it gives, each item once.
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from tests.test_formats import _COCO, _COCO_ANNOTATION, _coco_document
 from transforms.formats import AnnotationFormat, parse_annotation_file, parse_annotation_part
 from transforms.formats import _json, coco
-from transforms.model import ITEM_ANNOTATION, ITEM_BOX, Box, Ignored, ImageRecord, Rejection
+from transforms.model import ITEM_ANNOTATION, ITEM_BOX, Box, Ignored, ImageRecord, Rejection, carried
 
 SOURCE = "annotations/instances_big.json"
 
@@ -45,6 +45,7 @@ def _oracle(source, data):
         if isinstance(image, dict) and coco._id(image.get("id")) is not None:
             entries[coco._id(image.get("id"))].append(index)
     boxes_by_image = defaultdict(list)
+    rejected_by_image = defaultdict(list)  # the box rejections of a known image, in annotation order
     keypoints = 0
     known_images = {coco._id(image.get("id")) for image in document["images"] if isinstance(image, dict)}
     for index, annotation in enumerate(document.get("annotations") or []):
@@ -58,17 +59,17 @@ def _oracle(source, data):
             continue
         category_id = coco._id(annotation.get("category_id"))
         if category_id is None or not categories.get(category_id):
-            yield Rejection(source, "box_unknown_class", f"{where}: category_id {annotation.get('category_id')!r} is not in `categories`", ITEM_BOX)
+            rejected_by_image[image_id].append(Rejection(source, "box_unknown_class", f"{where}: category_id {annotation.get('category_id')!r} is not in `categories`", ITEM_BOX))
             continue
         names = categories[category_id]
         if len(names) > 1:
             shown = ", ".join(map(repr, names[:3])) + (", ..." if len(names) > 3 else "")
             detail = f"{where}: category_id {annotation.get('category_id')!r} is declared with {len(names)} names ({shown})"
-            yield Rejection(source, "coco_duplicate_id", detail, ITEM_BOX)
+            rejected_by_image[image_id].append(Rejection(source, "coco_duplicate_id", detail, ITEM_BOX))
             continue
         fields = coco._box_fields(annotation)
         if fields is None:
-            yield Rejection(source, "box_malformed", f"{where}: bbox {annotation.get('bbox')!r} is not [x, y, w, h]", ITEM_BOX)
+            rejected_by_image[image_id].append(Rejection(source, "box_malformed", f"{where}: bbox {annotation.get('bbox')!r} is not [x, y, w, h]", ITEM_BOX))
             continue
         x1, y1, x2, y2, crowd, area, segmentation = fields
         boxes_by_image[image_id].append(
@@ -89,16 +90,21 @@ def _oracle(source, data):
                       f"file_name {file_name if isinstance(file_name, str) and file_name else None!r}")
             lost = len(boxes_by_image.get(image_id, ())) if index == shared[0] else 0
             yield Rejection(source, "coco_duplicate_id", detail, ITEM_ANNOTATION, lost)
+            if index == shared[0]:  # the id's box rejections, once, on their own
+                yield from rejected_by_image.get(image_id, ())
             continue
         if not isinstance(file_name, str) or not file_name:
             lost = len(boxes_by_image.get(image_id, ())) if image_id is not None else 0
             yield Rejection(source, "coco_invalid", f"image {index} has no file_name", ITEM_ANNOTATION, lost)
+            if image_id is not None:
+                yield from rejected_by_image.get(image_id, ())
             continue
         width, height = coco._positive_int(image.get("width")), coco._positive_int(image.get("height"))
         yield ImageRecord(
             key=file_name, source=source, source_id=str(image.get("id", "")),
             boxes=tuple(boxes_by_image.get(image_id, ())),
             annotated_size=(width, height) if width and height else None,
+            rejected_boxes=carried(rejected_by_image.get(image_id, ())),
         )
 
 

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import voc_boxes
-from transforms.formats import SNIFF_BYTES, parse_annotation_file
+from transforms.formats import SNIFF_BYTES, flattened, parse_annotation_file
 from transforms.formats import coco, createml, labelme, voc
 from transforms.model import ITEM_ANNOTATION, ITEM_BOX, ITEM_IMAGE, PIXELS, Box, ImageRecord, Rejection
 
@@ -241,7 +241,9 @@ def test_unusable_items_are_createml_invalid_and_the_others_kept(item, detail, b
 )
 def test_bad_coordinates_are_box_malformed_and_the_image_kept(annotation, detail):
     data = json.dumps([{"image": "a.jpg", "annotations": [annotation, _annotation("b", 5, 5, 2, 2)]}]).encode()
-    rejection, record = createml.parse(SOURCE, data)
+    (carrier,) = createml.parse(SOURCE, data)  # the rejected annotation travels with its image's record
+    assert [reason for reason, _ in carrier.rejected_boxes] == ["box_malformed"]
+    rejection, record = flattened([carrier])
     assert (rejection.source, rejection.reason, rejection.item) == (SOURCE, "box_malformed", ITEM_BOX)
     if detail is not None:
         assert rejection.detail == detail
@@ -357,12 +359,14 @@ def _check(items):
 
 
 def _checked_both_ways(data: bytes):
+    """The parse's items, each record's box rejections beside it (they all travel with a record)."""
     items = list(createml.parse(SOURCE, data))
     _check(items)
+    assert not any(isinstance(item, Rejection) and item.item == ITEM_BOX for item in items)
     checked = list(parse_annotation_file(createml.FORMAT, SOURCE, data))
     _check(checked)
     assert not any(isinstance(item, Rejection) and item.reason == "annotation_unreadable" for item in checked)
-    return items
+    return list(flattened(items))
 
 
 @settings(max_examples=200, deadline=None)

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import voc_boxes
-from transforms.formats import AnnotationFormat, parse_annotation_file
+from transforms.formats import AnnotationFormat, flattened, parse_annotation_file
 from transforms.formats import csv_format, voc
 from transforms.model import ITEM_ANNOTATION, ITEM_BOX, ITEM_IMAGE, Box, ImageRecord, Rejection
 
@@ -191,7 +191,13 @@ a.jpg,640,480,cat,1,2,3,4
 b.jpg,640,480,dog,1,2,,4
 c.jpg,640,480,dog,1,2,3
 """
-    records, rejections = _split(_parse(text))
+    # a rejected row travels with its image's record
+    assert [(r.key, r.rejected_boxes) for r in _parse(text)] == [
+        ("a.jpg", (("box_malformed", "row 2 (dog): xmin 'ten' is not a number"),)),
+        ("b.jpg", (("box_malformed", "row 4 (dog): xmax is missing"),)),
+        ("c.jpg", (("box_malformed", "row 5 (dog): ymax is missing"),)),
+    ]
+    records, rejections = _split(list(flattened(_parse(text))))
     assert rejections == [
         Rejection(SOURCE, "box_malformed", "row 2 (dog): xmin 'ten' is not a number", ITEM_BOX),
         Rejection(SOURCE, "box_malformed", "row 4 (dog): xmax is missing", ITEM_BOX),
@@ -206,7 +212,7 @@ c.jpg,640,480,dog,1,2,3
 
 
 def test_row_numbers_count_the_header_and_blank_lines_like_a_spreadsheet():
-    (rejection, _) = _parse(f"{HEADER}\n\na.jpg,4,4,dog,1,2,3,4\na.jpg,4,4,dog,1,x,3,4\n")
+    (rejection, _) = flattened(_parse(f"{HEADER}\n\na.jpg,4,4,dog,1,2,3,4\na.jpg,4,4,dog,1,x,3,4\n"))
     assert rejection.detail == "row 4 (dog): ymin 'x' is not a number"
 
 
@@ -219,7 +225,7 @@ def test_a_row_without_a_filename_is_box_malformed():
 
 
 def test_a_long_bad_number_is_cut_in_the_detail():
-    (rejection, _) = _parse(f"{HEADER}\na.jpg,4,4,dog,{'9' * 500}x,2,3,4\n")
+    (rejection, _) = flattened(_parse(f"{HEADER}\na.jpg,4,4,dog,{'9' * 500}x,2,3,4\n"))
     assert rejection.detail == f"row 2 (dog): xmin {'9' * 50!r} is not a number"
 
 
@@ -385,7 +391,8 @@ def test_every_row_becomes_a_box_or_a_box_rejection(rows):
     writer = csv.writer(out)
     writer.writerow(["class", "xmin", "ymin", "xmax", "ymax", "filename"])
     writer.writerows([(label, *numbers, filename) for filename, label, numbers in rows])
-    records, rejections = _split(_parse(out.getvalue()))
+    assert not any(isinstance(item, Rejection) for item in _parse(out.getvalue()))  # each has a file name
+    records, rejections = _split(list(flattened(_parse(out.getvalue()))))
     assert [record.key for record in records] == list(dict.fromkeys(filename for filename, _, _ in rows))
     assert all(rejection.reason == "box_malformed" and rejection.item == ITEM_BOX for rejection in rejections)
     assert sum(len(record.boxes) for record in records) + len(rejections) == len(rows)

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from transforms.formats import AnnotationFormat, parse_annotation_file
+from transforms.formats import AnnotationFormat, flattened, parse_annotation_file
 from transforms.formats import cvat, voc
 from transforms.formats._xml import parse_xml
 from transforms.model import ITEM_ANNOTATION, ITEM_BOX, ITEM_IMAGE, Box, ImageRecord, Rejection
@@ -203,14 +203,15 @@ def _box(xtl="10", ytl="20", xbr="110", ybr="220", label="dog", extra='occluded=
 
 
 def _one(shapes: str, **image):
-    return list(cvat.parse(SOURCE, _annotations(_image(shapes, **image))))
+    """The parse of one image, its rejected shapes (which travel with its record) beside the record."""
+    return list(flattened(cvat.parse(SOURCE, _annotations(_image(shapes, **image)))))
 
 
 # --- a real-looking task export -------------------------------------------------------------------
 
 
 def test_task_export_every_image_every_shape():
-    items = list(cvat.parse(SOURCE, TASK_EXPORT.encode()))
+    items = list(flattened(cvat.parse(SOURCE, TASK_EXPORT.encode())))
     where = "image 'raccoon-3.jpg'"
     only = "is not supported; only box, polygon and ellipse become boxes"
     assert items == [
@@ -254,7 +255,9 @@ def test_task_export_through_parse_annotation_file():
         ("raccoon-4.jpg", "raccoon-4.jpg", None),
         ("raccoon-5.jpg", "raccoon-5.jpg", None),
     ]
-    assert [item.reason for item in items if isinstance(item, Rejection)] == ["shape_unsupported"] * 5
+    assert not any(isinstance(item, Rejection) for item in items)  # the unsupported shapes travel with their image
+    assert [[reason for reason, _ in record.rejected_boxes] for record in records] == [
+        [], [], ["shape_unsupported"] * 5, [], []]
 
 
 # --- a project export: subsets become splits ------------------------------------------------------
@@ -669,7 +672,8 @@ def test_random_cvat_documents_never_raise(elements):
 @given(st.lists(st.lists(_SHAPE, max_size=6), min_size=1, max_size=3))
 def test_every_shape_but_a_tag_becomes_a_box_or_a_box_rejection(images):
     data = _annotations("".join(_image("".join(shapes), name=f"{index}.jpg") for index, shapes in enumerate(images)))
-    items = list(cvat.parse(SOURCE, data))
+    assert all(isinstance(item, ImageRecord) for item in cvat.parse(SOURCE, data))  # rejections ride on records
+    items = list(flattened(cvat.parse(SOURCE, data)))
     records = [item for item in items if isinstance(item, ImageRecord)]
     rejections = [item for item in items if isinstance(item, Rejection)]
     assert [record.key for record in records] == [f"{index}.jpg" for index in range(len(images))]

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests import image_factory as make
-from transforms.formats import SNIFF_BYTES, parse_annotation_file
+from transforms.formats import SNIFF_BYTES, flattened, parse_annotation_file
 from transforms.formats import coco, createml, labelme
 from transforms.model import ITEM_ANNOTATION, ITEM_BOX, ITEM_IMAGE, PIXELS, Box, ImageRecord, Rejection
 
@@ -69,7 +69,9 @@ def _records(items):
 
 
 def test_labelme_5_file_with_image_data_null():
-    items = list(labelme.parse(SOURCE, labelme_file()))
+    (record,) = labelme.parse(SOURCE, labelme_file())  # the unsupported shapes travel with the image's record
+    assert [reason for reason, _ in record.rejected_boxes] == ["shape_unsupported"] * 4
+    items = list(flattened([record]))
     assert items == [
         Rejection(SOURCE, "shape_unsupported", "shape 3 (leash): a 'line' shape outlines no box", ITEM_BOX),
         Rejection(SOURCE, "shape_unsupported", "shape 4 (nose): a 'point' shape outlines no box", ITEM_BOX),
@@ -272,7 +274,7 @@ def test_not_a_labelme_document_is_labelme_invalid(data, detail):
      ("Rectangle", "'Rectangle'"), (None, "None"), (7, "7"), (["polygon"], "['polygon']")],
 )
 def test_shapes_that_outline_no_box_are_shape_unsupported_naming_the_type(shape_type, shown):
-    items = list(labelme.parse(SOURCE, labelme_file([_shape("x", [[1, 1], [5, 5]], shape_type), SHAPES[0]])))
+    items = list(flattened(labelme.parse(SOURCE, labelme_file([_shape("x", [[1, 1], [5, 5]], shape_type), SHAPES[0]]))))
     assert items[0] == Rejection(SOURCE, "shape_unsupported", f"shape 0 (x): a {shown} shape outlines no box", ITEM_BOX)
     assert items[1].boxes == (Box("dog", 12.0, 40.25, 220.5, 310.0),)
 
@@ -304,7 +306,7 @@ def test_shapes_that_outline_no_box_are_shape_unsupported_naming_the_type(shape_
     ],
 )
 def test_bad_shapes_are_box_malformed_and_the_rest_is_kept(shape, detail):
-    items = list(labelme.parse(SOURCE, labelme_file([shape, SHAPES[2]])))
+    items = list(flattened(labelme.parse(SOURCE, labelme_file([shape, SHAPES[2]]))))
     assert len(items) == 2
     rejection, record = items
     assert (rejection.source, rejection.reason, rejection.item) == (SOURCE, "box_malformed", ITEM_BOX)
@@ -316,7 +318,7 @@ def test_bad_shapes_are_box_malformed_and_the_rest_is_kept(shape, detail):
 
 def test_every_shape_is_a_box_or_a_rejection_and_nothing_else():
     shapes = copy.deepcopy(SHAPES) + [_shape("a", [[1, 2]], "polygon"), "junk"]
-    items = list(labelme.parse(SOURCE, labelme_file(shapes)))
+    items = list(flattened(labelme.parse(SOURCE, labelme_file(shapes))))
     (record,) = _records(items)
     assert len(record.boxes) + len(_reasons(items)) == len(shapes)
     assert {reason for reason, _ in _reasons(items)} == {"shape_unsupported", "box_malformed"}
@@ -371,12 +373,14 @@ def _check(items):
 
 
 def _checked_both_ways(data: bytes):
+    """The parse's items, the box rejections its record carries beside it (none is loose: a file is one image)."""
     items = list(labelme.parse(SOURCE, data))
     _check(items)
+    assert not any(isinstance(item, Rejection) and item.item == ITEM_BOX for item in items)
     checked = list(parse_annotation_file(labelme.FORMAT, SOURCE, data))
     _check(checked)
     assert not any(isinstance(item, Rejection) and item.reason == "annotation_unreadable" for item in checked)
-    return items
+    return list(flattened(items))
 
 
 @settings(max_examples=200, deadline=None)

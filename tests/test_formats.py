@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from transforms.formats import FORMATS, AnnotationFormat, parse_annotation_file
+from transforms.formats import FORMATS, AnnotationFormat, flattened, parse_annotation_file
 from transforms.formats import coco, voc
 from transforms.model import ITEM_ANNOTATION, ITEM_BOX, ITEM_IMAGE, Box, Ignored, ImageRecord, Rejection
 
@@ -100,7 +100,9 @@ def test_voc_missing_bndbox_or_coordinate_rejects_only_that_box():
         + _object("cat", ymax="")
         + _object("cow", xmin="ten")
     )
-    items = list(voc.parse(SOURCE, _voc(objects)))
+    (record,) = voc.parse(SOURCE, _voc(objects))  # the rejected boxes travel with the image's record
+    assert [reason for reason, _ in record.rejected_boxes] == ["box_malformed"] * 3
+    items = list(flattened([record]))
     rejections = [item for item in items if isinstance(item, Rejection)]
     records = [item for item in items if isinstance(item, ImageRecord)]
     assert [(r.source, r.reason, r.item) for r in rejections] == [(SOURCE, "box_malformed", ITEM_BOX)] * 3
@@ -272,10 +274,21 @@ def test_coco_unknown_category_is_rejected_naming_the_id():
         ]
     )
     items = list(coco.parse(COCO_SOURCE, document))
-    assert items[0] == Rejection(
+    assert all(isinstance(item, ImageRecord) for item in items)  # the rejection travels with image 1's record
+    assert items[0].rejected_boxes == (("box_unknown_class", "annotation 7: category_id 99 is not in `categories`"),)
+    assert list(flattened(items))[0] == Rejection(
         COCO_SOURCE, "box_unknown_class", "annotation 7: category_id 99 is not in `categories`", ITEM_BOX
     )
-    assert [len(item.boxes) for item in items[1:]] == [1, 0, 0]
+    assert [(len(item.boxes), len(item.rejected_boxes)) for item in items] == [(1, 1), (0, 0), (0, 0)]
+
+
+def test_coco_an_image_whose_only_annotation_names_an_unknown_category_carries_it():
+    document = _coco_document(annotations=[{"id": 7, "image_id": 2, "category_id": 99, "bbox": [1, 1, 1, 1]}])
+    assert [(item.key, item.boxes, item.rejected_boxes) for item in coco.parse(COCO_SOURCE, document)] == [
+        ("000001.jpg", (), ()),
+        ("sub/000002.jpg", (), (("box_unknown_class", "annotation 7: category_id 99 is not in `categories`"),)),
+        ("000003.jpg", (), ()),
+    ]
 
 
 def test_coco_unknown_image_is_rejected():
@@ -317,14 +330,17 @@ def test_coco_images_sharing_an_id_are_all_rejected_with_their_boxes_counted_onc
         annotations=[
             {"id": 10, "image_id": 1, "category_id": 1, "bbox": [1, 1, 1, 1]},
             {"id": 11, "image_id": 1, "category_id": 18, "bbox": [1, 1, 1, 1]},
-            {"id": 12, "image_id": 1, "category_id": 99, "bbox": [1, 1, 1, 1]},  # rejected on its own
+            {"id": 12, "image_id": 1, "category_id": 99, "bbox": [1, 1, 1, 1]},  # rejected on its own, once
             {"id": 13, "image_id": 2, "category_id": 1, "bbox": [1, 1, 1, 1]},
+            {"id": 14, "image_id": 2, "category_id": 99, "bbox": [1, 1, 1, 1]},  # travels with b.jpg
         ],
     )
     items = list(coco.parse(COCO_SOURCE, document))
     assert [item.reason for item in items if isinstance(item, Rejection)] == [
-        "box_unknown_class", "coco_duplicate_id", "coco_duplicate_id"
+        "coco_duplicate_id", "box_unknown_class", "coco_duplicate_id"
     ]
+    assert [r.rejected_boxes for r in items if isinstance(r, ImageRecord)] == [
+        (("box_unknown_class", "annotation 14: category_id 99 is not in `categories`"),), ()]
     first, second = [item for item in items if isinstance(item, Rejection) and item.reason == "coco_duplicate_id"]
     assert (first.item, first.boxes, second.item, second.boxes) == (ITEM_ANNOTATION, 2, ITEM_ANNOTATION, 0)
     assert first.detail == ("image 0: id 1 is the id of 2 images (0, 2), whose boxes cannot be told apart "
@@ -342,7 +358,7 @@ def test_coco_a_category_id_with_two_names_rejects_its_boxes_and_one_name_twice_
             {"id": 18, "name": "dog"},  # the same category, listed twice
         ],
     )
-    items = list(coco.parse(COCO_SOURCE, document))
+    items = list(flattened(coco.parse(COCO_SOURCE, document)))
     rejections = [item for item in items if isinstance(item, Rejection)]
     assert rejections == [
         Rejection(COCO_SOURCE, "coco_duplicate_id",
@@ -368,7 +384,7 @@ def _coco_with_repeated_ids(draw):
 @settings(max_examples=200, deadline=None)
 @given(_coco_with_repeated_ids())
 def test_coco_ids_given_twice_never_mislabel_and_every_box_is_counted_once(document):
-    items = list(coco.parse(COCO_SOURCE, json.dumps(document).encode()))
+    items = list(flattened(coco.parse(COCO_SOURCE, json.dumps(document).encode())))
     image_ids = [image["id"] for image in document["images"]]
     names = {}
     for category in document["categories"]:
@@ -395,7 +411,7 @@ def test_coco_ids_given_twice_never_mislabel_and_every_box_is_counted_once(docum
 )
 def test_coco_bad_bbox_is_box_malformed(bbox):
     document = _coco_document(annotations=[{"id": 5, "image_id": 1, "category_id": 1, "bbox": bbox}])
-    items = list(coco.parse(COCO_SOURCE, document))
+    items = list(flattened(coco.parse(COCO_SOURCE, document)))
     assert (items[0].reason, items[0].item) == ("box_malformed", ITEM_BOX)
     assert items[0].detail.startswith("annotation 5: bbox ")
     assert all(isinstance(item, ImageRecord) and item.boxes == () for item in items[1:])
@@ -459,6 +475,34 @@ def test_coco_huge_integer_does_not_raise(field):
     assert all(isinstance(item, (ImageRecord, Rejection, Ignored)) for item in items)
 
 
+# --- YOLO: a label file is one image's, its rejected lines travel with it --------------------------------
+
+
+def test_yolo_lines_it_rejects_travel_with_the_images_record():
+    from transforms.formats import ParseContext, _text, yolo
+
+    long_line = b"0 " + b"0.5 " * (_text.MAX_LINE_BYTES // 4)
+    data = b"0 0.5 0.5 0.2 0.2\n7 0.5 0.5 0.2 0.2\nx 1 2 3 4\n0 0.5 0.5\n" + long_line + b"\n"
+    items = list(parse_annotation_file(yolo.FORMAT, "labels/a.txt", data, ParseContext(classes=("cat",))))
+    (record,) = items  # nothing is rejected apart: every line belongs to the one image
+    assert (record.key, [box.label for box in record.boxes]) == ("a", ["cat"])
+    assert record.rejected_boxes == (
+        ("box_unknown_class", "line 2: class index 7 is not in the 1 --classes"),
+        ("box_malformed", "line 3: class 'x' is not an index"),
+        ("box_malformed", "line 4: expected `class cx cy w h` or a polygon"),
+        ("annotation_line_too_long", f"line 5 is longer than {_text.MAX_LINE_BYTES:,} bytes"),
+    )
+
+
+def test_yolo_read_with_the_wrong_classes_gives_records_with_no_box_and_every_box_rejected():
+    from transforms.formats import ParseContext, yolo
+
+    (record,) = yolo.parse("labels/a.txt", b"3 0.5 0.5 0.2 0.2\n", ParseContext(classes=("cat", "dog")))
+    assert (record.boxes, record.rejected_boxes) == ((), (("box_unknown_class", "line 1: class index 3 is not in the 2 --classes"),))
+    assert list(yolo.parse("labels/a.txt", b"3 0.5 0.5 0.2 0.2\n\xff\n", ParseContext(classes=("cat",)))) == [
+        Rejection("labels/a.txt", "txt_malformed", "not UTF-8 text", ITEM_ANNOTATION)]  # still one rejection, no record
+
+
 # --- parse_annotation_file ----------------------------------------------------------------------------
 
 
@@ -484,6 +528,24 @@ def test_path_rejection_counts_every_box_of_the_image():
     data = _voc(_object("a") + _object("b") + _object("c"), filename="../x.jpg")
     (item,) = list(parse_annotation_file(voc.FORMAT, SOURCE, data))
     assert (item.reason, item.boxes) == ("path_outside_images", 3)
+
+
+def test_a_path_rejection_carries_the_boxes_the_record_carries_and_reports_the_rejected_ones_apart():
+    data = _voc(_object("a") + _object("b", xmin="ten"), filename="../x.jpg")
+    assert list(parse_annotation_file(voc.FORMAT, SOURCE, data)) == [
+        Rejection(SOURCE, "path_outside_images", "image path '../x.jpg' is not inside --images", ITEM_IMAGE, 1),
+        Rejection(SOURCE, "box_malformed", "object 1 (b): <bndbox/xmin> 'ten' is not a number", ITEM_BOX),
+    ]
+
+
+def test_flattened_puts_each_records_box_rejections_before_it():
+    data = _voc(_object("a", xmin="x") + _object("b"))
+    (record,) = parse_annotation_file(voc.FORMAT, SOURCE, data)
+    assert record.rejected_boxes == (("box_malformed", "object 0 (a): <bndbox/xmin> 'x' is not a number"),)
+    assert list(flattened([record])) == [
+        Rejection(SOURCE, "box_malformed", "object 0 (a): <bndbox/xmin> 'x' is not a number", ITEM_BOX),
+        ImageRecord("a.jpg", SOURCE, "a.jpg", (Box("b", 10.0, 20.0, 110.0, 220.0),), annotated_size=(640, 480)),
+    ]
 
 
 @pytest.mark.parametrize(
@@ -743,7 +805,12 @@ def test_every_coco_annotation_becomes_a_box_or_a_box_rejection(document):
     rejections = [item for item in items if isinstance(item, Rejection)]
     assert [record.key for record in records] == [image["file_name"] for image in document["images"]]
     assert all(rejection.item == ITEM_BOX for rejection in rejections)
-    assert sum(len(record.boxes) for record in records) + len(rejections) == len(document["annotations"])
+    # an annotation of a known image is a box or a rejection its record carries; the others name no image
+    assert {rejection.reason for rejection in rejections} <= {"box_unknown_image"}
+    carried = sum(len(record.rejected_boxes) for record in records)
+    assert sum(len(record.boxes) for record in records) + carried + len(rejections) == len(document["annotations"])
+    assert carried == sum(1 <= a["image_id"] <= len(document["images"]) and a["category_id"] == 3
+                          for a in document["annotations"])
     expected = {}
     for annotation in document["annotations"]:
         if 1 <= annotation["image_id"] <= len(document["images"]) and annotation["category_id"] in (1, 2):

@@ -40,6 +40,31 @@ def test_join_reports_orphans_both_ways_and_keeps_the_first_annotation():
     assert joined.images_read == 3
 
 
+UNKNOWN = ("box_unknown_class", "line 1: class index 5 is not in the 1 --classes")
+
+
+def test_a_record_the_join_rejects_carries_its_boxes_and_reports_its_parsers_box_rejections_apart():
+    records = [
+        dataclasses.replace(_record("a.jpg", "ann/a.xml", "cat"), rejected_boxes=(UNKNOWN,)),
+        dataclasses.replace(_record("a.jpg", "ann/z.xml", "dog"), rejected_boxes=(UNKNOWN, UNKNOWN)),
+        dataclasses.replace(_record("missing.jpg", "ann/m.xml"), rejected_boxes=(UNKNOWN,)),  # its only box
+    ]
+    joined = join_source(records, [("a.jpg", 10)], JoinRule("/d", "voc"))
+    assert [record.rejected_boxes for record in joined.records] == [(UNKNOWN,)]  # for the writer to report
+    box = Rejection("ann/z.xml", *UNKNOWN, "box")
+    assert joined.rejections == [
+        Rejection("ann/z.xml", "annotation_duplicate", "a.jpg is already annotated by ann/a.xml", ITEM_ANNOTATION, 1),
+        box, box,
+        Rejection("ann/m.xml", "image_missing", "missing.jpg is not under --images", boxes=0),
+        Rejection("ann/m.xml", *UNKNOWN, "box"),
+    ]
+
+
+def test_packed_records_keep_their_parsers_box_rejections():
+    record = dataclasses.replace(_record("a.jpg", "ann/a.xml", "cat"), rejected_boxes=(UNKNOWN,))
+    assert unpack_records(pack_records([record, _record("b.jpg", "ann/b.xml")])) == [record, _record("b.jpg", "ann/b.xml")]
+
+
 def test_a_shard_joins_each_source_with_its_own_images():
     rules = [JoinRule("/one", "voc"), JoinRule("/two", "voc")]
     joined = join_shard(
@@ -257,4 +282,65 @@ def test_keep_unlabeled_writes_such_an_image_as_a_negative_with_its_box_rejectio
                  "boxes_written": 2, ("class_boxes", "cat"): 2},
         duplicates=[["bad.jpg", "copy.jpg"]],
         files=[("train", 4, 2)],
+    )
+
+
+MALFORMED = ("box_malformed", "object 0 (cat): <bndbox/xmin> 'x' is not a number")
+
+
+def _parse_rejections_case():
+    """Records whose parser rejected boxes (`rejected_boxes`) beside the ones they carry."""
+    from tests import image_factory as make
+
+    images = {"unknown.jpg": make.encode(make.gradient(), "JPEG"), "both.jpg": make.encode(make.gradient(40, 30), "JPEG"),
+              "kept.jpg": make.encode(make.gradient(30, 20), "JPEG"), "empty.jpg": b""}
+    records = [
+        ImageRecord("unknown.jpg", "ann/unknown.xml", rejected_boxes=(MALFORMED,)),  # its only box rejected by its parser
+        ImageRecord("both.jpg", "ann/both.xml", boxes=(Box("cat", 30, 5, 10, 20),), rejected_boxes=(MALFORMED,)),
+        ImageRecord("kept.jpg", "ann/kept.xml", boxes=(Box("cat", 1, 1, 20, 20),), rejected_boxes=(MALFORMED,)),
+        ImageRecord("empty.jpg", "ann/empty.xml", boxes=(Box("cat", 1, 1, 20, 20),), rejected_boxes=(MALFORMED,)),
+    ]
+    return records, images
+
+
+def test_the_writer_counts_the_boxes_a_parser_rejected_as_the_images_own(tmp_path):
+    from transforms.encode import ImagePolicy
+
+    records, images = _parse_rejections_case()
+    _check_write_shards(
+        tmp_path, ImagePolicy(), records, images,
+        rejected=[
+            ("unknown.jpg", "image_boxes_all_rejected", 1,
+             f"its only box rejected: box_malformed ({MALFORMED[1]}); annotation ann/unknown.xml"),
+            ("both.jpg", "image_boxes_all_rejected", 2,
+             f"all 2 boxes rejected: box_inverted 1, box_malformed 1 (first: {MALFORMED[1]}); annotation ann/both.xml"),
+            ("kept.xml", "box_malformed", 0, MALFORMED[1]),  # one box kept: the image is written
+            ("empty.jpg", "image_empty", 1, "the file is empty"),  # rejected for itself, with the box it carries
+            ("empty.xml", "box_malformed", 0, MALFORMED[1]),
+        ],
+        tallies={"images_read": 4, "images_written": 1, ("split_images", "train"): 1, ("split_boxes", "train"): 1,
+                 "boxes_written": 1, ("class_boxes", "cat"): 1},
+        duplicates=[],
+        files=[("train", 1, 1)],
+    )
+
+
+def test_keep_unlabeled_writes_an_image_its_parser_left_no_box_with_its_box_rejections(tmp_path):
+    from transforms.encode import ImagePolicy
+
+    records, images = _parse_rejections_case()
+    _check_write_shards(
+        tmp_path, ImagePolicy(keep_unlabeled=True), records, images,
+        rejected=[
+            ("unknown.xml", "box_malformed", 0, MALFORMED[1]),
+            ("both.xml", "box_malformed", 0, MALFORMED[1]),
+            ("both.xml", "box_inverted", 0, "box 0 (cat): min > max in (30, 5, 10, 20)"),
+            ("kept.xml", "box_malformed", 0, MALFORMED[1]),
+            ("empty.jpg", "image_empty", 1, "the file is empty"),
+            ("empty.xml", "box_malformed", 0, MALFORMED[1]),
+        ],
+        tallies={"images_read": 4, "images_written": 3, ("split_images", "train"): 3, ("split_boxes", "train"): 1,
+                 "boxes_written": 1, ("class_boxes", "cat"): 1},
+        duplicates=[],
+        files=[("train", 3, 1)],
     )

@@ -9,7 +9,7 @@ import apache_beam as beam
 
 from transforms import manifest as state
 from transforms.content_groups import content_batches, copies_by_content
-from transforms.encode import ImagePolicy, prepare_record_image
+from transforms.encode import ImagePolicy, image_boxes, is_unlabeled, prepare_record_image
 from transforms.image_prep import VALIDATE_STRUCTURE
 from transforms.join import JoinRule, join_shard
 from transforms.class_map import class_names_checked
@@ -93,8 +93,10 @@ class _HashImages(beam.DoFn):
     """A shard's joined records -> (group, (second hex digit, packed [(sha256, key, images root, source, boxes,
     shard)])) batches for the duplicate search (transforms/content_groups.py), or one marker per spilled group.
 
-    The same content the writer's split uses; the join's rejections are the writer's to report. In an
-    incremental run an image ingested before and unchanged since is not read: its hash is in the index.
+    The same content the writer's split uses; the join's rejections are the writer's to report, and so is an
+    image that lost every box (its parser's rejections and the box checks'): it is left out, else its
+    copies would be dropped as duplicates of an image that is then rejected. In an incremental run an
+    image ingested before and unchanged since is not read: its hash is in the index.
     """
 
     def __init__(self, policy: ImagePolicy, rules: Sequence[JoinRule], spill: Optional[Spill],
@@ -115,8 +117,10 @@ class _HashImages(beam.DoFn):
                 digest = previous["sha"]
             else:
                 try:
-                    data = read_record_image(record)
-                    digest = hashlib.sha256(prepare_record_image(record, data, self._policy).encoded).hexdigest()
+                    image = prepare_record_image(record, read_record_image(record), self._policy)
+                    if is_unlabeled(record, image_boxes(record, image), self._policy):
+                        continue  # the writer rejects it (image_boxes_all_rejected): no copy of it may yield to it
+                    digest = hashlib.sha256(image.encoded).hexdigest()
                 except Exception:  # unusable: the writer reads it again and rejects it with the reason
                     continue
             rows.append((digest, record.key, record.images_root, record.source, len(record.boxes), shard))

@@ -14,7 +14,7 @@ from transforms.image_prep import (
     prepare_image,
 )
 from transforms.masks import mask_png
-from transforms.model import ITEM_IMAGE, ImageRecord, Rejection
+from transforms.model import ITEM_IMAGE, ImageRecord, Rejection, box_rejections, boxes_given
 from transforms.example import Chunks
 from transforms.od_schema import od_example
 
@@ -55,7 +55,7 @@ def encode_record(
     size = (image.info.width, image.info.height)
     turned = image.exif is not None and record.annotated_size == size[::-1]
     size_mismatch = record.annotated_size is not None and record.annotated_size != size and not turned
-    boxes = normalize_boxes(record.boxes, record.units, image.info.width, image.info.height, record.source)
+    boxes = image_boxes(record, image)
     sha256 = hashlib.sha256(image.encoded).hexdigest()
     masks = None
     if policy.include_masks:
@@ -67,18 +67,30 @@ def encode_record(
     return EncodedRecord(example, sha256, image, boxes, size_mismatch)
 
 
+def image_boxes(record: ImageRecord, image: PreparedImage) -> BoxOutcome:
+    """The record's boxes checked and normalized against the image as it is written."""
+    return normalize_boxes(record.boxes, record.units, image.info.width, image.info.height, record.source)
+
+
+def is_unlabeled(record: ImageRecord, boxes: BoxOutcome, policy: ImagePolicy) -> bool:
+    """Whether the image is rejected as image_boxes_all_rejected (see `unlabeled_rejection`)."""
+    return boxes_given(record) > 0 and not boxes.kept and not policy.keep_unlabeled
+
+
 def unlabeled_rejection(record: ImageRecord, boxes: BoxOutcome, policy: ImagePolicy, image_path: str) -> Optional[Rejection]:
     """The rejection of an image that had boxes and lost every one to a box rejection, or None to write it.
 
     Written as a negative it would teach the model that nothing is there, so it is rejected unless
-    --keep_unlabeled asks for it. An image whose annotation has no box (left) is a negative as the
-    format says: boxes a --class_map drops never reach the record. The rejection carries all the
-    record's boxes, counted once as `on_rejected_items`; their own rejections are folded into its
-    detail (reasons and counts, the first box's detail) and are not reported apart.
+    --keep_unlabeled asks for it. The boxes lost count whenever they were rejected: by its parser (an
+    unknown class, bad numbers: `record.rejected_boxes`) or by the checks against the image (`boxes`).
+    An image whose annotation has no box (left) is a negative as the format says: boxes a --class_map
+    drops never reach the record. The rejection carries all the image's boxes, counted once as
+    `on_rejected_items`; their own rejections are folded into its detail (reasons and counts, the first
+    box's detail, its parser's first) and are not reported apart.
     """
-    if not record.boxes or boxes.kept or policy.keep_unlabeled:
+    if not is_unlabeled(record, boxes, policy):
         return None
-    detail = describe_rejected(boxes.rejected)
+    detail = describe_rejected(box_rejections(record) + list(boxes.rejected))
     if record.source != image_path:
         detail += f"; annotation {record.source}"
-    return Rejection(image_path, BOXES_ALL_REJECTED, detail, ITEM_IMAGE, boxes=len(record.boxes))
+    return Rejection(image_path, BOXES_ALL_REJECTED, detail, ITEM_IMAGE, boxes=boxes_given(record))

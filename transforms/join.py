@@ -14,7 +14,7 @@ from typing import Iterable, Iterator, List, Sequence, Tuple, Union
 
 from transforms import paths
 from transforms.formats import FORMATS, AnnotationFormat
-from transforms.model import ITEM_ANNOTATION, RELATIVE, ImageRecord, Rejection, unpack, unpack_records
+from transforms.model import ITEM_ANNOTATION, RELATIVE, ImageRecord, Rejection, box_rejections, unpack, unpack_records
 from transforms.source_splits import split_from_path
 
 ImageFile = Tuple[str, int]  # (path relative to --images, size in bytes)
@@ -75,12 +75,14 @@ def _join_key(
     for duplicate in extra:  # two annotation files describing one image: the first by path wins
         detail = f"{key} is already annotated by {kept.source}"
         yield Rejection(duplicate.source, "annotation_duplicate", detail, ITEM_ANNOTATION, len(duplicate.boxes))
+        yield from box_rejections(duplicate)  # its parser's, on their own: the rejection carries its boxes
     if not images and rule.format.embedded_image is not None:
         # The writer takes the image from the annotation file itself, if it embeds one.
         yield dataclasses.replace(kept, embedded_format=rule.format_name)
         return
     if not images:
         yield Rejection(kept.source, "image_missing", f"{key}{MISSING_DETAIL}", boxes=len(kept.boxes))
+        yield from box_rejections(kept)
         return
     (relative, size), *others = images
     for other, _ in others:  # x.jpg and x.png share one label file: only the first can have it

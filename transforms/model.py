@@ -55,6 +55,37 @@ class ImageRecord:
     image_bytes: int = 0  # file size, known after the join; used to size shards
     images_root: str = ""  # the --images folder the key is relative to, set by the join
     embedded_format: str = ""  # set when the image is not a file but embedded in `source`, in this format
+    # (reason, detail) of each of the image's boxes its parser rejected (an unknown class, bad numbers, ...):
+    # they travel with the image, so the writer can tell an image that lost every box from a negative
+    # (transforms/encode.py unlabeled_rejection); `box_rejections` makes them Rejections again.
+    rejected_boxes: Tuple[Tuple[str, str], ...] = ()
+
+
+def carried(rejections: Iterable["Rejection"]) -> Tuple[Tuple[str, str], ...]:
+    """Box rejections of one image as a record carries them (`ImageRecord.rejected_boxes`): their source is
+    the record's, their item a box, so (reason, detail) is all that needs to travel."""
+    return tuple((rejection.reason, rejection.detail) for rejection in rejections)
+
+
+def rejected_box(reason: str, detail: str) -> Tuple[str, str]:
+    """One rejected box as a record carries it, made without a Rejection (a parser that may reject a box per
+    line of a huge file holds these small pairs only): the detail made one line, as a Rejection's is."""
+    return reason, one_line(detail)
+
+
+def one_line(detail) -> str:
+    """A rejection's detail: one line for a person, whatever an exception's message held, at most MAX_DETAIL."""
+    return " ".join(str(detail).split())[:MAX_DETAIL]
+
+
+def box_rejections(record: ImageRecord) -> List["Rejection"]:
+    """The box rejections its parser made for `record`, as Rejections of its annotation file."""
+    return [Rejection(record.source, reason, detail, ITEM_BOX) for reason, detail in record.rejected_boxes]
+
+
+def boxes_given(record: ImageRecord) -> int:
+    """How many boxes the annotation gave the image: those it carries and those its parser rejected."""
+    return len(record.boxes) + len(record.rejected_boxes)
 
 
 _BOX_FIELDS = tuple(field.name for field in dataclasses.fields(Box))
@@ -124,7 +155,7 @@ class Rejection:
 
     def __post_init__(self):
         # One line for a person, whatever an exception's message held: rejected.jsonl is read by eye too.
-        object.__setattr__(self, "detail", " ".join(str(self.detail).split())[:MAX_DETAIL])
+        object.__setattr__(self, "detail", one_line(self.detail))
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), sort_keys=True, ensure_ascii=False)

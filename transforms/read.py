@@ -27,7 +27,9 @@ from transforms import formats, paths, storage
 from transforms.class_map import ClassMap, apply_class_map, class_map_notes
 from transforms.formats import FORMATS, AnnotationFormat, ParseContext, parse_annotation_file
 from transforms.images import ImageProblem
-from transforms.model import ITEM_ANNOTATION, ITEM_BOX, ITEM_IMAGE, Ignored, ImageRecord, Rejection, pack, pack_records, unpack
+from transforms.model import (
+    ITEM_ANNOTATION, ITEM_BOX, ITEM_IMAGE, Ignored, ImageRecord, Rejection, boxes_given, pack, pack_records, unpack,
+)
 from transforms.join import JoinRule
 from transforms.local_pool import PooledDoFn
 from transforms.spill import IMAGES, LISTING, RECORDS, TASKS, Spill, gather, send
@@ -199,7 +201,8 @@ class _ParseAnnotationFiles(PooledDoFn):
             if isinstance(item, Ignored):
                 self.count(("ignored", item.what), item.count)
             elif isinstance(item, ImageRecord):
-                self.count("boxes_read", len(item.boxes))
+                # its parser's box rejections travel with it, and are counted here, once, as boxes read
+                self.count("boxes_read", boxes_given(item))
                 if self._class_map:
                     source_classes.update(box.label for box in item.boxes if box.label)
                 record, dropped = apply_class_map(item, self._class_map)

@@ -24,7 +24,7 @@ from transforms.example import tfrecord_frame
 from transforms.images import ImageProblem
 from transforms.join import join_shard
 from transforms.local_pool import PooledDoFn
-from transforms.model import ImageRecord, Rejection
+from transforms.model import ImageRecord, Rejection, box_rejections
 from transforms.read import REJECTED, read_record_image
 from transforms.content_groups import content_batches
 from transforms.spill import Spill, send, shard_inputs
@@ -139,15 +139,18 @@ class _WriteShard(PooledDoFn):
             # Sorted, so a shard's bytes do not depend on the order the shuffle delivered its records.
             for record in sorted(joined.records, key=lambda record: (record.key, record.images_root, record.source)):
                 if (record.images_root, record.key) in dropped:
-                    continue  # rejected as a duplicate, and counted, before the shuffle
+                    # rejected as a duplicate, with the boxes it carries, before the shuffle; the boxes its
+                    # parser rejected are reported here, on their own, as when it is written
+                    yield from _rejected(box_rejections(record))
+                    continue
                 if plan:
                     ident, fingerprint = state.identity(record, len(self._rules)), state.fingerprint(record)
                     seen.add(ident)
                     if not self._is_to_write(plan, ingested.get(ident), fingerprint):
+                        yield from _rejected(box_rejections(record))  # reported every run, until fixed
                         continue
                 rejections, written = self._write_record(record, label_ids, files)
-                for rejection in rejections:
-                    yield beam.pvalue.TaggedOutput(REJECTED, rejection)
+                yield from _rejected(rejections)
                 self.note("written")
                 if plan and written:
                     entries[ident] = {"k": ident, "sha": written.sha256, "fp": fingerprint, "split": written.split,
@@ -225,9 +228,15 @@ class _WriteShard(PooledDoFn):
             "rewritten", shard, staged, split, new_id, replaces=file_name, records=records, bytes=size, boxes=boxes))
 
     def _write_record(self, record: ImageRecord, label_ids, files: _ShardFiles) -> Tuple[List[Rejection], Optional[_Written]]:
-        """Reads, checks and writes one record's image: (its rejections, what was written or None)."""
+        """Reads, checks and writes one record's image: (its rejections, what was written or None).
+
+        The boxes its parser rejected (`record.rejected_boxes`) are reported as box rejections, beside the
+        image's own rejection (which carries the boxes the record carries) or its written record; when
+        they and the checks here leave it no box, it is rejected as image_boxes_all_rejected with them all.
+        """
         image_path = record.source if record.embedded_format else paths.join(record.images_root, record.key)
-        rejected = lambda rejection: ([dataclasses.replace(rejection, boxes=len(record.boxes))], None)
+        parsed = box_rejections(record)
+        rejected = lambda rejection: ([dataclasses.replace(rejection, boxes=len(record.boxes)), *parsed], None)
         if self._splits is None and record.source_split is None:
             detail = "--splits source, but neither the image's path nor its annotation file names a split"
             return rejected(Rejection(image_path, "split_unknown", detail))
@@ -257,7 +266,7 @@ class _WriteShard(PooledDoFn):
         position = files.write(split, tfrecord_frame(encoded.example), size, boxes)
         files.hashes.append((encoded.sha256, record.key))
         self._tally(encoded, split)
-        return list(encoded.boxes.rejected), _Written(encoded.sha256, split, position, size, boxes)
+        return parsed + list(encoded.boxes.rejected), _Written(encoded.sha256, split, position, size, boxes)
 
     def _tally(self, encoded, split):
         kept = encoded.boxes.kept
@@ -274,6 +283,11 @@ class _WriteShard(PooledDoFn):
             self.count(("exif_orientation", encoded.image.exif))
         for box in kept:
             self.count(("class_boxes", box.box.label))
+
+
+def _rejected(rejections):
+    for rejection in rejections:
+        yield beam.pvalue.TaggedOutput(REJECTED, rejection)
 
 
 def _class_texts(data: bytes):

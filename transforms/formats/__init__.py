@@ -11,7 +11,7 @@ from typing import BinaryIO, Callable, Dict, Iterable, Iterator, Optional, Tuple
 
 from transforms import paths
 from transforms.source_splits import canonical_split, split_from_path
-from transforms.model import ITEM_ANNOTATION, Ignored, ImageRecord, Rejection
+from transforms.model import ITEM_ANNOTATION, Ignored, ImageRecord, Rejection, box_rejections
 
 Parsed = Union[ImageRecord, Rejection, Ignored]
 DEFAULT_MAX_ANNOTATION_BYTES = 256 * 1024 * 1024  # a file above --max_annotation_bytes is rejected unread
@@ -68,7 +68,7 @@ def parse_annotation_file(
         yield _unreadable(source, error)
         return
     for item in parsed:
-        yield checked(source, item, context)
+        yield from _checked(source, item, context)
 
 
 def too_large(source: str, size: int, context: ParseContext = NO_CONTEXT) -> Optional[Rejection]:
@@ -118,11 +118,31 @@ def parse_annotation_part(
         yield _unreadable(source, error, f"part {part + 1} of {parts}: ")
         return
     for item in parsed:
-        yield checked(source, item, context)
+        yield from _checked(source, item, context)
 
 
 def _unreadable(source: str, error: Exception, where: str = "") -> Rejection:
     return Rejection(source, "annotation_unreadable", f"{where}{type(error).__name__}: {error}", ITEM_ANNOTATION)
+
+
+def flattened(items: Iterable[Parsed]) -> Iterator[Parsed]:
+    """Parsed items with each record's box rejections (`ImageRecord.rejected_boxes`) as Rejections of
+    their own just before it, and the record without them: one flat list of what a parse kept and
+    rejected, for readers that do not write images (tests, tools)."""
+    for item in items:
+        if isinstance(item, ImageRecord) and item.rejected_boxes:
+            yield from box_rejections(item)
+            item = dataclasses.replace(item, rejected_boxes=())
+        yield item
+
+
+def _checked(source: str, item: Parsed, context: ParseContext) -> Iterator[Parsed]:
+    """`checked`, and for a record refused here its parser's box rejections, reported on their own: the
+    refusal carries the boxes the record carries (`boxes`), never a box twice."""
+    result = checked(source, item, context)
+    yield result
+    if isinstance(item, ImageRecord) and isinstance(result, Rejection):
+        yield from box_rejections(item)
 
 
 def checked(source: str, item: Parsed, context: ParseContext = NO_CONTEXT) -> Parsed:

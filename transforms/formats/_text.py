@@ -28,9 +28,16 @@ def lines(data: bytes) -> Iterator[Tuple[int, int, Optional[bytes]]]:
         yield number + 1, start, data[start:] if len(data) - start <= MAX_LINE_BYTES else None
 
 
+LINE_TOO_LONG = "annotation_line_too_long"
+
+
+def line_too_long_detail(number: int) -> str:
+    return f"line {number} is longer than {MAX_LINE_BYTES:,} bytes"
+
+
 def line_too_long(source: str, number: int) -> Rejection:
     """The rejection of a line `lines` gave as None: a line holds one box in the formats that have lines."""
-    return Rejection(source, "annotation_line_too_long", f"line {number} is longer than {MAX_LINE_BYTES:,} bytes", ITEM_BOX)
+    return Rejection(source, LINE_TOO_LONG, line_too_long_detail(number), ITEM_BOX)
 
 
 def number(value: Optional[str], name: str) -> float:

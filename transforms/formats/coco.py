@@ -5,6 +5,11 @@ Ids are what tie boxes to images and names to boxes, so an id given twice is nev
 once, on the first of them (they would land on whichever image came last); a box whose category id is
 declared with two different names is rejected (it would take the last name). A category declared
 twice with the same name is the same category, and its boxes are kept.
+
+An annotation rejected while its image is known (an undeclared category, a bbox that is not [x, y, w, h],
+a category declared with two names) travels with that image's record (`ImageRecord.rejected_boxes`), so
+an image that lost every box is rejected rather than written as a negative; one that names no known
+image, and those of an image the file itself gets wrong (a shared id, no file_name), are rejected apart.
 """
 from __future__ import annotations
 
@@ -18,7 +23,7 @@ from collections import defaultdict
 from typing import Any, BinaryIO, Callable, Dict, Iterator, List, Optional
 
 from transforms.formats import NO_CONTEXT, AnnotationFormat, ParseContext, Parsed, _json
-from transforms.model import ITEM_ANNOTATION, ITEM_BOX, Box, Ignored, ImageRecord, Rejection
+from transforms.model import ITEM_ANNOTATION, ITEM_BOX, Box, Ignored, ImageRecord, Rejection, carried
 
 
 def _positive_int(value: Any) -> Optional[int]:
@@ -208,13 +213,17 @@ class _Document:
         categories = self.categories if self.kinds.get("categories") == "list" else {}
         known_images = {image[1] for image in self.images if image[1] is not _NOT_AN_OBJECT}
         boxes_by_image: Dict[Any, List[Box]] = defaultdict(list)
+        rejected_by_image: Dict[Any, List[Rejection]] = defaultdict(list)  # box rejections of a known image
         keypoints = 0
         for pending in annotations:
             resolved = _resolve(source, pending, known_images, categories)
-            if isinstance(resolved, Rejection):
+            if isinstance(resolved, Rejection):  # it names no known image: rejected on its own
                 yield resolved
                 continue
             image_id, box, has_keypoints = resolved
+            if isinstance(box, Rejection):
+                rejected_by_image[image_id].append(box)
+                continue
             boxes_by_image[image_id].append(box)
             keypoints += has_keypoints
         if keypoints:
@@ -223,10 +232,14 @@ class _Document:
         for index, image_id, file_name, source_id, size in self.images:
             if image_id in shared:
                 yield _shared_id(source, index, image_id, file_name, shared[image_id], boxes_by_image)
+                if index == shared[image_id][0]:  # the id's boxes are counted once, on its first entry
+                    yield from rejected_by_image.get(image_id, ())
                 continue
             if file_name is None:
                 lost = len(boxes_by_image.get(image_id, ())) if image_id not in (None, _NOT_AN_OBJECT) else 0
                 yield Rejection(source, "coco_invalid", f"image {index} has no file_name", ITEM_ANNOTATION, lost)
+                if image_id not in (None, _NOT_AN_OBJECT):
+                    yield from rejected_by_image.get(image_id, ())
                 continue
             yield ImageRecord(
                 key=file_name,
@@ -234,6 +247,7 @@ class _Document:
                 source_id=source_id,
                 boxes=tuple(boxes_by_image.get(image_id, ())),
                 annotated_size=size,
+                rejected_boxes=carried(rejected_by_image.get(image_id, ())),
             )
 
 
@@ -290,7 +304,8 @@ def _annotation(source: str, index: int, annotation: Any) -> Any:
 
 
 def _resolve(source: str, pending: Any, known_images: set, categories: Dict[Any, List[str]]):
-    """(image id, box, has keypoints) of a read annotation, or the rejection of it."""
+    """(image id, box or its rejection, has keypoints) of a read annotation of a known image; the rejection
+    of one that names no known image (or is not an object)."""
     if isinstance(pending, Rejection):
         return pending
     where, raw_image_id, raw_category_id, fields, bbox, has_keypoints = pending
@@ -299,14 +314,15 @@ def _resolve(source: str, pending: Any, known_images: set, categories: Dict[Any,
         return Rejection(source, "box_unknown_image", f"{where}: image_id {raw_image_id!r} is not in `images`", ITEM_BOX)
     category_id = _id(raw_category_id)
     if category_id is None or category_id not in categories:
-        return Rejection(source, "box_unknown_class", f"{where}: category_id {raw_category_id!r} is not in `categories`", ITEM_BOX)
+        detail = f"{where}: category_id {raw_category_id!r} is not in `categories`"
+        return image_id, Rejection(source, "box_unknown_class", detail, ITEM_BOX), False
     names = categories[category_id]
     if len(names) > 1:
         shown = ", ".join(map(repr, names[:3])) + (", ..." if len(names) > 3 else "")
         detail = f"{where}: category_id {raw_category_id!r} is declared with {len(names)} names ({shown})"
-        return Rejection(source, "coco_duplicate_id", detail, ITEM_BOX)
+        return image_id, Rejection(source, "coco_duplicate_id", detail, ITEM_BOX), False
     if fields is None:
-        return Rejection(source, "box_malformed", f"{where}: bbox {bbox!r} is not [x, y, w, h]", ITEM_BOX)
+        return image_id, Rejection(source, "box_malformed", f"{where}: bbox {bbox!r} is not [x, y, w, h]", ITEM_BOX), False
     xmin, ymin, xmax, ymax, is_crowd, area, segmentation = fields
     box = Box(names[0], xmin, ymin, xmax, ymax, is_crowd=is_crowd, area=area, segmentation=segmentation)
     return image_id, box, has_keypoints

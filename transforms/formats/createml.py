@@ -11,7 +11,7 @@ import re
 from typing import Any, Iterator, Union
 
 from transforms.formats import NO_CONTEXT, AnnotationFormat, ParseContext, Parsed, _json
-from transforms.model import ITEM_ANNOTATION, ITEM_BOX, Box, ImageRecord, Rejection
+from transforms.model import ITEM_ANNOTATION, ITEM_BOX, Box, ImageRecord, Rejection, carried
 
 _IMAGE_KEY = re.compile(rb'"image"\s*:')
 _ANNOTATIONS_KEY = re.compile(rb'"annotations"\s*:')
@@ -80,14 +80,11 @@ def parse(source: str, data: bytes, context: ParseContext = NO_CONTEXT) -> Itera
                 source, "createml_invalid", f"item {index} ({name}): `annotations` is not a list", ITEM_ANNOTATION
             )
             continue
-        boxes = []
+        boxes, rejected = [], []  # the rejected annotations travel with the image's record
         for number, annotation in enumerate(annotations):
             box = _box(source, f"{name}: annotation {number}", annotation)
-            if isinstance(box, Rejection):
-                yield box
-            else:
-                boxes.append(box)
-        yield ImageRecord(key=name, source=source, boxes=tuple(boxes))
+            (rejected if isinstance(box, Rejection) else boxes).append(box)
+        yield ImageRecord(key=name, source=source, boxes=tuple(boxes), rejected_boxes=carried(rejected))
 
 
 FORMAT = AnnotationFormat(

@@ -4,7 +4,9 @@ The layout of the TF OD API tutorials' `xml_to_csv.py` and of Roboflow's "Tensor
 CSV" export. Columns are found by header name (any order, any case; extra columns are ignored), rows
 are grouped by file name into one record per image, in the order the images first appear. Files are
 UTF-8 (Excel's byte order mark allowed); a line longer than 1 MiB is rejected unread
-(`annotation_line_too_long`) and the rows after it are read.
+(`annotation_line_too_long`) and the rows after it are read. A row rejected for its numbers travels
+with its image's record (`ImageRecord.rejected_boxes`); one without a file name, or a line too long to
+read, belongs to no image and is rejected on its own.
 """
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 from transforms import paths
 from transforms.formats import NO_CONTEXT, AnnotationFormat, ParseContext, Parsed, _text
-from transforms.model import ITEM_ANNOTATION, ITEM_BOX, Box, ImageRecord, Rejection
+from transforms.model import ITEM_ANNOTATION, ITEM_BOX, Box, ImageRecord, Rejection, carried
 
 REQUIRED = ("filename", "class", "xmin", "ymin", "xmax", "ymax")
 CORNERS = ("xmin", "ymin", "xmax", "ymax")
@@ -45,6 +47,7 @@ class _Image:
     def __init__(self, filename: str):
         self.filename = filename
         self.boxes: List[Box] = []
+        self.rejected: List[Rejection] = []  # its rows that were rejected: they travel with its record
         self.size: Optional[Tuple[int, int]] = None
 
 
@@ -97,7 +100,8 @@ def parse(source: str, data: bytes, context: ParseContext = NO_CONTEXT) -> Itera
         return
     yield from rejections
     for image in images.values():
-        yield ImageRecord(key=image.filename, source=source, boxes=tuple(image.boxes), annotated_size=image.size)
+        yield ImageRecord(key=image.filename, source=source, boxes=tuple(image.boxes), annotated_size=image.size,
+                          rejected_boxes=carried(image.rejected))
 
 
 def _decoded_lines(source: str, data: bytes, rejections: List[Rejection]) -> Iterator[str]:
@@ -138,7 +142,7 @@ def _read_row(
         corners = [_number(row, columns, corner) for corner in CORNERS]
     except ValueError as error:
         # The image keeps its record: a rejected box must not turn the image into an orphan.
-        rejections.append(Rejection(source, "box_malformed", f"row {number} ({label}): {error}", ITEM_BOX))
+        image.rejected.append(Rejection(source, "box_malformed", f"row {number} ({label}): {error}", ITEM_BOX))
         return
     image.boxes.append(Box(label, *corners))
 

@@ -14,7 +14,7 @@ from typing import Iterator, List, Optional, Tuple
 
 from transforms.formats import NO_CONTEXT, AnnotationFormat, ParseContext, Parsed, _text
 from transforms.formats._xml import CVAT, parse_xml, xml_kinds
-from transforms.model import ITEM_ANNOTATION, ITEM_BOX, Box, ImageRecord, Rejection
+from transforms.model import ITEM_ANNOTATION, ITEM_BOX, Box, ImageRecord, Rejection, carried
 from transforms.source_splits import canonical_split
 
 BOX_SHAPES = ("box", "polygon", "ellipse")
@@ -124,19 +124,19 @@ def _image(source: str, index: int, image: ElementTree.Element) -> Iterator[Pars
         detail = f"image {index} (id {image.get('id')!r}) has no name"
         yield Rejection(source, "cvat_invalid", detail, ITEM_ANNOTATION, boxes)
         return
-    boxes = []
+    boxes, rejected = [], []  # the rejected shapes travel with the image's record
     shapes = (shape for shape in image if shape.tag not in NOT_OBJECTS)
     for number, shape in enumerate(shapes):
         label = (shape.get("label") or "").strip()
         where = f"image {name!r}, {shape.tag} {number} ({label})"
         if shape.tag not in BOX_SHAPES:
             detail = f"{where}: <{shape.tag}> is not supported; only box, polygon and ellipse become boxes"
-            yield Rejection(source, "shape_unsupported", detail, ITEM_BOX)
+            rejected.append(Rejection(source, "shape_unsupported", detail, ITEM_BOX))
             continue
         try:
             corners = _corners(shape)
         except ValueError as error:
-            yield Rejection(source, "box_malformed", f"{where}: {error}", ITEM_BOX)
+            rejected.append(Rejection(source, "box_malformed", f"{where}: {error}", ITEM_BOX))
             continue
         boxes.append(Box(label, *corners, truncated=_text.flag(shape.get("occluded"))))
     width, height = _text.positive_int(image.get("width")), _text.positive_int(image.get("height"))
@@ -146,6 +146,7 @@ def _image(source: str, index: int, image: ElementTree.Element) -> Iterator[Pars
         boxes=tuple(boxes),
         annotated_size=(width, height) if width and height else None,
         source_split=_split(image.get("subset")),
+        rejected_boxes=carried(rejected),
     )
 
 

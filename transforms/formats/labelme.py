@@ -25,7 +25,7 @@ import re
 from typing import Any, Iterator, List, Optional, Tuple, Union
 
 from transforms.formats import NO_CONTEXT, AnnotationFormat, ParseContext, Parsed, _json
-from transforms.model import ITEM_ANNOTATION, ITEM_BOX, Box, ImageRecord, Rejection
+from transforms.model import ITEM_ANNOTATION, ITEM_BOX, Box, ImageRecord, Rejection, carried
 
 _BOX_SHAPES = ("rectangle", "polygon", "oriented_rectangle", "circle")
 _MIN_POINTS = {"rectangle": 2, "polygon": 3, "oriented_rectangle": 4, "circle": 2}
@@ -143,18 +143,16 @@ def parse(source: str, data: bytes, context: ParseContext = NO_CONTEXT) -> Itera
             len(shapes),
         )
         return
-    boxes = []
+    boxes, rejected = [], []  # the rejected shapes travel with the record
     for index, shape in enumerate(shapes):
         item = _box(source, index, shape)
-        if isinstance(item, Rejection):
-            yield item
-        else:
-            boxes.append(item)
+        (rejected if isinstance(item, Rejection) else boxes).append(item)
     yield ImageRecord(
         key=key,
         source=source,
         boxes=tuple(boxes),
         annotated_size=_size(document),
+        rejected_boxes=carried(rejected),
     )
 
 

@@ -6,7 +6,7 @@ from typing import Iterator, Optional
 
 from transforms.formats import NO_CONTEXT, AnnotationFormat, ParseContext, Parsed, _text
 from transforms.formats._xml import VOC, parse_xml, xml_kinds
-from transforms.model import ITEM_ANNOTATION, ITEM_BOX, Box, ImageRecord, Rejection
+from transforms.model import ITEM_ANNOTATION, ITEM_BOX, Box, ImageRecord, Rejection, carried
 
 
 def _child(element: Optional[ElementTree.Element], name: str) -> Optional[str]:
@@ -43,7 +43,7 @@ def parse(source: str, data: bytes, context: ParseContext = NO_CONTEXT) -> Itera
     if not filename:
         yield Rejection(source, "voc_invalid", "no <filename>", ITEM_ANNOTATION)
         return
-    boxes = []
+    boxes, rejected = [], []  # the rejected boxes travel with the record
     for index, obj in enumerate(root.iter("object")):
         label = _child(obj, "name") or ""
         bndbox = obj.find("bndbox")
@@ -53,7 +53,7 @@ def parse(source: str, data: bytes, context: ParseContext = NO_CONTEXT) -> Itera
                 for corner in ("xmin", "ymin", "xmax", "ymax")
             ]
         except ValueError as error:
-            yield Rejection(source, "box_malformed", f"object {index} ({label}): {error}", ITEM_BOX)
+            rejected.append(Rejection(source, "box_malformed", f"object {index} ({label}): {error}", ITEM_BOX))
             continue
         boxes.append(
             Box(
@@ -68,6 +68,7 @@ def parse(source: str, data: bytes, context: ParseContext = NO_CONTEXT) -> Itera
         source=source,
         boxes=tuple(boxes),
         annotated_size=_size(root),
+        rejected_boxes=carried(rejected),
     )
 
 

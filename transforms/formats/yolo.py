@@ -6,6 +6,9 @@ to the image `images/train/x.<any extension>` (Ultralytics' own rule: the last `
 `images`), so records carry that path without its extension and the join matches it by stem. Images
 without a label file are negatives. Segment lines (`class x1 y1 x2 y2 ...`) become their bounding box.
 A line longer than 1 MiB is rejected unread (`annotation_line_too_long`) and the next one parsed.
+A label file is one image's: the lines it rejects (an undeclared class index, bad numbers, a line too
+long) travel with that image's record (`ImageRecord.rejected_boxes`), so an image that lost every box
+is rejected, not written as a negative.
 """
 from __future__ import annotations
 
@@ -16,7 +19,7 @@ from typing import Iterator, List, Optional
 
 from transforms import paths
 from transforms.formats import NO_CONTEXT, AnnotationFormat, ParseContext, Parsed, _text
-from transforms.model import ITEM_ANNOTATION, ITEM_BOX, RELATIVE, Box, ImageRecord, Rejection
+from transforms.model import ITEM_ANNOTATION, RELATIVE, Box, ImageRecord, Rejection, rejected_box
 
 CLASS_LIST_FILES = ("classes.txt",)  # LabelImg writes its class list beside the labels
 _NUMBER_LINE = re.compile(rb"^\s*\d+(\s+[-+0-9.eE]+){4,}\s*$")
@@ -40,20 +43,19 @@ def _floats(tokens: List[str]) -> Optional[List[float]]:
     return values if all(math.isfinite(value) for value in values) else None
 
 
-def _box(line_number: int, line: str, classes, source: str):
+def _box(line_number: int, line: str, classes):
+    """The line's Box, or its rejection as the record carries it (reason, detail)."""
     tokens = line.split()
     where = f"line {line_number}"
     try:
         class_index = int(tokens[0])
     except ValueError:
-        return Rejection(source, "box_malformed", f"{where}: class {tokens[0][:50]!r} is not an index", ITEM_BOX)
+        return rejected_box("box_malformed", f"{where}: class {tokens[0][:50]!r} is not an index")
     values = _floats(tokens[1:])
     if values is None or len(values) < 4 or (len(values) > 4 and len(values) % 2):
-        return Rejection(source, "box_malformed", f"{where}: expected `class cx cy w h` or a polygon", ITEM_BOX)
+        return rejected_box("box_malformed", f"{where}: expected `class cx cy w h` or a polygon")
     if not 0 <= class_index < len(classes):
-        return Rejection(
-            source, "box_unknown_class", f"{where}: class index {class_index} is not in the {len(classes)} --classes", ITEM_BOX
-        )
+        return rejected_box("box_unknown_class", f"{where}: class index {class_index} is not in the {len(classes)} --classes")
     if len(values) == 4:
         cx, cy, width, height = values
         corners = (cx - width / 2, cy - height / 2, cx + width / 2, cy + height / 2)
@@ -67,10 +69,11 @@ def parse(source: str, data: bytes, context: ParseContext = NO_CONTEXT) -> Itera
     if posixpath.basename(source) in CLASS_LIST_FILES:
         return
     # Rejections wait with the boxes: a file found not to be UTF-8 further down is one rejection, nothing else.
+    # They are kept as the record carries them, (reason, detail) pairs: a file may hold millions of bad lines.
     boxes, rejections = [], []
     for line_number, _, line in _text.lines(data):
         if line is None:
-            rejections.append(_text.line_too_long(source, line_number))
+            rejections.append(rejected_box(_text.LINE_TOO_LONG, _text.line_too_long_detail(line_number)))
             continue
         try:
             text = line.decode("utf-8")
@@ -79,15 +82,15 @@ def parse(source: str, data: bytes, context: ParseContext = NO_CONTEXT) -> Itera
             return
         if not text.strip():
             continue
-        item = _box(line_number, text, context.classes, source)
-        (rejections if isinstance(item, Rejection) else boxes).append(item)
-    yield from rejections
+        item = _box(line_number, text, context.classes)
+        (boxes if isinstance(item, Box) else rejections).append(item)
     relative = paths.relative_to(context.annotations_root, source) if context.annotations_root else None
     yield ImageRecord(
         key=image_stem(relative or posixpath.basename(source)),
         source=source,
         boxes=tuple(boxes),
         units=RELATIVE,
+        rejected_boxes=tuple(rejections),
     )
 
 
