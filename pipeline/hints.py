@@ -32,6 +32,11 @@ def refusal_hint(job, refused_folder: str) -> Optional[str]:
                if entry.get("reason") == "image_missing" and MISSING_DETAIL in entry.get("detail", "")]
     if missing:
         return _where_images_are(job, missing[:SAMPLE]) or None
+    entries = list(_entries(lines))
+    unknown = sum(1 for entry in entries if "box_unknown_class" in (entry.get("reason", "") + entry.get("detail", "")))
+    if entries and unknown * 2 >= len(entries):
+        return ("most boxes name a class id that the source does not declare: check --classes (YOLO) or the "
+                "file's categories (COCO)")
     return _other_format(job)
 
 

@@ -128,12 +128,11 @@ def test_a_line_up_to_the_limit_is_read_and_a_longer_one_is_not(ending):
 def test_yolo_rejects_a_line_over_1_mib_naming_it_and_reads_the_lines_after_it():
     long_line = b"0 " + b"0.5 " * (LIMIT // 4)
     data = b"0 0.5 0.5 0.2 0.2\n" + long_line + b"\n1 0.5 0.5 0.2 0.2\n" + long_line  # the last without a line end
-    items = list(yolo.parse("labels/a.txt", data, CLASSES))
-    assert items[:2] == [
-        Rejection("labels/a.txt", "annotation_line_too_long", f"line {n} is longer than {LIMIT:,} bytes", ITEM_BOX)
-        for n in (2, 4)
-    ]
-    assert [box.label for box in items[2].boxes] == ["cat", "dog"]
+    (record,) = yolo.parse("labels/a.txt", data, CLASSES)  # the rejected lines travel with the image's record
+    assert record.rejected_boxes == tuple(
+        ("annotation_line_too_long", f"line {n} is longer than {LIMIT:,} bytes") for n in (2, 4)
+    )
+    assert [box.label for box in record.boxes] == ["cat", "dog"]
 
 
 def test_yolo_bytes_that_are_not_utf8_still_reject_the_file_once():
@@ -147,11 +146,11 @@ def test_csv_rejects_a_line_over_1_mib_and_the_rows_after_it_keep_their_numbers(
     long_row = b"a.jpg,4,4,cat," + b"1" * LIMIT + b",2,3,4\r\n"
     data = HEADER + b"a.jpg,4,4,cat,1,2,3,4\n" + long_row + b"b.jpg,4,4,dog,1,2,3,4\nb.jpg,4,4,dog,x,2,3,4\n"
     items = list(csv_format.parse("a.csv", data))
-    assert [item for item in items if isinstance(item, Rejection)] == [
+    assert [item for item in items if isinstance(item, Rejection)] == [  # a line not read belongs to no image
         Rejection("a.csv", "annotation_line_too_long", f"line 3 is longer than {LIMIT:,} bytes", ITEM_BOX),
-        Rejection("a.csv", "box_malformed", "row 5 (dog): xmin 'x' is not a number", ITEM_BOX),
     ]
-    assert [(r.key, len(r.boxes)) for r in items if isinstance(r, ImageRecord)] == [("a.jpg", 1), ("b.jpg", 1)]
+    assert [(r.key, len(r.boxes), r.rejected_boxes) for r in items if isinstance(r, ImageRecord)] == [
+        ("a.jpg", 1, ()), ("b.jpg", 1, (("box_malformed", "row 5 (dog): xmin 'x' is not a number"),))]
 
 
 def test_csv_not_utf8_names_the_byte_of_the_file():
@@ -172,7 +171,9 @@ _PEAK = textwrap.dedent("""
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     items = list(parse_annotation_file(fmt, path, data, ParseContext(classes=("cat",))))
     after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    print(before, after, len(data), sorted({getattr(item, "reason", "record") for item in items}))
+    reasons = {getattr(item, "reason", "record") for item in items}
+    reasons.update(reason for item in items for reason, _ in getattr(item, "rejected_boxes", ()))
+    print(before, after, len(data), sorted(reasons))
 """)
 
 
@@ -207,6 +208,7 @@ def test_a_file_of_bad_lines_holds_little_more_than_its_rejections():
         held, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    rejections = len(items) - 1
+    (record,) = items  # every rejected line travels with the file's one record
+    rejections = len(record.rejected_boxes)
     assert rejections == data.count(b"\n")
     assert (peak - held) / rejections < 24, (peak - held) / rejections

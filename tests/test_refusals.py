@@ -117,3 +117,20 @@ def test_one_output_folder_holds_one_dataset(tmp_path):
             check_exit=0)
     assert sorted(path.name for path in output.glob("*.tfrecord-*")) == [
         "second-train.tfrecord-00000-of-00001", "second-val.tfrecord-00000-of-00001"]
+
+
+def test_yolo_read_with_the_wrong_classes_file_is_refused_with_a_hint(tmp_path):
+    from tests import image_factory as make
+
+    images, labels = tmp_path / "images", tmp_path / "labels"
+    images.mkdir()
+    labels.mkdir()
+    for index in range(4):
+        (images / f"img{index}.jpg").write_bytes(make.encode(make.gradient(64 + index, 48), "JPEG"))
+        (labels / f"img{index}.txt").write_text("3 0.5 0.5 0.2 0.2\n")  # class 3: the file below declares one class
+    (tmp_path / "classes.txt").write_text("cat\n")
+    line = refused_line(convert("--annotations", labels, "--images", images, "--output", tmp_path / "out",
+                                "--classes", tmp_path / "classes.txt", fmt="yolo"))
+    assert "image_boxes_all_rejected 4" in line
+    assert line.endswith("hint: most boxes name a class id that the source does not declare: check --classes (YOLO) "
+                         "or the file's categories (COCO)")
