@@ -50,6 +50,8 @@ DEFAULTS: Dict[str, Any] = {
     "update_changed": False,
     "resplit": False,
     "lock_timeout_hours": 24,
+    "class_ids": "source",
+    "skip_difficult": False,
     "keep_unlabeled": False,
     "replace": False,
     "max_rejected": 0.5,
@@ -60,6 +62,7 @@ DEFAULTS: Dict[str, Any] = {
 SWITCHES = tuple(name for name, default in DEFAULTS.items() if isinstance(default, bool))  # on/off flags
 _DATASET_NAME = re.compile(r"^[A-Za-z0-9_]+$")
 SOURCE_SPLITS = "source"
+CLASS_ID_RULES = ("source", "sorted")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,6 +84,8 @@ class ConvertJob:
     update_changed: bool = False  # rewrite shards holding changed or deleted source items
     resplit: bool = False  # incremental, but the splits/seed/name changed: write a new dataset, ids kept
     lock_timeout_hours: float = 24.0
+    class_ids: str = "source"  # --class_ids: label ids as the source numbers its classes, or sorted by name
+    skip_difficult: bool = False  # --skip_difficult: drop boxes the source marks difficult
     replace: bool = False  # replace a dataset of another --name in --output
     max_rejected: float = 0.5  # refuse to publish when more of the annotated images are rejected
     max_deleted: float = 0.1  # refuse an incremental run that would delete more of the published images
@@ -136,6 +141,11 @@ def add_convert_arguments(parser: argparse.ArgumentParser) -> None:
         help="with --incremental: accept changed --splits/--seed/--name by writing the whole dataset anew (class ids kept)")
     add("--lock_timeout_hours", type=float, metavar="H",
         help="a run's OUTPUT/.lock older than this is stale and taken over (default 24)")
+    add("--class_ids", metavar="RULE",
+        help="source (default): label ids as the source numbers its classes (COCO category_id, YOLO index + 1, "
+        "CVAT label order), other formats sorted by name; sorted: every class sorted by name, 1..N")
+    add("--skip_difficult", action="store_true",
+        help="drop boxes marked difficult (VOC <difficult>1</difficult>), counted as boxes.dropped_difficult")
     add("--keep_unlabeled", action="store_true",
         help="write an image whose boxes were all rejected as a negative example (default: reject it, "
         "image_boxes_all_rejected: it would teach the model that nothing is there)")
@@ -376,6 +386,8 @@ def resolve_convert(given: Dict[str, Any], extra_beam_args: List[str]) -> Conver
         update_changed=settings["update_changed"],
         resplit=settings["resplit"],
         lock_timeout_hours=lock_timeout_hours,
+        class_ids=_choice(settings, "class_ids", CLASS_ID_RULES),
+        skip_difficult=settings["skip_difficult"],
         replace=settings["replace"],
         max_rejected=_fraction(settings, "max_rejected"),
         max_deleted=_fraction(settings, "max_deleted"),

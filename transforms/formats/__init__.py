@@ -7,7 +7,7 @@ fails on a hostile file) live here once, in `parse_annotation_file`.
 from __future__ import annotations
 
 import dataclasses
-from typing import BinaryIO, Callable, Dict, Iterable, Iterator, Optional, Tuple, Union
+from typing import BinaryIO, Callable, Dict, Iterable, Iterator, Mapping, Optional, Tuple, Union
 
 from transforms import paths
 from transforms.source_splits import canonical_split, split_from_path
@@ -24,6 +24,8 @@ class ParseContext:
     classes: Tuple[str, ...] = ()  # class names by index, for formats that store indices (YOLO)
     annotations_root: str = ""  # the --annotations folder, for formats whose file paths mean something
     max_annotation_bytes: int = DEFAULT_MAX_ANNOTATION_BYTES  # --max_annotation_bytes
+    # image key -> split, where the source lists its splits apart from the annotations (VOC ImageSets/Main)
+    image_splits: Optional[Mapping[str, str]] = None
 
 
 NO_CONTEXT = ParseContext()
