@@ -87,6 +87,8 @@ def _report(summary: dict, job) -> str:
     )
     if boxes["dropped_by_class_map"]:
         lines.append(f"  --class_map: {boxes['dropped_by_class_map']} boxes dropped (classes mapped to null)")
+    if boxes["dropped_difficult"]:
+        lines.append(f"  --skip_difficult: {boxes['dropped_difficult']} boxes marked difficult dropped")
     if summary["duplicates"]["groups"]:
         lines.append(
             f"  duplicates: {summary['duplicates']['groups']} groups of byte-identical images "

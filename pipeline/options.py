@@ -85,7 +85,6 @@ class ConvertJob:
     resplit: bool = False  # incremental, but the splits/seed/name changed: write a new dataset, ids kept
     lock_timeout_hours: float = 24.0
     class_ids: str = "source"  # --class_ids: label ids as the source numbers its classes, or sorted by name
-    skip_difficult: bool = False  # --skip_difficult: drop boxes the source marks difficult
     replace: bool = False  # replace a dataset of another --name in --output
     max_rejected: float = 0.5  # refuse to publish when more of the annotated images are rejected
     max_deleted: float = 0.1  # refuse an incremental run that would delete more of the published images
@@ -375,6 +374,7 @@ def resolve_convert(given: Dict[str, Any], extra_beam_args: List[str]) -> Conver
         image_policy=ImagePolicy(
             exif_orientation=exif_orientation, validate=validate_images, include_masks=settings["include_masks"],
             max_pixels=_integer(settings, "max_pixels", 1), keep_unlabeled=settings["keep_unlabeled"],
+            skip_difficult=settings["skip_difficult"],
         ),
         drop_duplicates=settings["drop_duplicates"],
         class_map=_class_map(settings["class_map"]),
@@ -387,7 +387,6 @@ def resolve_convert(given: Dict[str, Any], extra_beam_args: List[str]) -> Conver
         resplit=settings["resplit"],
         lock_timeout_hours=lock_timeout_hours,
         class_ids=_choice(settings, "class_ids", CLASS_ID_RULES),
-        skip_difficult=settings["skip_difficult"],
         replace=settings["replace"],
         max_rejected=_fraction(settings, "max_rejected"),
         max_deleted=_fraction(settings, "max_deleted"),

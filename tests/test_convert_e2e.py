@@ -74,7 +74,8 @@ def test_voc_output_layout_summary_and_report(voc_run):
     assert (output / "label_map.pbtxt").read_text() == "item {\n  id: 1\n  name: 'raccoon'\n}\n"
     summary = json.loads((output / "summary.json").read_text())
     assert summary["images_read"] == summary["images_written"] + summary["images_rejected"] == 200
-    assert summary["boxes"] == {"read": 217, "written": 217, "clipped": 0, "rejected": 0, "on_rejected_items": 0, "dropped_by_class_map": 0}
+    assert summary["boxes"] == {"read": 217, "written": 217, "clipped": 0, "rejected": 0, "on_rejected_items": 0, "dropped_by_class_map": 0,
+                              "dropped_difficult": 0}
     assert summary["splits"]["train"]["images"] + summary["splits"]["val"]["images"] == 200
     assert 0.7 < summary["splits"]["train"]["images"] / 200 < 0.9
     assert summary["classes"] == [{"id": 1, "name": "raccoon", "boxes": 217}]

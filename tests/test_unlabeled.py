@@ -139,7 +139,7 @@ def test_an_image_that_lost_every_box_is_rejected_and_the_counts_add_up(dataset,
         "dropped.jpg": 0, "empty.jpg": 0, "good.jpg": 1, "good2.jpg": 1, "mixed.jpg": 1}
     assert (summary["images_written"], summary["images_rejected"]) == (5, 2)
     assert summary["boxes"] == {"read": 9, "written": 3, "clipped": 0, "rejected": 1, "on_rejected_items": 2,
-                                "dropped_by_class_map": 3}
+                                "dropped_by_class_map": 3, "dropped_difficult": 0}
     assert summary["duplicates"]["groups"] == 0
     _check_counts(summary, rejected, verified)
 
@@ -155,7 +155,7 @@ def test_keep_unlabeled_writes_it_as_a_negative_and_reports_its_boxes(dataset, t
     assert _boxes(examples["inverted.jpg"]) == 0 and _boxes(examples["dropped_bad.jpg"]) == 0
     assert len(examples) == len(ANNOTATIONS)
     assert summary["boxes"] == {"read": 9, "written": 3, "clipped": 0, "rejected": 3, "on_rejected_items": 0,
-                                "dropped_by_class_map": 3}
+                                "dropped_by_class_map": 3, "dropped_difficult": 0}
     _check_counts(summary, rejected, verified)
 
 
@@ -331,7 +331,7 @@ def test_boxes_a_parser_rejected_count_as_the_images_own_in_every_format(mixed, 
     assert examples == written
     assert summary["boxes"] == {"read": MIXED_BOXES_READ, "written": sum(written.values()), "clipped": 0,
                                 "rejected": MIXED_BOX_REJECTIONS, "on_rejected_items": MIXED_ON_REJECTED + len(dropped),
-                                "dropped_by_class_map": 0}
+                                "dropped_by_class_map": 0, "dropped_difficult": 0}
     assert (summary["images_written"], summary["images_rejected"]) == (len(written), 10 + len(dropped))
     assert summary["duplicates"]["dropped"] == len(dropped)
     _check_mixed_counts(summary, rejected)

@@ -28,6 +28,7 @@ class ImagePolicy:
     max_pixels: int = DEFAULT_MAX_PIXELS
     include_masks: bool = False  # image/object/mask: one PNG per box (--include_masks)
     keep_unlabeled: bool = False  # an image whose every box was rejected is written as a negative (--keep_unlabeled)
+    skip_difficult: bool = False  # boxes the source marks difficult are dropped, counted (--skip_difficult)
 
 
 BOXES_ALL_REJECTED = "image_boxes_all_rejected"

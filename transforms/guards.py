@@ -42,7 +42,7 @@ def refusal(summary: Mapping, limits: Limits, *, new_images_expected: bool = Tru
     rejected = summary["images_rejected"] - not_counted
     written = summary["images_written"]
     boxes = summary["boxes"]
-    boxes_in_sources = boxes["read"] - boxes.get("dropped_by_class_map", 0)
+    boxes_in_sources = boxes["read"] - boxes.get("dropped_by_class_map", 0) - boxes.get("dropped_difficult", 0)
     reason = main_reason(rejections)
     if new_images_expected and written == 0:
         return f"no image was written ({summary['images_read']:,} read, {summary['images_rejected']:,} rejected; " \

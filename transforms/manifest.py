@@ -56,9 +56,15 @@ def identity(record: ImageRecord, sources: int) -> str:
     return record.key if sources == 1 else paths.join(record.images_root, record.key)
 
 
+# Box fields added after the first published indexes: they enter a fingerprint only when a source sets
+# them, so the fingerprints of published images (and their "unchanged" verdict) do not move.
+_LATER_BOX_FIELDS = ("view",)
+
+
 def fingerprint(record: ImageRecord) -> str:
     """A stable hash of everything the annotation says about an image (not where the annotation file is)."""
-    boxes = [dataclasses.asdict(box) for box in record.boxes]
+    boxes = [{name: value for name, value in dataclasses.asdict(box).items()
+              if value is not None or name not in _LATER_BOX_FIELDS} for box in record.boxes]
     content = [record.source_id, record.units, record.annotated_size, record.source_split, record.embedded_format, boxes]
     return hashlib.sha256(json.dumps(content, sort_keys=True, ensure_ascii=True).encode()).hexdigest()[:32]
 

@@ -35,6 +35,7 @@ class Box:
     is_crowd: Optional[bool] = None
     area: Optional[float] = None
     segmentation: Optional[str] = None  # COCO polygons or RLE as JSON text, rendered only for --include_masks
+    view: Optional[str] = None  # VOC <pose> (image/object/view, as the OD API's create_pascal_tf_record writes it)
 
 
 @dataclasses.dataclass(frozen=True)

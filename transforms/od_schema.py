@@ -22,6 +22,7 @@ _OPTIONAL_OBJECT_FIELDS = (
     ("image/object/is_crowd", "is_crowd", int64_feature, int),
     ("image/object/difficult", "difficult", int64_feature, int),
     ("image/object/truncated", "truncated", int64_feature, int),
+    ("image/object/view", "view", bytes_feature, lambda view: view.encode("utf-8")),
 )
 
 

@@ -61,6 +61,7 @@ def build_summary(
             "rejected": tallies.get("rejected_boxes", 0),
             "on_rejected_items": tallies.get("boxes_on_rejected_items", 0),
             "dropped_by_class_map": tallies.get("boxes_dropped_by_class_map", 0),
+            "dropped_difficult": tallies.get("boxes_dropped_difficult", 0),
         },
         "image_bytes_written": tallies.get("image_bytes_written", 0),
         "annotation_files_read": tallies.get("annotation_files_read", 0),

@@ -234,6 +234,10 @@ class _WriteShard(PooledDoFn):
         image's own rejection (which carries the boxes the record carries) or its written record; when
         they and the checks here leave it no box, it is rejected as image_boxes_all_rejected with them all.
         """
+        if self._policy.skip_difficult and any(box.difficult for box in record.boxes):
+            kept = tuple(box for box in record.boxes if not box.difficult)
+            self.count("boxes_dropped_difficult", len(record.boxes) - len(kept))
+            record = dataclasses.replace(record, boxes=kept)
         image_path = record.source if record.embedded_format else paths.join(record.images_root, record.key)
         parsed = box_rejections(record)
         rejected = lambda rejection: ([dataclasses.replace(rejection, boxes=len(record.boxes)), *parsed], None)

@@ -9,6 +9,9 @@ from transforms.formats._xml import VOC, parse_xml, xml_kinds
 from transforms.model import ITEM_ANNOTATION, ITEM_BOX, Box, ImageRecord, Rejection, carried
 
 
+UNSPECIFIED_POSE = "Unspecified"  # what VOC and LabelImg write when no pose is given
+
+
 def _child(element: Optional[ElementTree.Element], name: str) -> Optional[str]:
     """The stripped text of the first child called `name` (a plain tag: the C find, not ElementPath)."""
     found = None if element is None else element.find(name)
@@ -55,12 +58,15 @@ def parse(source: str, data: bytes, context: ParseContext = NO_CONTEXT) -> Itera
         except ValueError as error:
             rejected.append(Rejection(source, "box_malformed", f"object {index} ({label}): {error}", ITEM_BOX))
             continue
+        # As the OD API's create_pascal_tf_record: every object has difficult, truncated and view; a tag an
+        # object lacks is 0 (or VOC's "Unspecified" pose) for that object, never a key dropped for the image.
         boxes.append(
             Box(
                 label,
                 *corners,
-                difficult=_text.flag(_child(obj, "difficult")),
-                truncated=_text.flag(_child(obj, "truncated")),
+                difficult=bool(_text.flag(_child(obj, "difficult"))),
+                truncated=bool(_text.flag(_child(obj, "truncated"))),
+                view=_child(obj, "pose") or UNSPECIFIED_POSE,
             )
         )
     yield ImageRecord(
