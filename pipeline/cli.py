@@ -89,11 +89,16 @@ def _report(summary: dict, job) -> str:
         lines.append(f"  --class_map: {boxes['dropped_by_class_map']} boxes dropped (classes mapped to null)")
     if boxes["dropped_difficult"]:
         lines.append(f"  --skip_difficult: {boxes['dropped_difficult']} boxes marked difficult dropped")
+    across = summary["duplicates_across_splits"]
     if summary["duplicates"]["groups"]:
+        where = "each group in one split" if not across["groups"] else \
+            f"{across['groups']} groups in more than one split: an evaluation leak, e.g. {', '.join(across['examples'][0])}"
         lines.append(
             f"  duplicates: {summary['duplicates']['groups']} groups of byte-identical images "
-            f"({summary['duplicates']['images']} images, each group in one split)"
+            f"({summary['duplicates']['images']} images, {where})"
         )
+        if across["groups"] and not summary["duplicates"]["dropped"]:
+            lines.append("  add --drop_duplicates to keep one copy of each, the one in the first of train, val, test")
     incremental = summary.get("incremental")
     if incremental:
         what = "published" if incremental["published"] else "nothing new: the published dataset is unchanged"

@@ -16,6 +16,7 @@ from transforms.class_map import class_names_checked
 from transforms.label_map import extend_label_map
 from transforms.model import Rejection
 from transforms.read import REJECTED, read_record_image
+from transforms.records import split_order
 from transforms.tally import TALLY, CountingDoFn
 from transforms.splits import Splits
 from transforms.spill import Spill, send, shard_inputs
@@ -71,8 +72,9 @@ class CountShards(beam.PTransform):
 
 
 class FindDuplicates(beam.PTransform):
-    """(group, (second hex digit, packed [(sha256, key)])) batches, or markers of spilled ones -> sorted key
-    lists of the images that share their bytes."""
+    """(group, (second hex digit, packed [(sha256, key, split)])) batches, or markers of spilled ones -> (sorted
+    keys, sorted splits) of each set of images that share their bytes: in more than one split, a leak (only
+    splits the source defines can do that: hashed splits follow the bytes)."""
 
     def __init__(self, spill: Optional[Spill] = None):
         super().__init__()
@@ -84,14 +86,14 @@ class FindDuplicates(beam.PTransform):
         def groups(item):
             for copies in copies_by_content(spill, CONTENT, *item):
                 if len(copies) > 1:
-                    yield sorted(key for (key,) in copies)
+                    yield sorted(key for key, _ in copies), sorted({split for _, split in copies})
 
         return content | "ByPrefix" >> beam.GroupByKey() | "Groups" >> beam.FlatMap(groups)
 
 
 class _HashImages(beam.DoFn):
     """A shard's joined records -> (group, (second hex digit, packed [(sha256, key, images root, source, boxes,
-    shard)])) batches for the duplicate search (transforms/content_groups.py), or one marker per spilled group.
+    shard, source split)])) batches for the duplicate search (transforms/content_groups.py), or one marker per spilled group.
 
     The same content the writer's split uses; the join's rejections are the writer's to report, and so is an
     image that lost every box (its parser's rejections and the box checks'): it is left out, else its
@@ -123,7 +125,8 @@ class _HashImages(beam.DoFn):
                     digest = hashlib.sha256(image.encoded).hexdigest()
                 except Exception:  # unusable: the writer reads it again and rejects it with the reason
                     continue
-            rows.append((digest, record.key, record.images_root, record.source, len(record.boxes), shard))
+            rows.append((digest, record.key, record.images_root, record.source, len(record.boxes), shard,
+                         record.source_split or ""))
         for group, batches in content_batches(rows):
             yield from send(self._spill, HASHES, group, batches, marker=True)
 
@@ -134,9 +137,10 @@ class _KeepFirst(CountingDoFn):
 
     def process(self, element):
         for copies in copies_by_content(self._spill, HASHES, *element):
-            (kept_key, *_), *others = sorted(copies, key=lambda copy: copy[:2])  # the first by (key, images root)
+            # the first of train, val, test (splits the source defines), then by (key, images root)
+            (kept_key, *_), *others = sorted(copies, key=lambda copy: (split_order(copy[5]), copy[:2]))
             self.count("duplicate_images_dropped", len(others))
-            for key, images_root, source, boxes, shard in others:
+            for key, images_root, source, boxes, shard, _ in others:
                 yield shard, [(images_root, key)]
                 detail = f"{key} has the same bytes as {kept_key}"
                 yield beam.pvalue.TaggedOutput(REJECTED, Rejection(source, "image_duplicate", detail, boxes=boxes))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Dict, List, Mapping, Optional, Sequence
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import apache_beam as beam
 
@@ -44,7 +44,7 @@ def split_names(splits: Optional[Splits], tallies: Mapping) -> List[str]:
 
 def build_summary(
     tallies: Mapping,
-    duplicate_groups: Sequence[Sequence[str]],
+    duplicate_groups: Sequence[Tuple[Sequence[str], Sequence[str]]],  # (keys, splits) of each set of copies
     label_ids: Mapping[str, int],
     splits: Optional[Splits],
     num_shards: int,
@@ -82,13 +82,17 @@ def build_summary(
             for name, class_id in sorted(label_ids.items(), key=lambda item: item[1])
         ],
         "rejections": _by_kind(tallies, "rejected"),
+        "duplicates_across_splits": _duplicate_counts([keys for keys, splits in duplicate_groups if len(splits) > 1]),
         "duplicates": {
-            "groups": len(duplicate_groups),
-            "images": sum(len(group) for group in duplicate_groups),
-            "examples": [list(group) for group in sorted(duplicate_groups)[:DUPLICATE_EXAMPLES]],
+            **_duplicate_counts([keys for keys, _ in duplicate_groups]),
             "dropped": tallies.get("duplicate_images_dropped", 0),
         },
     }
+
+
+def _duplicate_counts(groups: Sequence[Sequence[str]]) -> dict:
+    return {"groups": len(groups), "images": sum(len(group) for group in groups),
+            "examples": [list(group) for group in sorted(groups)[:DUPLICATE_EXAMPLES]]}
 
 
 def _by_kind(tallies: Mapping, name: str) -> Dict[str, int]:

@@ -77,7 +77,7 @@ class _ShardFiles:
         self._handles = {}
         self._staging_dir, self._name, self._shard, self._num_shards = staging_dir, name, shard, num_shards
         self.counts = defaultdict(lambda: [0, 0, 0])  # split -> [records, record bytes, boxes]
-        self.hashes = []  # (sha256, key) of every record written, for the duplicate search
+        self.hashes = []  # (sha256, key, split) of every record written, for the duplicate search
 
     def path(self, split: str) -> str:
         return paths.join(self._staging_dir, shard_file_name(self._name, split, self._shard, self._num_shards))
@@ -268,7 +268,7 @@ class _WriteShard(PooledDoFn):
             split = assign_split(encoded.sha256, self._seed, self._splits)
         size, boxes = sum(len(chunk) for chunk in encoded.example), len(encoded.boxes.kept)
         position = files.write(split, tfrecord_frame(encoded.example), size, boxes)
-        files.hashes.append((encoded.sha256, record.key))
+        files.hashes.append((encoded.sha256, record.key, split))
         self._tally(encoded, split)
         return parsed + list(encoded.boxes.rejected), _Written(encoded.sha256, split, position, size, boxes)
 
