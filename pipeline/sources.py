@@ -6,6 +6,14 @@
 few files with every format's `sniff` (`Source.detected` says which: the console report names it). XML
 files are told apart by their root element and its required children (transforms/formats/_xml.py
 `xml_kinds`): a file that fits two formats is not guessed at, and MIT LabelMe's XML is named as such.
+
+Exports are read as they are downloaded, from their root (`--annotations` and `--images` both the root):
+a Roboflow export's `train/ valid/ test/` folders (COCO, CreateML, TensorFlow CSV or VOC files beside
+the images; YOLO `images/` and `labels/` with data.yaml at the root) become one source whose image names
+are resolved beside their annotation file (`train/x.jpg`), so each image's path names its split; a VOC
+devkit root reads its Annotations and JPEGImages; a CVAT project export finds its images in
+`images/<subset>/`. A VOC source with ImageSets/Main/{train,val,test,trainval}.txt beside or above its
+annotations folder lists its splits in `ParseContext.image_splits` (transforms/source_splits.py).
 """
 from __future__ import annotations
 
@@ -14,7 +22,7 @@ import itertools
 import os
 import posixpath
 import re
-from typing import Any, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import yaml
 
@@ -22,11 +30,17 @@ from pipeline.errors import UsageError
 from transforms import storage
 from transforms.formats import DEFAULT_MAX_ANNOTATION_BYTES, FORMATS, SNIFF_BYTES, AnnotationFormat, ParseContext
 from transforms.formats._xml import SUPPORTED_XML_KINDS, XML_KIND_NAMES, xml_evidence, xml_kinds
+from transforms.paths import relative_to
 from transforms.read import read_file
+from transforms.source_splits import (
+    VOC_SPLIT_FILES, KeyResolver, canonical_split, resolving_keys, voc_image_sets,
+)
 
 _GLOB = re.compile(r"[*?\[]")
 _SNIFF_FILES = 5  # files per format looked at when detecting a folder's format
 _CLASS_FILES = ("data.yaml", "dataset.yaml", "classes.txt", "obj.names", "classes.names")
+_ROBOFLOW_PREFIX = "_annotations."  # Roboflow's name for the annotation file beside each split's images
+_CVAT_NO_SUBSET = re.compile(r"default(_\d+)?")  # CVAT's folder for a task without a subset
 
 
 @dataclasses.dataclass(frozen=True)
@@ -193,8 +207,13 @@ def resolve_sources(
             raise UsageError(f"--annotations {path}: no such file, folder or matching files")
         if not is_folder(images_root):
             raise UsageError(f"--images {images_root}: no such folder (or it is empty)")
-        fmt = FORMATS[given] if given else detect_format(path)
-        patterns = _patterns(path, fmt)
+        path, images_root = _voc_devkit(path, images_root)
+        split_root = _split_root(path, images_root, given)
+        if split_root is not None:  # a Roboflow export from its root: every train/ valid/ test/ folder
+            fmt, patterns = split_root
+        else:
+            fmt = FORMATS[given] if given else detect_format(path)
+            patterns = _patterns(path, fmt)
         if not fmt.unlabeled_images_are_negatives and not _matches(patterns, limit=1):
             looked_for = ", ".join(fmt.folder_patterns)
             raise UsageError(f"no {fmt.name} annotation files at {path} (looked for {looked_for})")
@@ -208,9 +227,110 @@ def resolve_sources(
                 )
             class_names = load_classes(class_file)
         root = path if is_folder(path) else posixpath.dirname(path)
-        context = ParseContext(classes=class_names, annotations_root=root, max_annotation_bytes=max_annotation_bytes)
+        image_splits = _voc_image_sets(root, max_annotation_bytes) if fmt.name == "voc" else None
+        context = ParseContext(classes=class_names, annotations_root=root, max_annotation_bytes=max_annotation_bytes,
+                               image_splits=image_splits)
+        resolver = _key_resolver(fmt, path, images_root, split_root is not None)
+        if resolver is not None:
+            fmt = resolving_keys(fmt, resolver)
         sources.append(Source(fmt, path, patterns, images_root, context, detected=not given))
     return tuple(sources)
+
+
+# --- Exports read from their root, and the splits a source lists (`--splits source`) ----------------------
+_LISTING_LIMIT = 10_000  # files listed to find a remote folder's subfolders
+
+
+def _child_folders(path: str) -> List[str]:
+    """The names of the folders directly in `path`, sorted (remotely: of the first files listed)."""
+    if storage.is_local(path):
+        try:
+            return sorted(entry.name for entry in os.scandir(path) if entry.is_dir())
+        except OSError:
+            return []
+    names = set()
+    for file in _matches([storage.literal(path) + "/**"], limit=_LISTING_LIMIT):
+        relative = relative_to(path, file) or ""
+        if "/" in relative:
+            names.add(relative.split("/", 1)[0])
+    return sorted(names)
+
+
+def _voc_devkit(path: str, images_root: str) -> Tuple[str, str]:
+    """The VOC devkit layout (VOC2012/Annotations, JPEGImages, ImageSets) given as its root for both
+    --annotations and --images: the Annotations and JPEGImages folders in it."""
+    if path == images_root and is_folder(path + "/Annotations") and is_folder(path + "/JPEGImages"):
+        return path + "/Annotations", path + "/JPEGImages"
+    return path, images_root
+
+
+def _split_root(path: str, images_root: str, given: Optional[str]) -> Optional[Tuple[AnnotationFormat, Tuple[str, ...]]]:
+    """(format, patterns) of an export whose root holds a folder per split (Roboflow: `train/ valid/ test/`,
+    each with its images and `_annotations.coco.json`, `_annotations.createml.json`, `_annotations.csv`,
+    VOC XML files, or YOLO `images/` and `labels/` with data.yaml at the root), given as the root for
+    both --annotations and --images; None for any other path. The format is the one given, or the one
+    detected in the first split folder where one is."""
+    if path != images_root or not is_folder(path):
+        return None
+    subsets = [path + "/" + name for name in _child_folders(path) if canonical_split(name) in ("train", "val", "test")]
+    if not subsets:
+        return None
+    fmt = FORMATS[given] if given else None
+    for subset in subsets:
+        if fmt is not None:
+            break
+        try:
+            fmt = detect_format(subset)
+        except UsageError:
+            continue
+    if fmt is None:
+        return None  # the root is read as a folder of its own, and its error says why
+    patterns = tuple(pattern for subset in subsets for pattern in _patterns(subset, fmt))
+    if not _matches(patterns, limit=1):
+        return None  # split folders of images only (annotations elsewhere): not this layout
+    return fmt, patterns
+
+
+def _key_resolver(fmt: AnnotationFormat, path: str, images_root: str, split_root: bool) -> Optional[KeyResolver]:
+    """How this source's image names become paths under --images when the export keeps them elsewhere than
+    directly under it: beside each annotation file (a split root; Roboflow's `_annotations.*` files below
+    --images), or CVAT's project export `images/<subset>/<name>`. None: the names are paths under --images."""
+    if fmt.images_by_stem:  # YOLO: label paths name their images (labels/x.txt -> images/x.*)
+        return None
+    if split_root or posixpath.basename(path).startswith(_ROBOFLOW_PREFIX):
+        return KeyResolver(images_root, beside_annotation=True)
+    if fmt.name != "cvat":
+        return None
+    annotation_folder = path if is_folder(path) else posixpath.dirname(path)
+    folder = "images" if annotation_folder == images_root and is_folder(images_root + "/images") else ""
+    subsets: dict = {}
+    for name in _child_folders(images_root + ("/" + folder if folder else "")):
+        split = canonical_split(name)
+        split = None if _CVAT_NO_SUBSET.fullmatch(split) else split
+        subsets.setdefault(split, []).append(name)
+    prefix = folder + "/" if folder else ""
+    subset_folders = tuple((split, prefix + names[0]) for split, names in sorted(subsets.items(), key=lambda item: str(item[0]))
+                           if len(names) == 1 and (split is not None or names[0] == "default"))
+    if not subset_folders and not folder:
+        return None
+    return KeyResolver(images_root, folder=folder, subset_folders=subset_folders)
+
+
+def _voc_image_sets(root: str, max_bytes: int) -> Optional[Dict[str, str]]:
+    """{image id: split} from ImageSets/Main/{train,val,test,trainval}.txt beside or above the VOC
+    annotations folder (VOC2012/Annotations and VOC2012/ImageSets/Main); None when there are none."""
+    for folder in (root, posixpath.dirname(root)):
+        lists = {}
+        for name in VOC_SPLIT_FILES:
+            list_path = f"{folder}/ImageSets/Main/{name}.txt"
+            if storage.exists(list_path):
+                try:
+                    lists[name] = read_file(list_path, max_bytes)
+                except Exception as error:
+                    raise UsageError(f"cannot read {list_path}: {error}") from None
+        if lists:
+            return voc_image_sets(lists)
+    return None
 
 
 def _unchecked_source(path: str, images_root: str, format_name: Optional[str], classes: Optional[str],

@@ -10,7 +10,7 @@ import pytest
 from pipeline.cli import main
 from pipeline.errors import UsageError
 from pipeline.sources import resolve_sources
-from transforms.formats import cvat, voc
+from transforms.formats import FORMATS, cvat, voc
 from transforms.formats._xml import xml_kinds
 
 VOC_FILE = """<annotation verified="yes">
@@ -168,3 +168,66 @@ def test_xml_kinds(head, kinds):
     assert xml_kinds(head) == kinds
     assert voc.sniff("a.xml", head) is (kinds == {"voc"})
     assert cvat.sniff("a.xml", head) is (kinds == {"cvat"})
+
+
+# --- exports given as their root ------------------------------------------------------------------------
+
+
+def roboflow_root(root: Path, files: dict) -> Path:
+    """`train/ valid/ test/` folders with the same files each, and Roboflow's README files at the root."""
+    for subset in ("train", "valid", "test"):
+        for name, text in files.items():
+            (root / subset / name).parent.mkdir(parents=True, exist_ok=True)
+            (root / subset / name).write_text(text)
+    (root / "README.roboflow.txt").write_text("This dataset was exported via roboflow.com\n")
+    (root / "README.dataset.txt").write_text("# cells > raw\nProvided by Roboflow\n")
+    return root
+
+
+@pytest.mark.parametrize("files, format_name", [
+    ({"_annotations.coco.json": '{"images": [], "annotations": [], "categories": []}', "a.jpg": "x"}, "coco"),
+    ({"_annotations.createml.json": '[{"image": "a.jpg", "annotations": []}]', "a.jpg": "x"}, "createml"),
+    ({"a.xml": VOC_FILE.format(name="a.jpg"), "a.jpg": "x"}, "voc"),
+    ({"labels/a.txt": "0 0.5 0.5 0.2 0.2\n", "images/a.jpg": "x"}, "yolo"),
+])
+def test_a_roboflow_root_is_detected_and_read_split_by_split(tmp_path, files, format_name):
+    root = roboflow_root(tmp_path / "export", files)
+    if format_name == "yolo":
+        (root / "data.yaml").write_text("train: ../train/images\nval: ../valid/images\nnc: 1\nnames: ['cell']\n")
+    source = detect(root, root)
+    assert (source.format.name, source.detected) == (format_name, True)
+    assert source.images == str(root)
+    # Every split folder's annotations, and nothing else (the README files are no YOLO labels).
+    assert all(pattern.startswith(tuple(f"{root}/{subset}/" for subset in ("test", "train", "valid")))
+               for pattern in source.patterns)
+    assert {pattern[len(str(root)) + 1:].split("/")[0] for pattern in source.patterns} == {"train", "valid", "test"}
+
+
+def test_a_voc_devkit_root_reads_annotations_and_jpegimages_and_its_image_sets(tmp_path):
+    root = tmp_path / "VOC2012"
+    folder(root / "Annotations", VOC_FILE, count=2)
+    (root / "JPEGImages").mkdir()
+    (root / "JPEGImages" / "img0.jpg").write_bytes(b"\xff\xd8\xff")
+    (root / "ImageSets" / "Main").mkdir(parents=True)
+    (root / "ImageSets" / "Main" / "train.txt").write_text("img0\n")
+    (root / "ImageSets" / "Main" / "trainval.txt").write_text("img0\nimg1\n")
+    (root / "ImageSets" / "Main" / "cat_train.txt").write_text("img0  1\nimg1 -1\n")
+    source = detect(root, root)
+    assert (source.format.name, source.annotations, source.images) == ("voc", f"{root}/Annotations", f"{root}/JPEGImages")
+    assert dict(source.context.image_splits) == {"img0": "train", "img1": "trainval"}
+    assert detect(root / "Annotations", root / "JPEGImages").context.image_splits == {"img0": "train", "img1": "trainval"}
+
+
+def test_voc_without_image_sets_has_no_listed_splits(tmp_path, images):
+    assert detect(folder(tmp_path / "voc", VOC_FILE), images).context.image_splits is None
+
+
+def test_split_folders_of_images_only_leave_the_root_as_it_was(tmp_path):
+    root = tmp_path / "coco"
+    (root / "train").mkdir(parents=True)
+    (root / "train" / "a.jpg").write_bytes(b"\xff\xd8\xff")
+    (root / "instances.json").write_text('{"images": [], "annotations": [], "categories": []}')
+    for format_name in ("coco", None):
+        source = detect(root, root, format_name)
+        assert source.format.name == "coco" and source.patterns == (f"{root}/*.json",)
+        assert source.format.parse is FORMATS["coco"].parse  # names stay relative to --images

@@ -7,6 +7,7 @@ from typing import Iterator, Optional
 from transforms.formats import NO_CONTEXT, AnnotationFormat, ParseContext, Parsed, _text
 from transforms.formats._xml import VOC, parse_xml, xml_kinds
 from transforms.model import ITEM_ANNOTATION, ITEM_BOX, Box, ImageRecord, Rejection, carried
+from transforms.source_splits import listed_split
 
 
 UNSPECIFIED_POSE = "Unspecified"  # what VOC and LabelImg write when no pose is given
@@ -74,6 +75,8 @@ def parse(source: str, data: bytes, context: ParseContext = NO_CONTEXT) -> Itera
         source=source,
         boxes=tuple(boxes),
         annotated_size=_size(root),
+        # ImageSets/Main lists ids: the annotation file's stem (Annotations/{id}.xml), else the image's
+        source_split=listed_split(context.image_splits, source, filename),
         rejected_boxes=carried(rejected),
     )
 
