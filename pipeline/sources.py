@@ -299,8 +299,9 @@ def _key_resolver(fmt: AnnotationFormat, path: str, images_root: str, split_root
         return None
     if split_root or posixpath.basename(path).startswith(_ROBOFLOW_PREFIX):
         return KeyResolver(images_root, beside_annotation=True)
+    own = posixpath.basename(images_root)
     if fmt.name != "cvat":
-        return None
+        return None if is_folder(images_root + "/" + own) else KeyResolver(images_root, own_folder=own)
     annotation_folder = path if is_folder(path) else posixpath.dirname(path)
     folder = "images" if annotation_folder == images_root and is_folder(images_root + "/images") else ""
     subsets: dict = {}

@@ -10,7 +10,7 @@ import pytest
 from pipeline.cli import main
 from pipeline.errors import UsageError
 from pipeline.sources import resolve_sources
-from transforms.formats import FORMATS, cvat, voc
+from transforms.formats import cvat, voc
 from transforms.formats._xml import xml_kinds
 
 VOC_FILE = """<annotation verified="yes">
@@ -230,4 +230,6 @@ def test_split_folders_of_images_only_leave_the_root_as_it_was(tmp_path):
     for format_name in ("coco", None):
         source = detect(root, root, format_name)
         assert source.format.name == "coco" and source.patterns == (f"{root}/*.json",)
-        assert source.format.parse is FORMATS["coco"].parse  # names stay relative to --images
+        document = b'{"images": [{"id": 1, "file_name": "train/a.jpg"}], "annotations": [], "categories": []}'
+        records = [item for item in source.format.parse(f"{root}/instances.json", document) if hasattr(item, "key")]
+        assert [record.key for record in records] == ["train/a.jpg"]  # names stay relative to --images

@@ -134,3 +134,20 @@ def test_yolo_read_with_the_wrong_classes_file_is_refused_with_a_hint(tmp_path):
     assert "image_boxes_all_rejected 4" in line
     assert line.endswith("hint: most boxes name a class id that the source does not declare: check --classes (YOLO) "
                          "or the file's categories (COCO)")
+
+
+def test_a_coco_file_name_that_repeats_the_images_folder_resolves_without_a_flag(tmp_path):
+    from tests import image_factory as make
+
+    images = tmp_path / "val2017"
+    images.mkdir()
+    coco = {"images": [], "annotations": [], "categories": [{"id": 1, "name": "cat"}]}
+    for index in range(3):
+        (images / f"{index:012d}.jpg").write_bytes(make.encode(make.gradient(64 + index, 48), "JPEG"))
+        coco["images"].append({"id": index + 1, "file_name": f"val2017/{index:012d}.jpg", "width": 64 + index, "height": 48})
+        coco["annotations"].append({"id": index + 1, "image_id": index + 1, "category_id": 1, "bbox": [2, 2, 20, 20],
+                                    "area": 400, "iscrowd": 0})
+    (tmp_path / "instances_val2017.json").write_text(json.dumps(coco))
+    result = convert("--annotations", tmp_path / "instances_val2017.json", "--images", images, "--output",
+                     tmp_path / "out", "--splits", "val=1.0", fmt="coco", check_exit=0)
+    assert "Wrote 3 of 3 images" in result.stdout

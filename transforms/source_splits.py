@@ -87,6 +87,9 @@ class KeyResolver:
     the export's root). `subset_folders` (CVAT project exports, `images/<subset>/<name>`, the layout CVAT
     writes and Datumaro reads): a record's split (its canonical subset, None for CVAT's `default`) -> the
     folder under --images that holds that subset's images, such as `images/Train`.
+    `own_folder`: a name that starts with the name of --images' own folder (`val2017/x.jpg` with
+    `--images coco/val2017`, as some COCO exports write `file_name`) is taken relative to --images, when
+    --images holds no folder of that name.
     Names that are not safe relative paths are left as they are, for the usual checks to reject.
     """
 
@@ -94,10 +97,13 @@ class KeyResolver:
     beside_annotation: bool = False
     folder: str = ""
     subset_folders: Tuple[Tuple[Optional[str], str], ...] = ()
+    own_folder: str = ""  # --images' own folder name, which names such as COCO's `val2017/x.jpg` repeat
 
     def resolve(self, source: str, item: Any) -> Any:
         if not isinstance(item, ImageRecord) or paths.image_key(item.key) is None:
             return item
+        if self.own_folder and paths.image_key(item.key).startswith(self.own_folder + "/"):
+            item = dataclasses.replace(item, key=paths.image_key(item.key)[len(self.own_folder) + 1:])
         folder = ""
         if self.beside_annotation:
             folder = paths.relative_to(self.images_root, posixpath.dirname(source)) or ""
