@@ -79,6 +79,7 @@ def _report(summary: dict, job) -> str:
     classes = ", ".join(f"{item['name']} ({item['boxes']})" for item in summary["classes"][:10])
     more = f" and {len(summary['classes']) - 10} more" if len(summary["classes"]) > 10 else ""
     lines.append(f"  label_map.pbtxt: {len(summary['classes'])} classes: {classes}{more}")
+    lines += [f"  class ids: a source numbers its classes from 0: its ids are shifted by {n} (0 is the background)" for n in [summary.get("class_ids", {}).get("shifted_by")] if n]
     rejections = ", ".join(f"{reason} {n}" for reason, n in summary["rejections"].items()) or "none"
     boxes = summary["boxes"]
     lines.append(

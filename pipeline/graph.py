@@ -108,7 +108,10 @@ def build_convert_pipeline(
         steps.append(dropping)
         sharded[DROPPED] = dropping.dropped
 
-    label_ids = class_names | "AllClassNames" >> beam.Flatten() | "LabelMap" >> BuildLabelMap(job.label_map_seed)
+    label_ids = class_names | "AllClassNames" >> beam.Flatten() | "LabelMap" >> BuildLabelMap(
+        job.label_map_seed, job.class_ids, job.class_map,
+        [f"{source.format.name}:{source.annotations}" for source in job.sources],
+    )
     written = sharded | "WriteShards" >> WriteShards(
         staging_dir=staging_dir,
         name=job.name,

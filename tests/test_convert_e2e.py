@@ -99,7 +99,7 @@ def test_byte_identical_images_share_a_split(voc_run):
 
 
 def _coco_from_voc(raccoon: Path, path: Path) -> dict:
-    """The raccoon boxes as COCO JSON, with a second class so that ids are sorted by name."""
+    """The raccoon boxes as COCO JSON, with a second class whose id is not its place by name."""
     images, annotations = [], []
     for image_id, xml_path in enumerate(sorted((raccoon / "annotations").glob("*.xml")), start=100):
         filename, (width, height), boxes = voc_boxes(xml_path)
@@ -121,8 +121,8 @@ def test_coco_records_equal_the_source_annotations(raccoon, tmp_path):
     output = tmp_path / "out"
     run_cli("convert", "--annotations", tmp_path / "instances.json", "--images", raccoon / "images",
             "--output", output, "--num_shards", "3", check_exit=0)  # --format omitted: detected
-    assert (output / "label_map.pbtxt").read_text() == (
-        "item {\n  id: 1\n  name: 'animal'\n}\nitem {\n  id: 2\n  name: 'raccoon'\n}\n"
+    assert (output / "label_map.pbtxt").read_text() == (  # COCO's category ids, not 1..N by name
+        "item {\n  id: 3\n  name: 'raccoon'\n}\nitem {\n  id: 8\n  name: 'animal'\n}\n"
     )
     assert len(shard_files(output, "dataset-train.tfrecord-*-of-00003")) == 3
     examples = {e["image/source_id"][0].decode(): e for e in read_examples(shard_files(output))}
@@ -135,7 +135,7 @@ def test_coco_records_equal_the_source_annotations(raccoon, tmp_path):
             for a in document["annotations"] if a["image_id"] == image["id"]
         ]
         assert example["image/filename"] == [image["file_name"].encode()]
-        _assert_boxes_match(example, boxes, image["width"], image["height"], {"animal": 1, "raccoon": 2})
+        _assert_boxes_match(example, boxes, image["width"], image["height"], {"animal": 8, "raccoon": 3})
         assert example["image/object/area"] == pytest.approx(
             [a["area"] for a in document["annotations"] if a["image_id"] == image["id"]], rel=1e-6)
         assert example["image/object/is_crowd"] == [0] * len(boxes)

@@ -213,3 +213,123 @@ def test_parse_decodes_protobuf_escapes():
     text = _protobuf_format(ids)
     assert "\\n" in text
     assert parse_label_map(text) == ids
+
+
+# --- source_label_map: the ids the sources declare (DESIGN.md section 2) ---------------------------
+
+from transforms.label_map import ClassIdConflict, LabelIds, source_label_map  # noqa: E402
+
+
+def test_first_source_ids_kept_with_unused_declared_classes_and_gaps():
+    declared = [(0, "a.json", 1, "person"), (0, "a.json", 3, "car"), (0, "a.json", 90, "toothbrush")]
+    ids, shifted = source_label_map({}, ["car", "person"], declared)
+    assert ids == {"person": 1, "car": 3, "toothbrush": 90} and shifted == ()
+
+
+def test_unused_id_zero_is_left_out_and_a_used_one_shifts_every_id_of_its_source():
+    declared = [(0, "a.json", 0, "cells"), (0, "a.json", 1, "red"), (0, "a.json", 2, "white")]
+    assert source_label_map({}, ["red", "white"], declared) == ({"red": 1, "white": 2}, ())
+    declared = [(0, "a.json", 0, "red"), (0, "a.json", 1, "white")]
+    assert source_label_map({}, ["red", "white"], declared, zero_used=[0]) == ({"red": 1, "white": 2}, (0,))
+
+
+def test_later_sources_and_unnumbered_classes_get_the_next_free_ids_in_name_order():
+    declared = [(1, "a.json", 5, "person"), (1, "a.json", 7, "car"), (2, "b.xml", 5, "person"),
+                (2, "b.xml", 6, "zebra")]
+    ids, _ = source_label_map({}, ["person", "car", "zebra", "ant"], declared)
+    # source 1 (the first that numbers) gives person 5, car 7; zebra (6 in source 2) and ant (no numbering) follow
+    assert ids == {"person": 5, "car": 7, "ant": 8, "zebra": 9}
+
+
+def test_two_sources_giving_one_class_different_ids_is_an_error_naming_both():
+    declared = [(0, "x/instances.json", 1, "person"), (1, "--classes", 2, "person")]
+    names = {0: "coco:x/instances.json", 1: "yolo:y/labels"}.get
+    with pytest.raises(ClassIdConflict) as raised:
+        source_label_map({}, ["person"], declared, describe=names)
+    message = str(raised.value)
+    assert "'person' has id 1 in coco:x/instances.json" in message
+    assert "id 2 in yolo:y/labels (--classes)" in message
+
+
+def test_a_seed_or_a_class_map_merge_resolves_a_conflict():
+    declared = [(0, "a.json", 3, "person"), (1, "b.xml", 2, "person")]
+    assert source_label_map({"person": 9}, ["person"], declared)[0] == {"person": 9}
+    assert source_label_map({}, ["person"], declared, merged={"person"})[0] == {"person": 3}  # the first source's
+
+
+def test_within_an_origin_two_names_merged_into_one_keep_the_smaller_id():
+    declared = [(0, "a.json", 4, "person"), (0, "a.json", 2, "person"), (0, "a.json", 3, "car")]
+    assert source_label_map({}, [], declared)[0] == {"person": 2, "car": 3}
+
+
+def test_one_id_for_two_classes_in_the_first_source_is_an_error():
+    declared = [(0, "train.json", 3, "car"), (0, "val.json", 3, "truck")]
+    with pytest.raises(ClassIdConflict, match="id 3 is class 'car' in source 1 \\(train.json\\) and 'truck'"):
+        source_label_map({}, [], declared)
+
+
+def test_seed_ids_win_and_a_first_source_class_whose_id_the_seed_took_moves_on():
+    declared = [(0, "a.json", 1, "person"), (0, "a.json", 2, "car")]
+    ids, _ = source_label_map({"dog": 1, "car": 7}, ["person", "car"], declared)
+    assert ids == {"dog": 1, "car": 7, "person": 8}
+
+
+def test_label_ids_pickle_with_how_they_were_given():
+    import pickle
+
+    ids = pickle.loads(pickle.dumps(LabelIds({"a": 2}, "source", 1)))
+    assert ids == {"a": 2} and (ids.rule, ids.shifted_by) == ("source", 1) and isinstance(ids, dict)
+
+
+_DECLARATION = st.tuples(st.integers(0, 2), st.sampled_from(["a", "b"]), st.integers(0, 12),
+                         st.sampled_from(["ant", "bee", "cat", "dog", "eel", "fox"]))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.dictionaries(st.sampled_from(["cat", "dog", "gnu", "yak"]), st.integers(1, 12), max_size=3),
+    st.lists(st.sampled_from(["ant", "cat", "hen", "yak"]), max_size=4),
+    st.lists(_DECLARATION, max_size=12),
+    st.lists(st.integers(0, 2), max_size=2),
+    st.randoms(use_true_random=False),
+)
+def test_source_label_map_ids_never_collide_seeds_never_move_and_order_does_not_matter(
+        seed_ids, names, declared, zero_used, shuffler):
+    seed = {}
+    for name, class_id in seed_ids.items():
+        if class_id not in seed.values():
+            seed[name] = class_id
+
+    def outcome(declared, names, zero_used):
+        try:
+            return source_label_map(seed, names, declared, zero_used)
+        except ClassIdConflict as error:
+            return str(error)
+
+    result = outcome(declared, names, zero_used)
+    for _ in range(3):  # any arrival order gives the same map, or the same error
+        shuffled = [list(items) for items in (declared, names, zero_used)]
+        for items in shuffled:
+            shuffler.shuffle(items)
+        assert outcome(*shuffled) == result
+    if isinstance(result, str):
+        return
+    ids, shifted = result
+    assert len(set(ids.values())) == len(ids) and min(ids.values(), default=1) >= 1  # never collide, never 0
+    assert {name: ids[name] for name in seed} == seed  # seeds never move
+    assert set(names) <= set(ids)
+    shift = lambda source: 1 if source in shifted else 0
+    numbered = [(source, class_id + shift(source), name) for source, _, class_id, name in declared
+                if class_id + shift(source) >= 1]
+    assert {name for _, _, name in numbered} <= set(ids)  # every declared class, used or not
+    # an id one origin gives two names numbers neither
+    names_of = {}
+    for source, origin, class_id, name in declared:
+        names_of.setdefault((source, origin, class_id), set()).add(name)
+    numbered = [(source, class_id + shift(source), name) for source, origin, class_id, name in declared
+                if class_id + shift(source) >= 1 and len(names_of[(source, origin, class_id)]) == 1]
+    if numbered:  # the first numbering source's classes keep their ids unless the seed holds the name or id
+        first = min(source for source, _, _ in numbered)
+        for source, class_id, name in numbered:
+            if source == first and name not in seed and class_id not in seed.values():
+                assert ids[name] == min(c for s, c, n in numbered if s == first and n == name)

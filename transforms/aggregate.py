@@ -13,7 +13,10 @@ from transforms.encode import ImagePolicy, image_boxes, is_unlabeled, prepare_re
 from transforms.image_prep import VALIDATE_STRUCTURE
 from transforms.join import JoinRule, join_shard
 from transforms.class_map import class_names_checked
-from transforms.label_map import extend_label_map
+from transforms.label_map import (
+    DECLARED, RULE_SORTED, RULE_SOURCE, ZERO_USED, ClassIdConflict, LabelIds, extend_label_map, source_label_map,
+)
+from transforms.outcomes import UnusableInput
 from transforms.model import Rejection
 from transforms.read import REJECTED, read_record_image
 from transforms.records import split_order
@@ -26,25 +29,48 @@ HASHES = "hashes"  # --drop_duplicates: every joined image's sha256, grouped lik
 
 
 class BuildLabelMap(beam.PTransform):
-    """The class names the parsers found -> one {class name: id} dict, extending `seed` without renumbering it.
+    """The class names the parsers found -> one {class name: id} dict (a LabelIds), extending `seed` without
+    renumbering it.
 
     Every class an annotation names gets an id, even if its images are rejected later: ids must not
     depend on which images happened to be readable in one run. With a class map, the parse steps' notes
     among the names are checked here (the only step that sees every class): a key that matches no class
-    ends the run (exit 2) before any record is written.
+    ends the run (exit 2) before any record is written. With `rule` "source" (--class_ids), the ids the
+    sources declare are kept (transforms/label_map.py `source_label_map`; `sources` names them in its
+    messages); two sources giving one class different ids end the run the same way.
     """
 
-    def __init__(self, seed: Dict[str, int]):
+    def __init__(self, seed: Dict[str, int], rule: str = RULE_SORTED, class_map: Optional[Dict] = None,
+                 sources: Sequence[str] = ()):
         super().__init__()
         self._seed = dict(seed)
+        self._rule = rule
+        self._merged = frozenset(target for target in (class_map or {}).values() if target is not None)
+        self._sources = tuple(sources)
+
+    @staticmethod
+    def label_ids(elements, seed, rule, merged=frozenset(), sources=()) -> LabelIds:
+        """The label map of the label map step's elements (names and notes, in any order)."""
+        names = class_names_checked(elements)
+        if rule != RULE_SOURCE:
+            return LabelIds(extend_label_map(seed, names), rule)
+        notes = [element for element in elements if not isinstance(element, str)]
+        declared = [tuple(note[1:]) for note in notes if note[0] == DECLARED]
+        zero_used = [note[1] for note in notes if note[0] == ZERO_USED]
+        describe = lambda index: sources[index] if index < len(sources) else f"source {index + 1}"
+        try:
+            ids, shifted = source_label_map(seed, names, declared, zero_used, merged, describe)
+        except ClassIdConflict as error:
+            raise UnusableInput(str(error)) from None
+        return LabelIds(ids, rule, 1 if shifted else 0)
 
     def expand(self, class_names):
-        seed = self._seed
+        seed, rule, merged, sources = self._seed, self._rule, self._merged, self._sources
         return (
             class_names
             | "Distinct" >> beam.Distinct()
             | "All" >> beam.combiners.ToList()
-            | "Number" >> beam.Map(lambda elements: extend_label_map(seed, class_names_checked(elements)))
+            | "Number" >> beam.Map(lambda elements: BuildLabelMap.label_ids(elements, seed, rule, merged, sources))
         )
 
 

@@ -4,6 +4,13 @@ A key that names no class of the annotations (`racoon` for `raccoon`) would map 
 box, silently: the run ends instead, naming the key and the closest class. The classes are known only
 once every annotation is parsed, so the parse steps send the label map step the names as the annotations
 spell them (before the map) and the map's keys, beside the class names; it checks them all at once.
+A class the annotations declare without any box using it (a COCO category, a --classes name) is a class
+of the annotations too.
+
+Declared class ids (COCO category_id, YOLO index + 1, CVAT label order) follow the rename: a renamed
+class keeps its id under the new name, a class mapped to `null` is not in the label map, and when the map
+makes one class of several with different ids, the smallest id (of the first source declaring them) wins
+(transforms/label_map.py `source_label_map`).
 """
 from __future__ import annotations
 
@@ -52,7 +59,8 @@ def class_map_notes(source_classes: Iterable[str], class_map: ClassMap) -> Itera
 def class_names_checked(elements: Iterable) -> List[str]:
     """The class names among the label map step's elements, after checking the class map notes among them.
 
-    Raises UnusableInput naming every class map key that no annotation's class matches.
+    Raises UnusableInput naming every class map key that no annotation's class matches. Other notes
+    (the declared class ids, transforms/label_map.py) are not class names and are left out.
     """
     names, keys, source_classes = [], set(), set()
     for element in elements:
@@ -60,7 +68,7 @@ def class_names_checked(elements: Iterable) -> List[str]:
             names.append(element)
         elif element[0] == MAP_KEY:
             keys.add(element[1])
-        else:
+        elif element[0] == SOURCE_CLASS:
             source_classes.add(element[1])
     problem = unmatched_keys_message(keys, source_classes)
     if problem:

@@ -25,7 +25,7 @@ def handoff_readme(summary: Mapping, output: str, name: str) -> str:
     folder = absolute(output)
     splits = list(summary["splits"])
     classes = summary["classes"]
-    num_classes = max((item["id"] for item in classes), default=0)  # ids are 1..N; the OD API counts no background
+    num_classes = max((item["id"] for item in classes), default=0)  # the largest id (ids may leave gaps); no background
     train = "train" if "train" in splits else (splits[0] if splits else "train")
     evaluation = eval_split([split for split in splits if split != train])
     masks = bool(summary.get("config", {}).get("include_masks"))
@@ -53,6 +53,9 @@ def handoff_readme(summary: Mapping, output: str, name: str) -> str:
         *(f"| {item['id']} | {item['name']} | {item['boxes']} |" for item in classes[:50]),
         *([f"| | ... {len(classes) - 50} more in `label_map.pbtxt` | |"] if len(classes) > 50 else []),
         "",
+        *([f"Class ids are the source's own (COCO category ids, YOLO index + 1, CVAT label order) and leave gaps: "
+           f"`num_classes` below is the largest id, {num_classes}, not the {len(classes)} classes.", ""]
+          if num_classes != len(classes) else []),
         "See what is inside: `python -m pipeline inspect . --report report/` (contact sheets, charts) and",
         "`python -m pipeline verify .` (reads every record, exit 1 on any problem).",
         "",

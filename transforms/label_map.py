@@ -1,12 +1,16 @@
 """label_map.pbtxt: read, extend without renumbering, write.
 
-Ids are 1..N (0 is the background class). A seed map keeps every id it has; classes it does not
-know get the next free ids in name order, so the result depends only on the set of names.
+Ids start at 1 (0 is the background class). A seed map (--label_map, an incremental run's published map)
+keeps every id it has. `source_label_map` keeps the ids the annotations declare (COCO category ids, YOLO
+index + 1, CVAT label order): the first source that numbers its classes gives its ids, every other class
+gets the next free id in name order (`extend_label_map`, which is the whole rule for formats that number
+nothing and for --class_ids sorted). The result depends only on the sets given, never on their order.
 """
 from __future__ import annotations
 
 import re
-from typing import Dict, Iterable, Mapping
+from collections import defaultdict
+from typing import Callable, Collection, Dict, Iterable, List, Mapping, Optional, Tuple
 
 # Protobuf text format, as much of it as label maps use: strings (either quote, C escapes),
 # numbers, words, braces, colons and `#` comments outside strings.
@@ -17,8 +21,15 @@ _ESCAPE = re.compile(r"\\(x[0-9A-Fa-f]{1,2}|[0-7]{1,3}|.)", re.S)
 _SIMPLE_ESCAPES = {"n": "\n", "r": "\r", "t": "\t", "a": "\a", "b": "\b", "f": "\f", "v": "\v"}
 
 
+MAX_ID = 2 ** 31 - 1  # label map ids are int32 (StringIntLabelMapItem.id); a larger declared id numbers nothing
+
+
 class LabelMapError(ValueError):
     pass
+
+
+class ClassIdConflict(LabelMapError):
+    """Two declarations give one class two ids (or, within one source, one id to two classes)."""
 
 
 def _unescape(literal: str) -> str:
@@ -111,6 +122,129 @@ def extend_label_map(seed: Mapping[str, int], names: Iterable[str]) -> Dict[str,
         ids[name] = next_id
         next_id += 1
     return ids
+
+
+# (source index, origin: the file or setting that declares it, declared id, class name)
+Declaration = Tuple[int, str, int, str]
+# What the parse steps send the label map step beside the class names: (DECLARED, *Declaration), and
+# (ZERO_USED, source index) for a source whose boxes use id 0.
+DECLARED = "declared_class_id"
+ZERO_USED = "class_id_zero_used"
+RULE_SOURCE, RULE_SORTED = "source", "sorted"  # --class_ids
+
+
+class LabelIds(dict):
+    """{class name: id}, and how the ids were given: `rule` (--class_ids) and `shifted_by` (1 when a
+    source's boxes use id 0 and its ids moved up by one), for summary.json's `class_ids`."""
+
+    def __init__(self, ids: Mapping[str, int] = (), rule: str = RULE_SORTED, shifted_by: int = 0):
+        super().__init__(ids)
+        self.rule = rule
+        self.shifted_by = shifted_by
+
+    def __reduce__(self):
+        return LabelIds, (dict(self), self.rule, self.shifted_by)
+
+
+def _by_origin(declared: Iterable[Declaration], shifted: Collection[int]) -> Dict[Tuple[int, str], Dict[str, int]]:
+    """Each origin's {name: id}: shifted by one for a source whose boxes use id 0, ids below 1 (an unused
+    id 0) and above MAX_ID left out; a name declared twice takes its smaller id (two names a class map
+    made one); an id one origin gives two names numbers neither."""
+    pairs = defaultdict(set)
+    for source, origin, class_id, name in declared:
+        class_id += 1 if source in shifted else 0
+        if 1 <= class_id <= MAX_ID:
+            pairs[(source, origin)].add((class_id, name))
+    numbered = {}
+    for key, found in pairs.items():
+        names_of = defaultdict(set)
+        for class_id, name in found:
+            names_of[class_id].add(name)
+        ids: Dict[str, int] = {}
+        for class_id, name in sorted(found):
+            if len(names_of[class_id]) == 1:
+                ids.setdefault(name, class_id)
+        numbered[key] = ids
+    return numbered
+
+
+def source_label_map(
+    seed: Mapping[str, int],
+    names: Iterable[str],
+    declared: Iterable[Declaration] = (),
+    zero_used: Iterable[int] = (),
+    merged: Collection[str] = (),
+    describe: Optional[Callable[[int], str]] = None,
+) -> Tuple[Dict[str, int], Tuple[int, ...]]:
+    """The label map keeping the sources' own ids, and the sources whose ids were shifted by one.
+
+    `names`: the classes the boxes use. `declared`: every (source, origin, id, name) the sources number
+    their classes with, after --class_map renames. `zero_used`: the sources whose boxes use id 0: their
+    ids shift by one (0 is the background); elsewhere a declared id 0 is left out. `merged`: the class
+    map's targets.
+
+    The seed's ids never move. A class declared with different ids by two origins (two sources, or two
+    files of one) ends the run (ClassIdConflict), unless the seed has it, or the class map made it of
+    several names: then the smallest id of the first source declaring it wins. The first source that
+    declares ids gives its classes those ids (two classes with one id in it end the run; one whose id the
+    seed took gets a free one); every other class, used or declared, gets the next free id above the
+    largest, in name order.
+    """
+    describe = describe or (lambda source: f"source {source + 1}")
+    declared = list(declared)
+    shifted = sorted({source for source, *_ in declared} & set(zero_used))
+    by_origin = _by_origin(declared, set(shifted))
+    ids = dict(seed)
+    # name -> [(source, origin, id)], in source then origin order
+    claims: Dict[str, List[Tuple[int, str, int]]] = defaultdict(list)
+    for (source, origin), numbered in sorted(by_origin.items()):
+        for name, class_id in numbered.items():
+            claims[name].append((source, origin, class_id))
+
+    def where(claim: Tuple[int, str, int]) -> str:
+        source, origin, _ = claim
+        named = describe(source)
+        return named if not origin or named == origin or named.endswith(":" + origin) else f"{named} ({origin})"
+
+    resolved: Dict[str, Tuple[int, int]] = {}  # name -> (first source declaring it, its id)
+    for name in sorted(claims):
+        if name in ids:
+            continue
+        found = claims[name]
+        first_source = found[0][0]
+        differing = next((claim for claim in found if claim[2] != found[0][2]), None)
+        if differing is not None and name not in merged:
+            raise ClassIdConflict(
+                f"class {name!r} has id {found[0][2]} in {where(found[0])} and id {differing[2]} in "
+                f"{where(differing)}; rename one with --class_map, give the ids with --label_map, or number "
+                "the classes by name with --class_ids sorted"
+            )
+        resolved[name] = (first_source, min(claim[2] for claim in found if claim[0] == first_source))
+
+    if resolved:
+        first = min(source for source, _ in resolved.values())
+        holders: Dict[int, str] = {}
+        for name in sorted(resolved, key=lambda name: (resolved[name][1], name)):
+            source, class_id = resolved[name]
+            if source != first:
+                continue
+            if class_id in holders:
+                other = holders[class_id]
+                where_other = next(claim for claim in claims[other] if claim[0] == first and claim[2] == class_id)
+                where_this = next(claim for claim in claims[name] if claim[0] == first and claim[2] == class_id)
+                raise ClassIdConflict(
+                    f"id {class_id} is class {other!r} in {where(where_other)} and {name!r} in {where(where_this)}; "
+                    "rename one with --class_map, give the ids with --label_map, or number the classes by name "
+                    "with --class_ids sorted"
+                )
+            holders[class_id] = name
+        taken = set(ids.values())
+        for class_id, name in sorted(holders.items()):
+            if class_id not in taken:
+                ids[name] = class_id
+    declared_names = {name for source, _, class_id, name in declared
+                      if 1 <= class_id + (1 if source in shifted else 0) <= MAX_ID}
+    return extend_label_map(ids, set(names) | declared_names), tuple(shifted)
 
 
 def _quoted(name: str) -> str:

@@ -81,6 +81,8 @@ def build_summary(
             {"id": class_id, "name": name, "boxes": tallies.get(("class_boxes", name), 0)}
             for name, class_id in sorted(label_ids.items(), key=lambda item: item[1])
         ],
+        # how the ids were given (--class_ids), and whether a source numbering from 0 moved them up by one
+        "class_ids": {"rule": getattr(label_ids, "rule", None), "shifted_by": getattr(label_ids, "shifted_by", 0)},
         "rejections": _by_kind(tallies, "rejected"),
         "duplicates_across_splits": _duplicate_counts([keys for keys, splits in duplicate_groups if len(splits) > 1]),
         "duplicates": {

@@ -25,7 +25,8 @@ from apache_beam.io.filesystems import FileSystems
 
 from transforms import formats, paths, storage
 from transforms.class_map import ClassMap, apply_class_map, class_map_notes
-from transforms.formats import FORMATS, AnnotationFormat, ParseContext, parse_annotation_file
+from transforms.formats import FORMATS, AnnotationFormat, ClassNumbering, ParseContext, parse_annotation_file
+from transforms.label_map import DECLARED, ZERO_USED
 from transforms.images import ImageProblem
 from transforms.model import (
     ITEM_ANNOTATION, ITEM_BOX, ITEM_IMAGE, Ignored, ImageRecord, Rejection, boxes_given, pack, pack_records, unpack,
@@ -165,8 +166,12 @@ class _ParseAnnotationFiles(PooledDoFn):
     def handle(self, task, num_shards: int):
         records = []
         source_classes = set()  # as the annotations spell them, before the class map
+        numbering = set()  # the label map step's notes of the ids the source declares (transforms/label_map.py)
+        from_context = formats.context_numbering(self._format, self._context)  # YOLO: --classes
+        if from_context is not None:
+            self._number("--classes", from_context, numbering, source_classes)
         for path, part, parts, size in unpack(_one_payload(self._spill, TASKS, task)):
-            for item in self._parse(path, part, parts, size, source_classes):
+            for item in self._parse(path, part, parts, size, source_classes, numbering):
                 if isinstance(item, ImageRecord):
                     records.append(item)
                 else:
@@ -178,8 +183,22 @@ class _ParseAnnotationFiles(PooledDoFn):
             yield beam.pvalue.TaggedOutput(LABELS, label)
         for note in class_map_notes(source_classes, self._class_map):  # checked by the label map step
             yield beam.pvalue.TaggedOutput(LABELS, note)
+        for note in sorted(numbering):
+            yield beam.pvalue.TaggedOutput(LABELS, note)
 
-    def _parse(self, path: str, part: int, parts: int, size: int, source_classes: set):
+    def _number(self, origin: str, numbering: ClassNumbering, notes: set, source_classes: set) -> None:
+        """The label map step's notes of a ClassNumbering: each declared (id, name) under the name --class_map
+        gives it (none for a name mapped to null), and whether the source's boxes use id 0."""
+        for class_id, name in numbering.ids:
+            if self._class_map:
+                source_classes.add(name)  # a class map key may name a declared class no box uses
+            target = self._class_map.get(name, name) if name in self._class_map else name
+            if target is not None:
+                notes.add((DECLARED, self._source_index, origin, class_id, target))
+        if numbering.zero_used:
+            notes.add((ZERO_USED, self._source_index))
+
+    def _parse(self, path: str, part: int, parts: int, size: int, source_classes: set, numbering: set):
         if part == 0:
             self.count("annotation_files_read")
         try:
@@ -188,10 +207,12 @@ class _ParseAnnotationFiles(PooledDoFn):
                 # file that grew since it was listed is refused by parse_annotation_file, not read whole.
                 too_large = formats.too_large(path, size, self._context)
                 items = [too_large] if too_large else parse_annotation_file(
-                    self._format, path, read_file(path, self._context.max_annotation_bytes + 1), self._context)
+                    self._format, path, read_file(path, self._context.max_annotation_bytes + 1), self._context,
+                    numbered=True)
             else:
                 opener = lambda: FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
-                items = formats.parse_annotation_part(self._format, path, opener, self._context, part, parts)
+                items = formats.parse_annotation_part(self._format, path, opener, self._context, part, parts,
+                                                      numbered=True)
             items = list(items)
         except Exception as error:  # an unreadable file (or part) is one rejection, whatever the filesystem raised
             where = f"part {part + 1} of {parts}: " if parts > 1 else ""
@@ -200,6 +221,8 @@ class _ParseAnnotationFiles(PooledDoFn):
         for item in items:
             if isinstance(item, Ignored):
                 self.count(("ignored", item.what), item.count)
+            elif isinstance(item, ClassNumbering):
+                self._number(path, item, numbering, source_classes)
             elif isinstance(item, ImageRecord):
                 # its parser's box rejections travel with it, and are counted here, once, as boxes read
                 self.count("boxes_read", boxes_given(item))
@@ -233,7 +256,8 @@ def _record_join_key(record: ImageRecord) -> str:
 
 class ParseAnnotations(beam.PTransform):
     """Annotation file patterns -> (shard, (source index, packed records)) batches, Rejections, class names
-    (`labels`: plain strings, and with a class map the notes that check it, transforms/class_map.py) and tallies.
+    (`labels`: plain strings, with a class map the notes that check it, transforms/class_map.py, and the
+    ids the source declares, transforms/label_map.py DECLARED and ZERO_USED) and tallies.
 
     Matching happens on a worker and the parse tasks are reshuffled, so millions of small VOC files
     (in batches) or the parts of one huge COCO file are parsed in parallel rather than by whichever

@@ -32,6 +32,26 @@ NO_CONTEXT = ParseContext()
 
 
 @dataclasses.dataclass(frozen=True)
+class ClassNumbering:
+    """The class ids one annotation file declares (COCO's categories, CVAT's labels in <meta> order), or a
+    source's --classes (YOLO); the label map keeps them (transforms/label_map.py `source_label_map`).
+
+    `ids` are (declared id, name) pairs as the source gives them, used by a box or not; `zero_used`: a box
+    uses id 0 (a source numbering from 0), so the label map shifts the source's ids by one.
+    """
+
+    ids: Tuple[Tuple[int, str], ...]
+    zero_used: bool = False
+
+
+def context_numbering(fmt: "AnnotationFormat", context: ParseContext) -> Optional[ClassNumbering]:
+    """A format whose boxes store class indices into --classes (YOLO) numbers class k as k + 1."""
+    if not fmt.needs_classes or not context.classes:
+        return None
+    return ClassNumbering(tuple((index + 1, name) for index, name in enumerate(context.classes)))
+
+
+@dataclasses.dataclass(frozen=True)
 class AnnotationFormat:
     name: str
     summary: str  # one line for `convert --help`
@@ -51,21 +71,27 @@ class AnnotationFormat:
     # part 0 only. `open_stream()` opens the file as a fresh binary stream at each call. For files too
     # big to hold in memory (COCO): each part streams the whole file and keeps its share, in parallel.
     parse_part: Optional[Callable[[str, Callable[[], BinaryIO], ParseContext, int, int], Iterable[Parsed]]] = None
+    # Formats whose files number their classes (COCO, CVAT): `parse` and `parse_part` with a ClassNumbering
+    # among the items (a part's numbering: the file's declarations from part 0, `zero_used` from every part)
+    parse_numbered: Optional[Callable[[str, bytes, ParseContext], Iterable]] = None
+    parse_part_numbered: Optional[Callable[[str, Callable[[], BinaryIO], ParseContext, int, int], Iterable]] = None
 
 
 SNIFF_BYTES = 4096
 
 
 def parse_annotation_file(
-    fmt: AnnotationFormat, source: str, data: bytes, context: ParseContext = NO_CONTEXT
+    fmt: AnnotationFormat, source: str, data: bytes, context: ParseContext = NO_CONTEXT, numbered: bool = False
 ) -> Iterator[Parsed]:
-    """Records whose image paths are safe to open, and a rejection for everything else."""
+    """Records whose image paths are safe to open, and a rejection for everything else; with `numbered`, the
+    ClassNumbering of a format that numbers its classes too."""
     oversized = too_large(source, len(data), context)
     if oversized is not None:
         yield oversized
         return
+    parse = fmt.parse_numbered if numbered and fmt.parse_numbered else fmt.parse
     try:
-        parsed = list(fmt.parse(source, data, context))
+        parsed = list(parse(source, data, context))
     except Exception as error:  # a parser bug must cost one file, not the run
         yield _unreadable(source, error)
         return
@@ -94,6 +120,7 @@ def parse_annotation_part(
     context: ParseContext = NO_CONTEXT,
     part: int = 0,
     parts: int = 1,
+    numbered: bool = False,
 ) -> Iterator[Parsed]:
     """Part `part` of `parts` of one annotation file, with the checks of `parse_annotation_file`.
 
@@ -112,10 +139,11 @@ def parse_annotation_part(
             except Exception as error:
                 yield _unreadable(source, error)
                 return
-            yield from parse_annotation_file(fmt, source, data, context)
+            yield from parse_annotation_file(fmt, source, data, context, numbered)
         return
+    parse_part = fmt.parse_part_numbered if numbered and fmt.parse_part_numbered else fmt.parse_part
     try:
-        parsed = list(fmt.parse_part(source, open_stream, context, part, parts))
+        parsed = list(parse_part(source, open_stream, context, part, parts))
     except Exception as error:  # a failed read or a parser bug costs this part, and says so: never silently
         yield _unreadable(source, error, f"part {part + 1} of {parts}: ")
         return

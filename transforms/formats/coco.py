@@ -10,6 +10,11 @@ An annotation rejected while its image is known (an undeclared category, a bbox 
 a category declared with two names) travels with that image's record (`ImageRecord.rejected_boxes`), so
 an image that lost every box is rejected rather than written as a negative; one that names no known
 image, and those of an image the file itself gets wrong (a shared id, no file_name), are rejected apart.
+
+Category ids are the label ids (`parse_numbered`, `parse_part_numbered`: a ClassNumbering of every declared
+category, used or not): ints, or strings of digits some tools write; an id declared with two names, or
+that is no whole number >= 0, numbers nothing. A file whose boxes use category 0 has its ids shifted by
+one by the label map (0 is the background).
 """
 from __future__ import annotations
 
@@ -18,11 +23,12 @@ import io
 import json
 import math
 import re
+import functools
 import zlib
 from collections import defaultdict
 from typing import Any, BinaryIO, Callable, Dict, Iterator, List, Optional
 
-from transforms.formats import NO_CONTEXT, AnnotationFormat, ParseContext, Parsed, _json
+from transforms.formats import NO_CONTEXT, AnnotationFormat, ClassNumbering, ParseContext, Parsed, _json
 from transforms.model import ITEM_ANNOTATION, ITEM_BOX, Box, Ignored, ImageRecord, Rejection, carried
 
 
@@ -91,9 +97,18 @@ def sniff(path: str, head: bytes) -> bool:
     )
 
 
-def parse(source: str, data: bytes, context: ParseContext = NO_CONTEXT) -> Iterator[Parsed]:
+def parse(source: str, data: bytes, context: ParseContext = NO_CONTEXT, numbered: bool = False) -> Iterator[Parsed]:
     """Every record and rejection of a COCO file already in memory (the streaming parse, as one part)."""
-    return parse_part(source, lambda: io.BytesIO(data), context, 0, 1)
+    return parse_part(source, lambda: io.BytesIO(data), context, 0, 1, numbered)
+
+
+def numeric_id(category_id: Any) -> Optional[int]:
+    """A category id as a label id: an int >= 0, or a string of ASCII digits; None for anything else."""
+    if isinstance(category_id, int) and not isinstance(category_id, bool):
+        return category_id if category_id >= 0 else None
+    if isinstance(category_id, str) and category_id.isascii() and category_id.isdigit():
+        return int(category_id)
+    return None
 
 
 def part_of(image_id: Any, parts: int) -> int:
@@ -110,7 +125,8 @@ def part_of(image_id: Any, parts: int) -> int:
 
 
 def parse_part(
-    source: str, open_stream: Callable[[], BinaryIO], context: ParseContext, part: int, parts: int
+    source: str, open_stream: Callable[[], BinaryIO], context: ParseContext, part: int, parts: int,
+    numbered: bool = False,
 ) -> Iterator[Parsed]:
     """The records of part `part` of `parts`, with the rejections and counts that belong to it.
 
@@ -119,6 +135,8 @@ def parse_part(
     are exactly what `json.loads` gives. An image is in part `part_of(id)`; an annotation in the part
     of its image_id. Categories are read by every part. File-level rejections (malformed JSON, no
     `images` list) come from part 0 only, so the union over the parts reports everything once.
+    With `numbered`, a ClassNumbering too: the declared categories from part 0, whether the part's boxes
+    use category 0 from every part.
     """
     state = _Document(part, parts)
     with open_stream() as stream:
@@ -127,7 +145,7 @@ def parse_part(
         if part == 0:
             yield problem
         return
-    yield from state.results(source)
+    yield from state.results(source, numbered)
 
 
 _SECTIONS = ("images", "annotations", "categories")
@@ -199,7 +217,7 @@ class _Document:
                 if category["name"] not in names:
                     names.append(category["name"])
 
-    def results(self, source: str) -> Iterator[Parsed]:
+    def results(self, source: str, numbered: bool = False) -> Iterator[Parsed]:
         if not self.is_object or self.kinds.get("images") != "list":
             if self.part == 0:
                 yield Rejection(source, "coco_invalid", "no `images` list at the top level", ITEM_ANNOTATION)
@@ -214,7 +232,7 @@ class _Document:
         known_images = {image[1] for image in self.images if image[1] is not _NOT_AN_OBJECT}
         boxes_by_image: Dict[Any, List[Box]] = defaultdict(list)
         rejected_by_image: Dict[Any, List[Rejection]] = defaultdict(list)  # box rejections of a known image
-        keypoints = 0
+        keypoints, zero_used = 0, False
         for pending in annotations:
             resolved = _resolve(source, pending, known_images, categories)
             if isinstance(resolved, Rejection):  # it names no known image: rejected on its own
@@ -226,8 +244,13 @@ class _Document:
                 continue
             boxes_by_image[image_id].append(box)
             keypoints += has_keypoints
+            zero_used = zero_used or numeric_id(_id(pending[2])) == 0
         if keypoints:
             yield Ignored("coco_keypoints", keypoints)
+        if numbered:
+            declared = _declared(categories) if self.part == 0 else ()
+            if declared or zero_used:
+                yield ClassNumbering(declared, zero_used)
         shared = _shared_ids(self.images)
         for index, image_id, file_name, source_id, size in self.images:
             if image_id in shared:
@@ -249,6 +272,16 @@ class _Document:
                 annotated_size=size,
                 rejected_boxes=carried(rejected_by_image.get(image_id, ())),
             )
+
+
+def _declared(categories: Dict[Any, List[str]]) -> tuple:
+    """(label id, name) of every category declared with one name and a usable id, in id order."""
+    declared = []
+    for category_id, names in categories.items():
+        number = numeric_id(category_id)
+        if number is not None and len(names) == 1:
+            declared.append((number, names[0]))
+    return tuple(sorted(declared))
 
 
 _NOT_AN_OBJECT = object()  # the id of an `images` entry that is not an object: it is no known image
@@ -492,4 +525,6 @@ FORMAT = AnnotationFormat(
     parse=parse,
     sniff=sniff,
     parse_part=parse_part,
+    parse_numbered=functools.partial(parse, numbered=True),
+    parse_part_numbered=functools.partial(parse_part, numbered=True),
 )

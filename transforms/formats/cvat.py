@@ -4,15 +4,20 @@ Boxes come from <box> (rotated ones by their axis-aligned bounding box), <polygo
 every other shape (polyline, points, mask, skeleton, cuboid) is rejected by name so that nothing is
 dropped silently, and <tag> (an image-level label without geometry) is not an object at all. Project
 exports name each image's subset, which becomes the record's split.
+
+The labels <meta> declares number the classes from 1 in their order (`parse_numbered`), as Datumaro
+reads them: a task's, a project's or a job's <labels>, each top-level <label> (a skeleton's points,
+which name a <parent>, are not classes of their own), used by a shape or not.
 """
 from __future__ import annotations
 
 import math
+import functools
 import re
 import xml.etree.ElementTree as ElementTree
 from typing import Iterator, List, Optional, Tuple
 
-from transforms.formats import NO_CONTEXT, AnnotationFormat, ParseContext, Parsed, _text
+from transforms.formats import NO_CONTEXT, AnnotationFormat, ClassNumbering, ParseContext, Parsed, _text
 from transforms.formats._xml import CVAT, parse_xml, xml_kinds
 from transforms.model import ITEM_ANNOTATION, ITEM_BOX, Box, ImageRecord, Rejection, carried
 from transforms.source_splits import canonical_split
@@ -93,7 +98,21 @@ def _corners(shape: ElementTree.Element) -> Tuple[float, float, float, float]:
     return cx - half_w, cy - half_h, cx + half_w, cy + half_h
 
 
-def parse(source: str, data: bytes, context: ParseContext = NO_CONTEXT) -> Iterator[Parsed]:
+def declared_labels(root: ElementTree.Element) -> Tuple[str, ...]:
+    """The names of the labels <meta> declares, in its order (the first <labels> in it: a task's, a
+    project's or a job's); a skeleton's sublabels (with a <parent>) are left out, a name given twice counts
+    at its first place."""
+    meta = root.find("meta")
+    labels = next(meta.iter("labels"), None) if meta is not None else None
+    names = []
+    for label in labels.findall("label") if labels is not None else ():
+        name = (label.findtext("name") or "").strip()
+        if name and not (label.findtext("parent") or "").strip() and name not in names:
+            names.append(name)
+    return tuple(names)
+
+
+def parse(source: str, data: bytes, context: ParseContext = NO_CONTEXT, numbered: bool = False) -> Iterator[Parsed]:
     root = parse_xml(source, data)
     if isinstance(root, Rejection):
         yield root
@@ -102,6 +121,9 @@ def parse(source: str, data: bytes, context: ParseContext = NO_CONTEXT) -> Itera
         hint = " (Pascal VOC? use --format voc)" if root.tag == "annotation" else ""
         yield Rejection(source, "cvat_invalid", f"root element is <{root.tag}>, not <annotations>{hint}", ITEM_ANNOTATION)
         return
+    labels = declared_labels(root) if numbered else ()
+    if labels:
+        yield ClassNumbering(tuple(enumerate(labels, 1)))
     tracks = root.findall("track")
     if tracks:
         # CVAT for video 1.1: shapes belong to tracks over frame numbers, not to named images.
@@ -157,4 +179,5 @@ FORMAT = AnnotationFormat(
     folder_patterns=("*.xml",),
     parse=parse,
     sniff=sniff,
+    parse_numbered=functools.partial(parse, numbered=True),
 )

@@ -9,6 +9,7 @@ A line longer than 1 MiB is rejected unread (`annotation_line_too_long`) and the
 A label file is one image's: the lines it rejects (an undeclared class index, bad numbers, a line too
 long) travel with that image's record (`ImageRecord.rejected_boxes`), so an image that lost every box
 is rejected, not written as a negative.
+Class index k is label id k + 1, for every name --classes declares (transforms.formats.context_numbering).
 """
 from __future__ import annotations
 
