@@ -39,7 +39,7 @@ def test_raccoon_voc_file(raccoon):
         ImageRecord(
             key="raccoon-1.jpg",
             source="raccoon-1.xml",
-            boxes=(Box("raccoon", 81.0, 88.0, 522.0, 408.0, difficult=False, truncated=False),),
+            boxes=(Box("raccoon", 81.0, 88.0, 522.0, 408.0, difficult=False, truncated=False, view="Unspecified"),),
             annotated_size=(650, 417),
         )
     ]
@@ -59,19 +59,24 @@ def test_every_raccoon_annotation_names_an_existing_image(raccoon):
     assert boxes == 217
 
 
+def VOC_BOX(label):
+    """The box `_object` writes, as VOC's parser reads it: every object has difficult, truncated and a view."""
+    return Box(label, 10.0, 20.0, 110.0, 220.0, difficult=False, truncated=False, view="Unspecified")
+
+
 def test_voc_flags_float_coordinates_and_several_objects():
     objects = (
         _object("dog", "10.5", "20.25", "110.75", "220", "<difficult>1</difficult><truncated>0</truncated>")
         + _object("cat", "1", "2", "3", "4", "<difficult>0</difficult><truncated>1</truncated>")
-        + _object("bird", "5", "6", "7", "8")  # no flags at all
+        + _object("bird", "5", "6", "7", "8")  # no flags at all: 0 for this object, as create_pascal_tf_record
         + _object("fish", " 9 ", "10", "11", "12", "<difficult>true</difficult><truncated></truncated>")
     )
     (record,) = list(voc.parse(SOURCE, _voc(objects)))
     assert record.boxes == (
-        Box("dog", 10.5, 20.25, 110.75, 220.0, difficult=True, truncated=False),
-        Box("cat", 1.0, 2.0, 3.0, 4.0, difficult=False, truncated=True),
-        Box("bird", 5.0, 6.0, 7.0, 8.0, difficult=None, truncated=None),
-        Box("fish", 9.0, 10.0, 11.0, 12.0, difficult=True, truncated=None),
+        Box("dog", 10.5, 20.25, 110.75, 220.0, difficult=True, truncated=False, view="Unspecified"),
+        Box("cat", 1.0, 2.0, 3.0, 4.0, difficult=False, truncated=True, view="Unspecified"),
+        Box("bird", 5.0, 6.0, 7.0, 8.0, difficult=False, truncated=False, view="Unspecified"),
+        Box("fish", 9.0, 10.0, 11.0, 12.0, difficult=True, truncated=False, view="Unspecified"),
     )
     assert record.annotated_size == (640, 480)
     assert record.source == SOURCE
@@ -114,7 +119,7 @@ def test_voc_missing_bndbox_or_coordinate_rejects_only_that_box():
 
 def test_voc_object_without_name_keeps_an_empty_label_for_the_writer_to_reject():
     (record,) = list(voc.parse(SOURCE, _voc("<object><bndbox><xmin>1</xmin><ymin>1</ymin><xmax>2</xmax><ymax>2</ymax></bndbox></object>")))
-    assert record.boxes == (Box("", 1.0, 1.0, 2.0, 2.0),)
+    assert record.boxes == (Box("", 1.0, 1.0, 2.0, 2.0, difficult=False, truncated=False, view="Unspecified"),)
 
 
 @pytest.mark.parametrize(
@@ -544,7 +549,7 @@ def test_flattened_puts_each_records_box_rejections_before_it():
     assert record.rejected_boxes == (("box_malformed", "object 0 (a): <bndbox/xmin> 'x' is not a number"),)
     assert list(flattened([record])) == [
         Rejection(SOURCE, "box_malformed", "object 0 (a): <bndbox/xmin> 'x' is not a number", ITEM_BOX),
-        ImageRecord("a.jpg", SOURCE, "a.jpg", (Box("b", 10.0, 20.0, 110.0, 220.0),), annotated_size=(640, 480)),
+        ImageRecord("a.jpg", SOURCE, "a.jpg", (VOC_BOX("b"),), annotated_size=(640, 480)),
     ]
 
 
@@ -562,7 +567,7 @@ def test_safe_paths_are_normalized_and_the_key_is_the_source_id(filename, key):
     (record,) = list(parse_annotation_file(voc.FORMAT, SOURCE, _voc(_object(), filename=filename)))
     assert record.key == key
     assert record.source_id == key
-    assert record.boxes == (Box("dog", 10.0, 20.0, 110.0, 220.0),)
+    assert record.boxes == (VOC_BOX("dog"),)
 
 
 def test_coco_ids_are_kept_as_source_ids_and_paths_checked():

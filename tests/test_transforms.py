@@ -105,12 +105,14 @@ def test_shard_count(requested, sizes, expected):
 
 
 def test_duplicates_are_groups_of_keys_sharing_bytes():
-    one_writer = [("a1" + "0" * 62, "b.jpg"), ("a2" + "0" * 62, "c.jpg"), ("b0" + "0" * 62, "d.jpg")]
-    another = [("a1" + "0" * 62, "a.jpg"), ("a2" + "1" * 62, "e.jpg")]
+    one_writer = [("a1" + "0" * 62, "b.jpg", "train"), ("a2" + "0" * 62, "c.jpg", "train"),
+                  ("b0" + "0" * 62, "d.jpg", "val"), ("c0" + "0" * 62, "f.jpg", "train")]
+    another = [("a1" + "0" * 62, "a.jpg", "train"), ("a2" + "1" * 62, "e.jpg", "val"), ("c0" + "0" * 62, "g.jpg", "test")]
     content = [(group, batch) for rows in (one_writer, another) for group, batches in content_batches(rows) for batch in batches]
-    assert [group for group, _ in content] == ["a", "a", "b", "a", "a"]
+    assert [group for group, _ in content] == ["a", "a", "b", "c", "a", "a", "c"]
     with TestPipeline() as p:
-        assert_that(p | beam.Create(content) | FindDuplicates(), equal_to([["a.jpg", "b.jpg"]]))
+        assert_that(p | beam.Create(content) | FindDuplicates(),
+                    equal_to([(["a.jpg", "b.jpg"], ["train"]), (["f.jpg", "g.jpg"], ["test", "train"])]))
 
 
 @pytest.mark.parametrize("files, per_task", [(1, 64), (3000, 64), (10_000, 157), (50_000, 782), (10_000_000, 1024)])
@@ -134,7 +136,8 @@ def test_parse_and_list_real_files(tmp_path):
                                       source_index=2, seed=0, num_shards=num_shards)
         shard = assign_shard("a.jpg", 0, 3)
         assert_that(parsed.records | beam.Map(lambda item: (item[0], item[1][0], [(r.key, r.boxes) for r in unpack_records(item[1][1])])),
-                    equal_to([(shard, 2, [("a.jpg", (Box("cat", 1, 2, 3, 4),))])]), label="records")
+                    equal_to([(shard, 2, [("a.jpg", (Box("cat", 1, 2, 3, 4, difficult=False, truncated=False,
+                                                           view="Unspecified"),))])]), label="records")
         assert_that(parsed.rejected | beam.Map(lambda r: (r.source, r.reason)),
                     equal_to([(f"{tmp_path}/ann/sub/b.xml", "xml_malformed")]), label="rejected")
         assert_that(parsed.labels, equal_to(["cat"]), label="labels")
@@ -280,7 +283,7 @@ def test_keep_unlabeled_writes_such_an_image_as_a_negative_with_its_box_rejectio
                   ("mixed.xml", "box_not_finite", 0, NAN_DETAIL)],
         tallies={"images_read": 4, "images_written": 4, ("split_images", "train"): 4, ("split_boxes", "train"): 2,
                  "boxes_written": 2, ("class_boxes", "cat"): 2},
-        duplicates=[["bad.jpg", "copy.jpg"]],
+        duplicates=[(["bad.jpg", "copy.jpg"], ["train"])],
         files=[("train", 4, 2)],
     )
 
