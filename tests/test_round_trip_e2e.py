@@ -61,9 +61,9 @@ def write_coco(folder: Path, images):
 
 
 def write_yolo(folder: Path, images):
-    (folder / "classes.txt").write_text("raccoon\nface\n")
+    (folder / "classes.txt").write_text("face\nraccoon\n")  # YOLO ids are index + 1: the ids VOC's sorted names get
     for filename, (w, h), boxes in images:
-        lines = [f"{['raccoon', 'face'].index(label)} {(x0 + x1) / 2 / w:.12f} {(y0 + y1) / 2 / h:.12f} "
+        lines = [f"{['face', 'raccoon'].index(label)} {(x0 + x1) / 2 / w:.12f} {(y0 + y1) / 2 / h:.12f} "
                  f"{(x1 - x0) / w:.12f} {(y1 - y0) / h:.12f}" for label, x0, y0, x1, y1 in boxes]
         (folder / (Path(filename).stem + ".txt")).write_text("\n".join(lines) + "\n")
 
