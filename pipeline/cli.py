@@ -163,7 +163,7 @@ def _convert(given: dict, beam_args: List[str]) -> int:
         return 0
     local = is_local_runner(runner)
     processes = local_processes(options, [source.images for source in job.sources])
-    with _output_taken(job, local) as (job, publication):
+    with _output_taken(job, local, runner) as (job, publication):
         with _local_folders(runner) as (progress_dir, spill_dir):
             with beam.Pipeline(runner=local_engine(options), options=options) as p:
                 build_convert_pipeline(p, job, progress_dir, processes, spill_dir, publication)
@@ -176,7 +176,7 @@ def _convert(given: dict, beam_args: List[str]) -> int:
 
 
 @contextlib.contextmanager
-def _output_taken(job, local: bool):
+def _output_taken(job, local: bool, runner=None):
     """Every run holds OUTPUT/.lock from before it reads OUTPUT's state until its publish is done.
 
     Under the lock: a killed run's journaled publish is finished and every run's leftover staging is
@@ -191,7 +191,7 @@ def _output_taken(job, local: bool):
     from transforms.outcomes import REFUSED
 
     try:
-        token = lock.acquire(job.output, job.lock_timeout_hours)
+        token = lock.acquire(job.output, job.lock_timeout_hours, runner=runner, remote=not local)
     except lock.LockHeld as error:
         raise UsageError(str(error)) from None
     except Exception as error:  # a read-only or full disk, a refused permission, an unreachable bucket

@@ -39,7 +39,19 @@ class LocalOptions(PipelineOptions):
 
 
 def is_local_runner(runner) -> bool:
+    """The DirectRunner: the job runs in this process (and the processes it forks), with a spill folder."""
     return runner in _DIRECT_RUNNERS
+
+
+def runs_on_this_host(runner) -> bool:
+    """Does the runner run every worker on this machine whatever its options? The DirectRunner, and the
+    runners Beam lists as local (the FnApiRunner, Prism, ...) however they are spelled: by name, in lower
+    case, without `Runner`, or as the class's dotted path. Any other runner may spread its workers over
+    several hosts, so a local path would name a different disk on each."""
+    if is_local_runner(runner):
+        return True
+    name = str(runner).rsplit(".", 1)[-1].lower()
+    return any(name in (local.lower(), local.lower()[: -len("runner")]) for local in StandardOptions.LOCAL_RUNNERS)
 
 
 def local_options(beam_args: Sequence[str]) -> PipelineOptions:

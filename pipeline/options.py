@@ -8,6 +8,7 @@ import argparse
 import contextlib
 import dataclasses
 import difflib
+import importlib
 import io
 import os
 import re
@@ -58,6 +59,7 @@ DEFAULTS: Dict[str, Any] = {
     "max_deleted": 0.1,
     "max_pixels": DEFAULT_MAX_PIXELS,
     "max_annotation_bytes": DEFAULT_MAX_ANNOTATION_BYTES,
+    "allow_local_paths": False,
 }
 SWITCHES = tuple(name for name, default in DEFAULTS.items() if isinstance(default, bool))  # on/off flags
 _DATASET_NAME = re.compile(r"^[A-Za-z0-9_]+$")
@@ -162,6 +164,10 @@ def add_convert_arguments(parser: argparse.ArgumentParser) -> None:
     add("--max_annotation_bytes", type=int, metavar="N",
         help=f"annotation files larger than this are rejected unread (default {DEFAULT_MAX_ANNOTATION_BYTES:,}); "
         "streamed COCO files are exempt")
+    add("--allow_local_paths", action="store_true",
+        help="let a runner other than the DirectRunner (Flink, Spark, a portable job service, ...) read and write "
+        "local paths: right when every worker runs on this host (a single-host cluster); on several hosts each "
+        "would read and write its own disk, so local paths are refused without it")
     add("--config", metavar="YAML", help="YAML file with any of these settings and Beam options; flags win")
 
 
@@ -277,10 +283,41 @@ def _parsed_beam_options(flags: List[str]) -> Dict[str, Any]:
         raise UsageError(f"{lines[-1].split('error: ', 1)[-1]} (see `python -m pipeline convert --help`)") from None
 
 
+# Runners whose options Beam defines beside the runner, not in pipeline_options (Flink, Spark, Prism and
+# Dataflow options are there): the flag prefix, the module, the runner and the extra that installs it.
+RUNNER_OPTION_MODULES = (("dask_", "apache_beam.runners.dask.dask_runner", "DaskRunner", "apache-beam[dask]"),)
+
+
+def _import_runner_options(flags: List[str]) -> Dict[str, str]:
+    """Import the modules that define the options of Beam's runners, and of the runner `--runner` names by its
+    dotted path, so that their options are known. A runner whose extra is not installed has none: {module:
+    why not}. Imported only when a flag is not known already, so a plain run pays nothing."""
+    modules = [module for _, module, _, _ in RUNNER_OPTION_MODULES]
+    runner = _parsed_beam_options(flags).get("runner")
+    if isinstance(runner, str) and "." in runner:
+        modules.append(runner.rsplit(".", 1)[0])
+    failed = {}
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except Exception as error:  # ImportError, mostly; a broken module must not stop the check either
+            failed[module] = " ".join(str(error).split())[:200] or type(error).__name__
+    return failed
+
+
 def _checked_beam_args(flags: List[str]) -> List[str]:
     known = set(PipelineOptions([]).get_all_options())  # LocalOptions (--local_processes) included: imported above
     given = _parsed_beam_options(flags)
     unknown = sorted(set(given) - known)
+    if unknown:  # perhaps a runner's own option, defined in a module not imported yet
+        failed = _import_runner_options(flags)
+        known = set(PipelineOptions([]).get_all_options())
+        given = _parsed_beam_options(flags)
+        unknown = sorted(set(given) - known)
+        for prefix, module, runner, extra in RUNNER_OPTION_MODULES:
+            if unknown and unknown[0].startswith(prefix) and module in failed:
+                raise UsageError(f"--{unknown[0]} is an option of Beam's {runner}, which is not installed here "
+                                 f"({failed[module]}): pip install '{extra}'")
     if unknown:
         switch = unknown[0][len("no_"):]
         if unknown[0].startswith("no_") and switch in known:
@@ -290,6 +327,23 @@ def _checked_beam_args(flags: List[str]) -> List[str]:
         raise UsageError(f"unknown option --{unknown[0]}; {suggestion}see `python -m pipeline convert --help` and "
                          "Beam's pipeline options")
     return flags
+
+
+def _refuse_local_paths(settings: Dict[str, Any], output: str, runner: Optional[str]) -> None:
+    """A runner that may spread its workers over several hosts gets no local --output, --annotations or
+    --images: each host would read and write its own disk (the shards on one, the publish on another)."""
+    from pipeline.local_runner import runs_on_this_host
+
+    if runs_on_this_host(runner):
+        return
+    paths = [("output", output)] + [(key, str(path)) for key in ("annotations", "images") for path in as_list(settings[key])]
+    for key, path in paths:
+        if storage.is_local(path):
+            raise UsageError(
+                f"--{key} {path} is a local path, but --runner {runner} runs the job on its own workers: on a cluster "
+                "of several hosts each would read and write its own disk; give gs:// paths, or add --allow_local_paths "
+                "if every worker runs on this host (a single-host cluster)"
+            )
 
 
 def is_dry_run(beam_args: List[str]) -> bool:
@@ -308,6 +362,8 @@ def resolve_convert(given: Dict[str, Any], extra_beam_args: List[str]) -> Conver
     output = absolute(_required(settings, "output")).rstrip("/")
     beam_args = _checked_beam_args(beam_flags(beam_file) + list(extra_beam_args))
     offline = is_dry_run(beam_args)
+    if not settings["allow_local_paths"] and not offline:  # a dry run runs nothing: it shows the graph
+        _refuse_local_paths(settings, output, _parsed_beam_options(beam_args).get("runner"))
     sources = resolve_sources(
         as_list(settings["annotations"]), as_list(settings["images"]), settings["format"], settings["classes"],
         max_annotation_bytes=_integer(settings, "max_annotation_bytes", 1), offline=offline,

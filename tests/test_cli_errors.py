@@ -128,3 +128,80 @@ def test_a_spill_folder_that_cannot_be_made_is_one_line(dataset, capsys, monkeyp
     assert _convert(dataset, format="voc") == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: cannot make a spill folder in ") and "set TMPDIR" in lines[0]
+
+
+@pytest.mark.parametrize("runner", ["PortableRunner", "FlinkRunner", "SparkRunner", "DataflowRunner"])
+def test_local_paths_with_a_runner_of_many_hosts_are_refused_up_front(dataset, capsys, runner):
+    assert _convert(dataset, "--runner", runner, format="voc") == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert f"--output {dataset}/out is a local path, but --runner {runner} runs the job on its own workers" in err
+    assert "each would read and write its own disk" in err and "--allow_local_paths" in err
+    assert not (dataset / "out").exists()  # refused before the lock is taken
+    assert _convert(dataset, "--runner", runner, format="voc", output="gs://bucket/out") == 2
+    assert f"--annotations {dataset}/annotations is a local path" in capsys.readouterr().err
+
+
+def test_local_paths_are_accepted_with_allow_local_paths_or_a_runner_of_this_host(dataset):
+    from pipeline.options import resolve_convert
+
+    given = {"annotations": [str(dataset / "annotations")], "images": [str(dataset / "images")],
+             "output": str(dataset / "out"), "format": "voc"}
+    job = resolve_convert({**given, "allow_local_paths": True}, ["--runner", "FlinkRunner"])
+    assert job.output == str(dataset / "out") and job.settings["allow_local_paths"] is True
+    for runner in ("DirectRunner", "FnApiRunner", "apache_beam.runners.portability.fn_api_runner.FnApiRunner", "PrismRunner"):
+        assert resolve_convert(given, ["--runner", runner]).settings["allow_local_paths"] is False
+
+
+def test_options_of_the_runner_named_are_passed_to_beam():
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from pipeline.options import _checked_beam_args
+
+    flags = ["--runner", "FlinkRunner", "--flink_master", "localhost:8081", "--spark_master_url", "spark://h:7077",
+             "--environment_type", "EXTERNAL", "--environment_config", "localhost:50000"]
+    assert _checked_beam_args(flags) == flags
+    options = PipelineOptions(flags).get_all_options()
+    assert options["flink_master"] == "localhost:8081" and options["spark_master_url"] == "spark://h:7077"
+
+
+_DASK_FLAGS = ["--runner", "apache_beam.runners.dask.dask_runner.DaskRunner", "--dask_client_address", "127.0.0.1:8786"]
+_CHECK = ("import json, sys\nfrom pipeline.options import _checked_beam_args\nfrom pipeline.errors import UsageError\n"
+          "from apache_beam.options.pipeline_options import PipelineOptions\n"
+          f"flags = {_DASK_FLAGS!r}\n"
+          "try:\n    print(json.dumps([_checked_beam_args(flags), PipelineOptions(flags).get_all_options()['address']]))\n"
+          "except UsageError as error:\n    print(json.dumps(str(error)))\n")
+
+
+def _check_in_a_new_process(prelude: str, pythonpath: str):
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    result = subprocess.run([sys.executable, "-c", prelude + _CHECK], capture_output=True, text=True, cwd=REPO,
+                            env={**__import__("os").environ, "PYTHONPATH": pythonpath}, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_dask_runner_options_are_known_once_its_module_is_imported(tmp_path):
+    # Beam defines DaskOptions in the runner's module, which needs dask: a stand-in dask with the names that
+    # module uses at import, so Beam's real DaskOptions registers (this machine has no dask)
+    from tests.conftest import REPO
+
+    stub = tmp_path / "dask"
+    stub.mkdir()
+    (stub / "__init__.py").write_text("")
+    (stub / "bag.py").write_text("class Bag:\n    pass\n")
+    (stub / "distributed.py").write_text("class Client:\n    pass\nclass Future:\n    pass\ndef as_completed(*a, **k):\n    return []\n")
+    accepted, address = _check_in_a_new_process("", f"{tmp_path}:{REPO}")
+    assert accepted == _DASK_FLAGS and address == "127.0.0.1:8786"
+
+
+def test_an_option_of_a_runner_that_is_not_installed_says_what_to_install():
+    from tests.conftest import REPO
+
+    message = _check_in_a_new_process("import sys\nsys.modules['dask'] = None  # not installed\n", str(REPO))
+    assert message.startswith("--dask_client_address is an option of Beam's DaskRunner, which is not installed here")
+    assert message.endswith("pip install 'apache-beam[dask]'")

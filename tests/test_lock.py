@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -97,3 +98,37 @@ def test_gcs_lock_is_a_conditional_create(monkeypatch):
         {"host": socket.gethostname(), "pid": _dead_pid(), "started_at": time.time(), "token": "old"}).encode())
     token = lock.acquire(output, 24)  # stale: deleted with if_generation_match=7, then created again
     assert json.loads(store["out/.lock"][1])["token"] == token
+
+
+def test_the_lock_records_the_runner_and_a_remote_jobs_lock_outlives_its_launcher(tmp_path):
+    token = lock.acquire(str(tmp_path), 24, runner="FlinkRunner", remote=True)
+    held = json.loads((tmp_path / lock.LOCK).read_text())
+    assert held["runner"] == "FlinkRunner" and held["remote"] is True and held["token"] == token
+    # its launcher gone (the job runs on the cluster and releases the lock when it publishes): still held
+    held["pid"] = _dead_pid()
+    (tmp_path / lock.LOCK).write_text(json.dumps(held))
+    with pytest.raises(lock.LockHeld, match="a job on FlinkRunner launched from host .* goes stale only after"):
+        lock.acquire(str(tmp_path), 24)
+    assert json.loads((tmp_path / lock.LOCK).read_text())["token"] == token
+    # only its age makes it stale
+    held["started_at"] = time.time() - 3 * 3600
+    (tmp_path / lock.LOCK).write_text(json.dumps(held))
+    taken = lock.acquire(str(tmp_path), 2)
+    assert json.loads((tmp_path / lock.LOCK).read_text()) | {"started_at": 0} == {
+        "host": socket.gethostname(), "pid": os.getpid(), "started_at": 0, "token": taken, "runner": "DirectRunner",
+        "remote": False}
+
+
+def test_a_remote_jobs_lock_on_gcs_is_not_taken_over_for_a_gone_launcher(monkeypatch):
+    from types import SimpleNamespace
+
+    from transforms import storage
+
+    store = {}
+    bucket = SimpleNamespace(blob=lambda name: _FakeBlob(store, name))
+    monkeypatch.setattr(storage, "gcs_client", lambda: SimpleNamespace(bucket=lambda name: bucket))
+    store["out/.lock"] = (3, json.dumps({"host": socket.gethostname(), "pid": _dead_pid(), "started_at": time.time(),
+                                         "token": "job", "runner": "DataflowRunner", "remote": True}).encode())
+    with pytest.raises(lock.LockHeld, match="a job on DataflowRunner"):
+        lock.acquire("gs://bucket/out", 24)
+    assert json.loads(store["out/.lock"][1])["token"] == "job"

@@ -1,9 +1,11 @@
 """One run at a time per output: OUTPUT/.lock, created exclusively, with a stale-lock rule.
 
 Local disk: `os.open(O_CREAT | O_EXCL)`. gs://: an upload with `if_generation_match=0`, which the
-store refuses (412) when the object exists. The lock holds host, pid, start time and a random token;
-it is stale when older than the timeout, or when it was taken on this host by a process that is gone
-(a run killed with SIGKILL). A stale lock is taken over by one run only: locally it is renamed away
+store refuses (412) when the object exists. The lock holds host, pid, start time, a random token and the
+runner; it is stale when older than the timeout, or when it was taken on this host by a process that is
+gone (a run killed with SIGKILL) and that process was the job (the DirectRunner's). A job on another
+runner outlives the process that launched it, so its lock goes stale only with age; its publish step
+releases it. A stale lock is taken over by one run only: locally it is renamed away
 first (one rename wins), on gs:// it is deleted with `if_generation_match` of the generation read.
 Release deletes the lock only if it still holds this run's token.
 """
@@ -26,6 +28,8 @@ class LockHeld(Exception):
 
 
 def _holder_alive(holder: dict) -> bool:
+    if holder.get("remote"):
+        return True  # the launcher's pid says nothing about a job that runs elsewhere: only the age makes it stale
     if holder.get("host") != socket.gethostname():
         return True  # cannot tell: only the age makes it stale
     try:
@@ -45,6 +49,13 @@ def is_stale(holder: dict, timeout_hours: float, now: Optional[float] = None) ->
 
 def _message(path: str, holder: dict, timeout_hours: float) -> str:
     started = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(float(holder.get("started_at", 0))))
+    if holder.get("remote"):
+        return (
+            f"another run is writing this output (lock {path}: a job on {holder.get('runner')} launched from host "
+            f"{holder.get('host')}, pid {holder.get('pid')}, started {started}); wait for it to finish. The job releases "
+            f"the lock when it publishes; the lock goes stale only after --lock_timeout_hours ({timeout_hours:g}); "
+            "delete the file only if that job is no longer running"
+        )
     return (
         f"another run is writing this output (lock {path}: host {holder.get('host')}, pid {holder.get('pid')}, "
         f"started {started}); wait for it to finish. The lock goes stale after --lock_timeout_hours "
@@ -52,21 +63,26 @@ def _message(path: str, holder: dict, timeout_hours: float) -> str:
     )
 
 
-def _content(token: str) -> bytes:
-    return json.dumps(
-        {"host": socket.gethostname(), "pid": os.getpid(), "started_at": time.time(), "token": token}
-    ).encode()
+def _content(token: str, runner: str, remote: bool) -> bytes:
+    return json.dumps({
+        "host": socket.gethostname(), "pid": os.getpid(), "started_at": time.time(), "token": token,
+        "runner": runner, "remote": remote,
+    }).encode()
 
 
-def acquire(output: str, timeout_hours: float) -> str:
-    """Take OUTPUT/.lock; returns this run's token. Raises LockHeld when a live run holds it."""
+def acquire(output: str, timeout_hours: float, runner: Optional[str] = None, remote: bool = False) -> str:
+    """Take OUTPUT/.lock; returns this run's token. Raises LockHeld when a live run holds it.
+
+    `remote`: the job runs on its runner's workers, not in this process (any runner but the DirectRunner), so
+    this process's pid is no sign of it; `runner` names the runner in the lock, for the person it stops."""
     path = paths.join(output, LOCK)
     token = uuid.uuid4().hex
+    content = _content(token, runner or "DirectRunner", remote)
     for _ in range(3):
         if storage.is_gcs(output):
-            holder = _acquire_gcs(path, token, timeout_hours)
+            holder = _acquire_gcs(path, token, timeout_hours, content)
         else:
-            holder = _acquire_local(output, path, token, timeout_hours)
+            holder = _acquire_local(output, path, token, timeout_hours, content)
         if holder is None:
             return token
         if not holder.get("_taken_over"):
@@ -74,7 +90,7 @@ def acquire(output: str, timeout_hours: float) -> str:
     raise LockHeld(f"could not take the lock {path}: other runs keep taking it")
 
 
-def _acquire_local(output: str, path: str, token: str, timeout_hours: float) -> Optional[dict]:
+def _acquire_local(output: str, path: str, token: str, timeout_hours: float, content: bytes) -> Optional[dict]:
     os.makedirs(output, exist_ok=True)
     try:
         descriptor = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
@@ -93,17 +109,17 @@ def _acquire_local(output: str, path: str, token: str, timeout_hours: float) -> 
             pass
         return {"_taken_over": True}
     with os.fdopen(descriptor, "wb") as handle:
-        handle.write(_content(token))
+        handle.write(content)
     return None
 
 
-def _acquire_gcs(path: str, token: str, timeout_hours: float) -> Optional[dict]:
+def _acquire_gcs(path: str, token: str, timeout_hours: float, content: bytes) -> Optional[dict]:
     from google.api_core import exceptions
 
     bucket, name = storage.split_gcs_path(path)
     blob = storage.gcs_client().bucket(bucket).blob(name)
     try:
-        storage.with_retries(lambda: blob.upload_from_string(_content(token), if_generation_match=0, retry=None))
+        storage.with_retries(lambda: blob.upload_from_string(content, if_generation_match=0, retry=None))
         return None
     except exceptions.PreconditionFailed:
         pass
