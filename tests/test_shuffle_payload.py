@@ -98,15 +98,19 @@ def test_every_shuffled_element_is_metadata(raccoon, tmp_path):
         p.visit(visitor)
         assert len(visitor.inputs) >= 3  # parse tasks, shard grouping (the join), duplicate search, ...
 
-        def small(measures):
-            assert measures, "nothing crossed this shuffle"
+        def small(measures, may_be_empty=False):
+            assert measures or may_be_empty, "nothing crossed this shuffle"
+            if not measures:
+                return
             assert max(longest for longest, _ in measures) <= LARGEST_BYTE_STRING, measures
             assert max(per_item for _, per_item in measures) <= LARGEST_METADATA, measures
 
-        for index, shuffled in enumerate(visitor.inputs):
+        for index, (label, shuffled) in enumerate(zip(visitor.labels, visitor.inputs)):
             measures = shuffled | f"Measure{index}" >> beam.Map(_measure)
-            assert_that(measures | f"All{index}" >> beam.combiners.ToList(), lambda lists: small(lists[0]),
-                        label=f"Small{index}")
+            # the duplicate counts' combine gets an accumulator per worker only when some images share bytes
+            empty_ok = label.startswith("Publish/CountDuplicates")
+            assert_that(measures | f"All{index}" >> beam.combiners.ToList(),
+                        lambda lists, empty_ok=empty_ok: small(lists[0], empty_ok), label=f"Small{index}")
 
 
 def test_a_spilled_run_shuffles_no_record_image_file_or_hash(raccoon, tmp_path):

@@ -8,7 +8,7 @@ import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from transforms.aggregate import BuildLabelMap, CountShards, FindDuplicates
+from transforms.aggregate import BuildLabelMap, CountShards, DuplicateCounts, FindDuplicates
 from transforms.formats import FORMATS, ParseContext
 from transforms.join import JoinRule, join_shard, join_source
 from transforms.model import ITEM_ANNOTATION, RELATIVE, Box, ImageRecord, Rejection, pack, pack_records, unpack, unpack_records
@@ -113,6 +113,38 @@ def test_duplicates_are_groups_of_keys_sharing_bytes():
     with TestPipeline() as p:
         assert_that(p | beam.Create(content) | FindDuplicates(),
                     equal_to([(["a.jpg", "b.jpg"], ["train"]), (["f.jpg", "g.jpg"], ["test", "train"])]))
+
+
+def test_duplicate_counts_combine_in_bounded_memory_to_what_sorting_every_group_gives():
+    import random
+
+    rng = random.Random(7)
+    groups = []
+    for n in range(500):
+        keys = sorted(f"{rng.randrange(10_000):05d}.jpg" for _ in range(rng.randrange(2, 5)))
+        groups.append((keys, sorted(rng.sample(["train", "val", "test"], rng.randrange(1, 3)))))
+    expected = {
+        "all": (len(groups), sum(len(keys) for keys, _ in groups), sorted(keys for keys, _ in groups)[:20]),
+        "across_splits": (sum(1 for _, splits in groups if len(splits) > 1),
+                          sum(len(keys) for keys, splits in groups if len(splits) > 1),
+                          sorted(keys for keys, splits in groups if len(splits) > 1)[:20]),
+    }
+    combine = DuplicateCounts(20)
+    parts = [groups[start::7] for start in range(7)]  # merged from partial accumulators, as a runner does
+    accumulators = []
+    for part in parts:
+        accumulator = combine.create_accumulator()
+        for group in part:
+            accumulator = combine.add_input(accumulator, group)
+        assert all(len(accumulator[kind][2]) <= 20 for kind in DuplicateCounts.KINDS)
+        accumulators.append(accumulator)
+    assert combine.extract_output(combine.merge_accumulators(accumulators)) == expected
+    with TestPipeline() as p:
+        combined = p | beam.Create(groups) | beam.CombineGlobally(DuplicateCounts(20))
+        assert_that(combined, equal_to([expected]))
+    with TestPipeline() as p:  # no copies at all: still one summary, of zeros
+        nothing = p | beam.Create([]) | beam.CombineGlobally(DuplicateCounts(20))
+        assert_that(nothing, equal_to([{"all": (0, 0, []), "across_splits": (0, 0, [])}]))
 
 
 @pytest.mark.parametrize("files, per_task", [(1, 64), (3000, 64), (10_000, 157), (50_000, 782), (10_000_000, 1024)])

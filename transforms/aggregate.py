@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import heapq
 from typing import Dict, Optional, Sequence
 
 import apache_beam as beam
@@ -115,6 +116,46 @@ class FindDuplicates(beam.PTransform):
                     yield sorted(key for key, _ in copies), sorted({split for _, split in copies})
 
         return content | "ByPrefix" >> beam.GroupByKey() | "Groups" >> beam.FlatMap(groups)
+
+
+class DuplicateCounts(beam.CombineFn):
+    """(sorted keys, sorted splits) of each set of copies -> what the summary reports of them, in bounded memory:
+    {"all" | "across_splits": (groups, images, the first `examples` sorted groups of keys)}.
+
+    Counts are summed and only the smallest `examples` groups are kept at every step (a bounded
+    "smallest N"), so no worker holds every group; the result equals sorting all groups and taking the
+    first N (transforms/publish.py `duplicate_counts`).
+    """
+
+    KINDS = ("all", "across_splits")
+
+    def __init__(self, examples: int):
+        self._examples = examples
+
+    def create_accumulator(self):
+        return {kind: (0, 0, []) for kind in self.KINDS}
+
+    def _add(self, part, groups, images, examples):
+        held_groups, held_images, held = part
+        return held_groups + groups, held_images + images, heapq.nsmallest(self._examples, held + examples)
+
+    def add_input(self, accumulator, element):
+        keys, splits = element
+        keys = list(keys)
+        accumulator = dict(accumulator, all=self._add(accumulator["all"], 1, len(keys), [keys]))
+        if len(splits) > 1:
+            accumulator["across_splits"] = self._add(accumulator["across_splits"], 1, len(keys), [keys])
+        return accumulator
+
+    def merge_accumulators(self, accumulators):
+        merged = self.create_accumulator()
+        for accumulator in accumulators:
+            for kind in self.KINDS:
+                merged[kind] = self._add(merged[kind], *accumulator[kind])
+        return merged
+
+    def extract_output(self, accumulator):
+        return accumulator
 
 
 class _HashImages(beam.DoFn):

@@ -16,6 +16,7 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 import apache_beam as beam
 
 from transforms import lock, paths, storage
+from transforms.aggregate import DuplicateCounts
 from transforms import manifest as state
 from transforms.label_map import format_label_map
 from transforms.guards import Limits, refusal
@@ -44,7 +45,7 @@ def split_names(splits: Optional[Splits], tallies: Mapping) -> List[str]:
 
 def build_summary(
     tallies: Mapping,
-    duplicate_groups: Sequence[Tuple[Sequence[str], Sequence[str]]],  # (keys, splits) of each set of copies
+    duplicates: Mapping[str, Tuple[int, int, Sequence[Sequence[str]]]],  # DuplicateCounts: (groups, images, examples)
     label_ids: Mapping[str, int],
     splits: Optional[Splits],
     num_shards: int,
@@ -84,17 +85,26 @@ def build_summary(
         # how the ids were given (--class_ids), and whether a source numbering from 0 moved them up by one
         "class_ids": {"rule": getattr(label_ids, "rule", None), "shifted_by": getattr(label_ids, "shifted_by", 0)},
         "rejections": _by_kind(tallies, "rejected"),
-        "duplicates_across_splits": _duplicate_counts([keys for keys, splits in duplicate_groups if len(splits) > 1]),
+        "duplicates_across_splits": _duplicate_counts(duplicates["across_splits"]),
         "duplicates": {
-            **_duplicate_counts([keys for keys, _ in duplicate_groups]),
+            **_duplicate_counts(duplicates["all"]),
             "dropped": tallies.get("duplicate_images_dropped", 0),
         },
     }
 
 
-def _duplicate_counts(groups: Sequence[Sequence[str]]) -> dict:
-    return {"groups": len(groups), "images": sum(len(group) for group in groups),
-            "examples": [list(group) for group in sorted(groups)[:DUPLICATE_EXAMPLES]]}
+def duplicate_counts(duplicates: Sequence[Tuple[Sequence[str], Sequence[str]]]) -> dict:
+    """What DuplicateCounts combines from (keys, splits) of each set of copies, from a list of them. Pure."""
+    combine = DuplicateCounts(DUPLICATE_EXAMPLES)
+    accumulator = combine.create_accumulator()
+    for group in duplicates:
+        accumulator = combine.add_input(accumulator, group)
+    return combine.extract_output(accumulator)
+
+
+def _duplicate_counts(counts: Tuple[int, int, Sequence[Sequence[str]]]) -> dict:
+    groups, images, examples = counts
+    return {"groups": groups, "images": images, "examples": [list(group) for group in sorted(examples)[:DUPLICATE_EXAMPLES]]}
 
 
 def _by_kind(tallies: Mapping, name: str) -> Dict[str, int]:
@@ -140,15 +150,15 @@ class _Publish(beam.DoFn):
         self._replaces = tuple(replaces)  # OUTPUT-relative files of the dataset this run replaces
         self._lock_token = lock_token
 
-    def process(self, _, tallies, rejection_parts, duplicate_groups, label_ids, num_shards, changes):
+    def process(self, _, tallies, rejection_parts, duplicates, label_ids, num_shards, changes):
         try:
-            yield self._publish(tallies, rejection_parts, duplicate_groups, label_ids, num_shards, changes)
+            yield self._publish(tallies, rejection_parts, duplicates, label_ids, num_shards, changes)
         finally:
             if self._lock_token:
                 lock.release(self._output, self._lock_token)
 
-    def _summary(self, tallies, duplicate_groups, label_ids, num_shards):
-        summary = build_summary(tallies, duplicate_groups, label_ids, self._splits, num_shards)
+    def _summary(self, tallies, duplicates, label_ids, num_shards):
+        summary = build_summary(tallies, duplicates, label_ids, self._splits, num_shards)
         summary["config"] = self._config
         return summary
 
@@ -188,9 +198,9 @@ class _Publish(beam.DoFn):
         raise PublishRefused(f"{reason}; this run's summary and rejections are in {refused}/, the published dataset "
                              "is unchanged")
 
-    def _publish(self, tallies, rejection_parts, duplicate_groups, label_ids, num_shards, changes):
+    def _publish(self, tallies, rejection_parts, duplicates, label_ids, num_shards, changes):
         check_staged(changes)
-        summary = self._summary(tallies, duplicate_groups, label_ids, num_shards)
+        summary = self._summary(tallies, duplicates, label_ids, num_shards)
         summary["durations"] = {"total_seconds": round(time.time() - self._started_at, 3)}
         self._refuse_if_wrong(summary, rejection_parts)
 
@@ -242,9 +252,9 @@ class _PublishIncremental(_Publish):
         self._update_changed = update_changed
         self._run_log = run_log
 
-    def _publish(self, tallies, rejection_parts, duplicate_groups, label_ids, num_shards, changes):
+    def _publish(self, tallies, rejection_parts, duplicates, label_ids, num_shards, changes):
         check_staged(changes)
-        summary = self._summary(tallies, duplicate_groups, label_ids, num_shards)
+        summary = self._summary(tallies, duplicates, label_ids, num_shards)
         counts = {key: tallies.get(f"incremental_{key}", 0) for key in INCREMENTAL_COUNTS}
         names = split_names(self._splits, tallies)
         published = self._previous is None or bool(changes)
@@ -308,10 +318,11 @@ class Publish(beam.PTransform):
 
     def expand(self, pbegin):
         tallies, rejection_parts, duplicate_groups, label_ids, num_shards = self._inputs
+        # counts and the first examples, combined: no worker holds every set of copies
         side_inputs = [
             beam.pvalue.AsDict(tallies),
             beam.pvalue.AsList(rejection_parts),
-            beam.pvalue.AsList(duplicate_groups),
+            beam.pvalue.AsSingleton(duplicate_groups | "CountDuplicates" >> beam.CombineGlobally(DuplicateCounts(DUPLICATE_EXAMPLES))),
             beam.pvalue.AsSingleton(label_ids),
             beam.pvalue.AsSingleton(num_shards),
             beam.pvalue.AsList(self._file_changes),
