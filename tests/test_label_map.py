@@ -328,8 +328,9 @@ def test_source_label_map_ids_never_collide_seeds_never_move_and_order_does_not_
         names_of.setdefault((source, origin, class_id), set()).add(name)
     numbered = [(source, class_id + shift(source), name) for source, origin, class_id, name in declared
                 if class_id + shift(source) >= 1 and len(names_of[(source, origin, class_id)]) == 1]
-    if numbered:  # the first numbering source's classes keep their ids unless the seed holds the name or id
+    if numbered:  # the first numbering source's classes keep their (smallest) ids unless the seed holds the name or id
         first = min(source for source, _, _ in numbered)
-        for source, class_id, name in numbered:
-            if source == first and name not in seed and class_id not in seed.values():
-                assert ids[name] == min(c for s, c, n in numbered if s == first and n == name)
+        for name in {name for source, _, name in numbered if source == first}:
+            own = min(c for s, c, n in numbered if s == first and n == name)
+            if name not in seed and own not in seed.values():
+                assert ids[name] == own
