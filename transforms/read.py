@@ -12,6 +12,7 @@ the user named them.
 """
 from __future__ import annotations
 
+import functools
 import math
 import os
 import posixpath
@@ -85,11 +86,30 @@ def read_image_file(images_root: str, key: str) -> bytes:
     path = paths.join(images_root, key)
     if not storage.is_local(path):
         return read_file(path)
-    root, resolved = os.path.realpath(images_root), os.path.realpath(path)
-    if os.path.commonpath((root, resolved)) != root:
+    root, resolved = _real_folder(images_root), _real_path(path)
+    if resolved != root and not resolved.startswith(root.rstrip("/") + "/"):
         # Where the link leads is not named either: rejected.jsonl may travel with the dataset.
         raise ImageProblem("path_outside_images", f"{key}: a symbolic link on its path leads outside --images")
     return _read_local(resolved, flags=os.O_NOFOLLOW)
+
+
+@functools.lru_cache(maxsize=4096)
+def _real_folder(folder: str) -> str:
+    """A folder's path with every link resolved; a run's images share few folders, so each is resolved once
+    per worker (a folder swapped for a link during the run is not seen: the open below still refuses a
+    link as the file itself)."""
+    return os.path.realpath(folder)
+
+
+def _real_path(path: str) -> str:
+    """realpath(path), one lstat per file beyond its (cached) folder's."""
+    folder, name = posixpath.split(path)
+    candidate = posixpath.join(_real_folder(folder), name)
+    try:
+        is_link = stat.S_ISLNK(os.lstat(candidate).st_mode)
+    except OSError:  # missing: reading it fails with the usual error
+        return candidate
+    return os.path.realpath(candidate) if is_link else candidate
 
 
 PARSE_TASKS = 64  # the annotation files are spread over about this many tasks, within these bounds:
