@@ -143,11 +143,11 @@ def test_no_boxes_is_a_negative_example():
 def test_rejected_boxes_are_described_by_reason_most_frequent_first_then_the_first_box():
     boxes = [Box("a", 5, 1, 1, 4), Box("", 1, 1, 4, 4), Box("b", 20, 1, 30, 4), Box("c", 6, 1, 2, 4)]
     outcome = normalize_boxes(boxes, PIXELS, 10, 10, SOURCE)
-    assert describe_rejected(outcome.rejected) == (
+    assert describe_rejected((rejection.reason, rejection.detail) for rejection in outcome.rejected) == (
         "all 4 boxes rejected: box_inverted 2, box_empty 1, box_no_label 1 (first: box 0 (a): min > max in (5, 1, 1, 4))"
     )
     (only,) = normalize_boxes([Box("a", 1, float("nan"), 2, 2)], PIXELS, 10, 10, SOURCE).rejected
-    assert describe_rejected([only]) == "its only box rejected: box_not_finite (box 0 (a): coordinates (1, nan, 2, 2))"
+    assert describe_rejected([(only.reason, only.detail)]) == "its only box rejected: box_not_finite (box 0 (a): coordinates (1, nan, 2, 2))"
 
 
 def test_flags_of_the_source_box_are_kept():

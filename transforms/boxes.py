@@ -5,7 +5,7 @@ import dataclasses
 import math
 import struct
 from collections import Counter
-from typing import List, Sequence, Tuple
+from typing import Iterable, List, Sequence, Tuple
 
 from transforms.model import ITEM_BOX, PIXELS, Box, Rejection
 
@@ -63,15 +63,19 @@ def normalize_boxes(
     return BoxOutcome(kept, rejected, clipped)
 
 
-def describe_rejected(rejected: Sequence[Rejection]) -> str:
-    """One line on an image's rejected boxes: how many, each reason with its count (most frequent first),
-    and the first box's own detail, e.g. `all 3 boxes rejected: box_inverted 2, box_empty 1 (first: ...)`."""
-    if len(rejected) == 1:
-        (only,) = rejected
-        return f"its only box rejected: {only.reason} ({only.detail})"
-    counts = Counter(rejection.reason for rejection in rejected)
+def describe_rejected(rejected: Iterable[Tuple[str, str]]) -> str:
+    """One line on an image's rejected boxes, given as (reason, detail) pairs (read once: a parser may have
+    rejected a box per line of a huge file): how many, each reason with its count (most frequent first), and
+    the first box's own detail, e.g. `all 3 boxes rejected: box_inverted 2, box_empty 1 (first: ...)`."""
+    counts, first = Counter(), None
+    for reason, detail in rejected:
+        counts[reason] += 1
+        first = first or (reason, detail)
+    total = sum(counts.values())
+    if total == 1:
+        return f"its only box rejected: {first[0]} ({first[1]})"
     reasons = ", ".join(f"{reason} {n}" for reason, n in sorted(counts.items(), key=lambda item: (-item[1], item[0])))
-    return f"all {len(rejected)} boxes rejected: {reasons} (first: {rejected[0].detail})"
+    return f"all {total} boxes rejected: {reasons} (first: {first[1]})"
 
 
 def _float32(value: float) -> float:

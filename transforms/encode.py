@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import hashlib
 from typing import Mapping, Optional
 
@@ -14,7 +15,7 @@ from transforms.image_prep import (
     prepare_image,
 )
 from transforms.masks import mask_png
-from transforms.model import ITEM_IMAGE, ImageRecord, Rejection, box_rejections, boxes_given
+from transforms.model import ITEM_IMAGE, ImageRecord, Rejection, boxes_given
 from transforms.example import Chunks
 from transforms.od_schema import od_example
 
@@ -91,7 +92,8 @@ def unlabeled_rejection(record: ImageRecord, boxes: BoxOutcome, policy: ImagePol
     """
     if not is_unlabeled(record, boxes, policy):
         return None
-    detail = describe_rejected(box_rejections(record) + list(boxes.rejected))
+    detail = describe_rejected(itertools.chain(
+        record.rejected_boxes, ((rejection.reason, rejection.detail) for rejection in boxes.rejected)))
     if record.source != image_path:
         detail += f"; annotation {record.source}"
     return Rejection(image_path, BOXES_ALL_REJECTED, detail, ITEM_IMAGE, boxes=boxes_given(record))

@@ -9,7 +9,7 @@ import dataclasses
 import json
 import pickle
 import zlib
-from typing import Iterable, List, Optional, Tuple
+from typing import Iterable, Iterator, List, Optional, Tuple
 
 PIXELS = "pixels"  # box coordinates in pixels of the annotated image
 RELATIVE = "relative"  # box coordinates already divided by width and height (YOLO, CreateML-style)
@@ -79,9 +79,10 @@ def one_line(detail) -> str:
     return " ".join(str(detail).split())[:MAX_DETAIL]
 
 
-def box_rejections(record: ImageRecord) -> List["Rejection"]:
-    """The box rejections its parser made for `record`, as Rejections of its annotation file."""
-    return [Rejection(record.source, reason, detail, ITEM_BOX) for reason, detail in record.rejected_boxes]
+def box_rejections(record: ImageRecord) -> Iterator["Rejection"]:
+    """The box rejections its parser made for `record`, as Rejections of its annotation file, made one at a
+    time (a record may carry a rejection per line of a huge label file)."""
+    return (Rejection(record.source, reason, detail, ITEM_BOX) for reason, detail in record.rejected_boxes)
 
 
 def boxes_given(record: ImageRecord) -> int:

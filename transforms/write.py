@@ -9,9 +9,10 @@ until they are read.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 from collections import defaultdict
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, Iterable, Optional, Tuple
 
 import apache_beam as beam
 from apache_beam.io.filesystem import CompressionTypes
@@ -59,15 +60,34 @@ def auto_num_shards(total_images: int, total_image_bytes: int, splits: Optional[
 
 @dataclasses.dataclass(frozen=True)
 class IncrementalPlan:
-    """What a shard writer of an incremental run needs of the published state."""
+    """What a shard writer of an incremental run needs to find the published state: a few fields, whatever
+    the dataset's history. Each writer gets its shard's index part path with its shard's marker
+    (`shard_markers`), and a writer that rewrites live files looks their names up in the manifest itself."""
 
     run: int
-    index_paths: Tuple[Optional[str], ...]  # by shard; empty on a first run
-    live_files: Dict[str, Tuple[str, str]]  # file id -> (file name, path) of every live shard file
+    output: str
+    previous_run: Optional[int]  # the published manifest's run this one extends; None: a first run (or --resplit)
     update_changed: bool
 
-    def index_path(self, shard: int) -> Optional[str]:
-        return self.index_paths[shard] if shard < len(self.index_paths) else None
+    def live_paths(self, file_ids) -> Dict[str, Tuple[str, str]]:
+        """file id -> (file name, path) of these live shard files, read from OUTPUT/manifest.json."""
+        names = state.live_file_names(self.output, self.previous_run, file_ids)
+        return {file_id: (name, paths.join(self.output, name)) for file_id, name in names.items()}
+
+
+def shard_markers(num_shards: int, plan: Optional[IncrementalPlan] = None):
+    """(shard, marker) for every shard, so each shard's writer runs. In an incremental run over a published
+    dataset the marker is that shard's index part path (None: no image of it ingested yet), from
+    OUTPUT/manifest.json read here, on a worker: the job carries no list of them."""
+    if plan is None or plan.previous_run is None:
+        return [(shard, None if plan else True) for shard in range(num_shards)]
+    published = state.read_published(plan.output, plan.previous_run)
+    return [(shard, paths.join(plan.output, part) if part else None) for shard, part in enumerate(published["index"])]
+
+
+def index_part_path(grouped) -> Optional[str]:
+    """The index part path a shard's markers carry (see `shard_markers`)."""
+    return next((marker for marker in grouped.get(ALL_SHARDS, ()) if isinstance(marker, str)), None)
 
 
 class _ShardFiles:
@@ -133,7 +153,7 @@ class _WriteShard(PooledDoFn):
         dropped = {tuple(item) for batch in grouped.get(DROPPED, ()) for item in batch}
         files = _ShardFiles(self._staging_dir, self._name, shard, num_shards)
         plan = self._incremental
-        ingested = state.read_index_part(plan.index_path(shard)) if plan else {}
+        ingested = state.read_index_part(index_part_path(grouped)) if plan else {}
         seen, remove, entries = set(), set(), {}
         try:
             # Sorted, so a shard's bytes do not depend on the order the shuffle delivered its records.
@@ -192,10 +212,12 @@ class _WriteShard(PooledDoFn):
         if plan.update_changed:
             remove.update(deleted)
         kept = {ident: entry for ident, entry in ingested.items() if ident not in remove}
-        for file_id in sorted({ingested[ident]["file"] for ident in remove}):
+        rewritten = sorted({ingested[ident]["file"] for ident in remove})
+        live = plan.live_paths(rewritten) if rewritten else {}  # only this shard's files, from the manifest
+        for file_id in rewritten:
             old = [entry for entry in ingested.values() if entry["file"] == file_id]
             removed = {entry["pos"] for entry in old if entry["k"] in remove}
-            yield self._rewrite(plan, shard, file_id, old[0]["split"], removed, kept)
+            yield self._rewrite(plan, shard, file_id, live[file_id], old[0]["split"], removed, kept)
         self.count("incremental_removed", len(remove))
         if entries or remove:
             kept.update(entries)
@@ -204,9 +226,10 @@ class _WriteShard(PooledDoFn):
                 handle.write(state.format_index(kept).encode("utf-8"))
             yield beam.pvalue.TaggedOutput(FILES, state.FileChange("index", shard, staged))
 
-    def _rewrite(self, plan: IncrementalPlan, shard, file_id, split, removed_positions, kept):
-        """A live shard file without the records at `removed_positions`, staged under its own name."""
-        file_name, live_path = plan.live_files[file_id]
+    def _rewrite(self, plan: IncrementalPlan, shard, file_id, live, split, removed_positions, kept):
+        """A live shard file ((file name, path) `live`) without the records at `removed_positions`, staged
+        under its own name."""
+        file_name, live_path = live
         new_id = state.rewritten_file_id(plan.run, file_name)
         staged = paths.join(paths.join(self._staging_dir, REWRITE), file_name)
         by_position = {entry["pos"]: entry for entry in kept.values() if entry["file"] == file_id}
@@ -227,7 +250,7 @@ class _WriteShard(PooledDoFn):
         return beam.pvalue.TaggedOutput(FILES, state.FileChange(
             "rewritten", shard, staged, split, new_id, replaces=file_name, records=records, bytes=size, boxes=boxes))
 
-    def _write_record(self, record: ImageRecord, label_ids, files: _ShardFiles) -> Tuple[List[Rejection], Optional[_Written]]:
+    def _write_record(self, record: ImageRecord, label_ids, files: _ShardFiles) -> Tuple[Iterable[Rejection], Optional[_Written]]:
         """Reads, checks and writes one record's image: (its rejections, what was written or None).
 
         The boxes its parser rejected (`record.rejected_boxes`) are reported as box rejections, beside the
@@ -239,8 +262,8 @@ class _WriteShard(PooledDoFn):
             self.count("boxes_dropped_difficult", len(record.boxes) - len(kept))
             record = dataclasses.replace(record, boxes=kept)
         image_path = record.source if record.embedded_format else paths.join(record.images_root, record.key)
-        parsed = box_rejections(record)
-        rejected = lambda rejection: ([dataclasses.replace(rejection, boxes=len(record.boxes)), *parsed], None)
+        rejected = lambda rejection: (
+            itertools.chain([dataclasses.replace(rejection, boxes=len(record.boxes))], box_rejections(record)), None)
         if self._splits is None and record.source_split is None:
             detail = "--splits source, but neither the image's path nor its annotation file names a split"
             return rejected(Rejection(image_path, "split_unknown", detail))
@@ -270,7 +293,8 @@ class _WriteShard(PooledDoFn):
         position = files.write(split, tfrecord_frame(encoded.example), size, boxes)
         files.hashes.append((encoded.sha256, record.key, split))
         self._tally(encoded, split)
-        return parsed + list(encoded.boxes.rejected), _Written(encoded.sha256, split, position, size, boxes)
+        return itertools.chain(box_rejections(record), encoded.boxes.rejected), _Written(encoded.sha256, split, position,
+                                                                                         size, boxes)
 
     def _tally(self, encoded, split):
         kept = encoded.boxes.kept
