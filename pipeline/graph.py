@@ -22,7 +22,6 @@ import apache_beam as beam
 
 from pipeline.options import ConvertJob
 from transforms import paths
-from transforms import manifest as state
 from transforms.aggregate import BuildLabelMap, CountShards, DropDuplicates, FindDuplicates
 from transforms.guards import Limits
 from transforms.join import JoinRule
@@ -31,7 +30,7 @@ from transforms.read import IMAGE_TOTALS, ListImages, ParseAnnotations, ShardIma
 from transforms.rejections import StageRejections
 from transforms.spill import Spill
 from transforms.tally import TALLY
-from transforms.write import ALL_SHARDS, DROPPED, FILES, IncrementalPlan, WriteShards
+from transforms.write import ALL_SHARDS, DROPPED, FILES, IncrementalPlan, WriteShards, shard_markers
 
 STAGING = ".staging"
 
@@ -100,7 +99,8 @@ def build_convert_pipeline(
     # Every shard's writer runs: one with nothing new still finds an incremental run's deletions, and
     # spilled metadata sends no element that would start it.
     if incremental or spill:
-        sharded[ALL_SHARDS] = num_shards | "EveryShard" >> beam.FlatMap(lambda n: [(shard, True) for shard in range(n)])
+        plan = incremental and incremental["plan"]
+        sharded[ALL_SHARDS] = num_shards | "EveryShard" >> beam.FlatMap(shard_markers, plan)
     if job.drop_duplicates:
         dropping = sharded | "DropDuplicates" >> DropDuplicates(
             job.image_policy, rules, spill, incremental and incremental["plan"]
@@ -167,8 +167,8 @@ def _incremental(job: ConvertJob) -> dict:
     previous = None if job.resplit else job.manifest
     plan = IncrementalPlan(
         run=(job.manifest or {}).get("run", 0) + 1,
-        index_paths=state.index_paths(job.output, previous),
-        live_files={entry["id"]: (entry["file"], paths.join(job.output, entry["file"])) for entry in (previous or {}).get("files", [])},
+        output=job.output,
+        previous_run=previous["run"] if previous else None,
         update_changed=job.update_changed,
     )
     return {

@@ -24,7 +24,7 @@ from transforms.records import split_order
 from transforms.tally import TALLY, CountingDoFn
 from transforms.splits import Splits
 from transforms.spill import Spill, send, shard_inputs
-from transforms.write import CONTENT, IncrementalPlan, auto_num_shards
+from transforms.write import CONTENT, IncrementalPlan, auto_num_shards, index_part_path
 
 HASHES = "hashes"  # --drop_duplicates: every joined image's sha256, grouped like the writers' CONTENT
 
@@ -178,7 +178,7 @@ class _HashImages(beam.DoFn):
     def process(self, element):
         shard, grouped = element
         plan = self._incremental
-        ingested = state.read_index_part(plan.index_path(shard)) if plan else {}
+        ingested = state.read_index_part(index_part_path(grouped)) if plan else {}
         rows = []
         for record in join_shard(*shard_inputs(self._spill, shard, grouped), self._rules).records:
             previous = ingested.get(state.identity(record, len(self._rules))) if plan else None

@@ -104,6 +104,29 @@ def read_manifest(output: str) -> Optional[dict]:
     return manifest
 
 
+class StateMoved(ValueError):
+    """OUTPUT/manifest.json is not the one the command read at launch (another run published meanwhile)."""
+
+
+def read_published(output: str, run: int) -> dict:
+    """OUTPUT's incremental manifest, read where it is needed (a worker) rather than shipped with the job,
+    checked to be run `run`'s: the state the command started from, under the lock."""
+    manifest = read_manifest(output)
+    found = "missing" if manifest is None else ("a plain run's" if is_plain(manifest) else f"run {manifest.get('run')}'s")
+    if manifest is None or is_plain(manifest) or manifest.get("run") != run:
+        raise StateMoved(
+            f"{paths.join(output, MANIFEST)} is {found}, but this run started from run {run}'s: another run "
+            "changed the output meanwhile (was its lock removed by hand?); nothing of this run is published"
+        )
+    return manifest
+
+
+def live_file_names(output: str, run: int, file_ids: Iterable[str]) -> Dict[str, str]:
+    """{file id: file name} of these live shard files, from the published manifest of run `run`."""
+    wanted = set(file_ids)
+    return {entry["id"]: entry["file"] for entry in read_published(output, run)["files"] if entry["id"] in wanted}
+
+
 def index_paths(output: str, manifest: Optional[dict]) -> Tuple[Optional[str], ...]:
     """The absolute path of each shard's index part (None: no image of that shard ingested yet)."""
     if not manifest:
