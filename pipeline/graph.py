@@ -71,8 +71,8 @@ def build_convert_pipeline(
         p | f"{label}/ListImages" >> ListImages(source.images, index, spill)
         for index, (label, source) in enumerate(zip(labels, job.sources))
     ]
-    if incremental and incremental["previous"]:  # the index is split by shard: its shard count never changes
-        num_shards = p | "IndexShards" >> beam.Create([incremental["previous"]["index_shards"]])
+    if incremental and incremental["index_shards"]:  # the index is split by shard: its shard count never changes
+        num_shards = p | "IndexShards" >> beam.Create([incremental["index_shards"]])
     else:
         image_totals = [listing[IMAGE_TOTALS] for listing in listings] | "AllImageTotals" >> beam.Flatten()
         num_shards = image_totals | "CountShards" >> CountShards(job.num_shards, job.splits)
@@ -157,7 +157,7 @@ def build_convert_pipeline(
         replaces=publication.replaces,
         lock_token=publication.lock_token,
         limits=Limits(job.max_rejected, job.max_deleted),
-        incremental=incremental and {key: value for key, value in incremental.items() if key != "plan"},
+        incremental=incremental and {key: value for key, value in incremental.items() if key not in ("plan", "index_shards")},
     )
 
 
@@ -173,7 +173,8 @@ def _incremental(job: ConvertJob) -> dict:
     )
     return {
         "plan": plan,
-        "previous": previous,
+        "index_shards": previous["index_shards"] if previous else None,
+        "previous_run": plan.previous_run,  # publish reads that manifest again and checks it is still this run's
         "run": plan.run,
         "seed": job.seed,
         "update_changed": job.update_changed,

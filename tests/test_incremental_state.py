@@ -83,3 +83,32 @@ def test_a_manifest_published_by_another_run_meanwhile_is_refused(published):
         shard_markers(INDEX_SHARDS, plan)
     with pytest.raises(state.StateMoved):
         plan.live_paths(["r0001-00000-train"])
+
+
+def _publish_dofn(job, replaces=()):
+    from pipeline.graph import new_staging_dir
+    from transforms.publish import _PublishIncremental
+
+    incremental = _incremental(job)
+    return _PublishIncremental(
+        output=job.output, staging_dir=new_staging_dir(job.output), name=job.name, splits=job.splits,
+        config=job.settings, started_at=job.started_at, replaces=replaces,
+        **{key: value for key, value in incremental.items() if key not in ("plan", "index_shards")})
+
+
+def test_pickled_publish_does_not_carry_the_previous_manifest(published):
+    job, manifest = published
+    publish = _publish_dofn(job, replaces=tuple(state.published_names(manifest)))  # unused when extending
+    assert len(pickle.dumps(publish)) < PICKLED_LIMIT
+    assert publish._previous()["files"] == manifest["files"]  # read on the worker
+
+
+def test_publish_refuses_a_manifest_another_run_published_meanwhile(published):
+    from transforms.outcomes import PublishFailed
+
+    job, manifest = published
+    publish = _publish_dofn(job)
+    with open(f"{job.output}/{state.MANIFEST}", "w") as handle:
+        json.dump(dict(manifest, run=manifest["run"] + 1), handle)
+    with pytest.raises(PublishFailed, match="started from run 250's"):
+        publish._publish({}, [], None, {}, INDEX_SHARDS, [])

@@ -244,28 +244,41 @@ class _PublishIncremental(_Publish):
     """An incremental run's publish: new and rewritten shards, index parts and metadata moved into place
     through the journal, manifest.json last; nothing but a run log when nothing changed."""
 
-    def __init__(self, *, previous, run, seed, update_changed, run_log, **common):
+    def __init__(self, *, previous_run, run, seed, update_changed, run_log, **common):
+        if previous_run is not None:  # the replaced dataset's files matter only to a run that starts over
+            common = dict(common, replaces=())
         super().__init__(**common)
-        self._previous = previous  # None: a first run (or --resplit), which publishes even an empty dataset
+        # The published manifest's run this one extends (None: a first run, or --resplit, which publishes even
+        # an empty dataset). The manifest itself is read here, on the worker: it grows with the dataset.
+        self._previous_run = previous_run
         self._run = run
         self._seed = seed
         self._update_changed = update_changed
         self._run_log = run_log
 
+    def _previous(self) -> Optional[dict]:
+        if self._previous_run is None:
+            return None
+        try:
+            return state.read_published(self._output, self._previous_run)
+        except state.StateMoved as error:
+            raise PublishFailed(str(error)) from None
+
     def _publish(self, tallies, rejection_parts, duplicates, label_ids, num_shards, changes):
+        previous = self._previous()
         check_staged(changes)
         summary = self._summary(tallies, duplicates, label_ids, num_shards)
         counts = {key: tallies.get(f"incremental_{key}", 0) for key in INCREMENTAL_COUNTS}
         names = split_names(self._splits, tallies)
-        published = self._previous is None or bool(changes)
+        published = previous is None or bool(changes)
         if published:
             manifest, moves = state.next_manifest(
-                self._previous, run=self._run, name=self._name, seed=self._seed, splits=self._config["splits"],
+                previous, run=self._run, name=self._name, seed=self._seed, splits=self._config["splits"],
                 index_shards=num_shards, label_ids=label_ids, changes=changes, config=self._config,
-                class_boxes=state.class_boxes(self._previous, tallies),
+                class_boxes=state.class_boxes(previous, tallies),
             )
         else:
-            manifest, moves = self._previous, []
+            manifest, moves = previous, []
         summary["splits"] = state.split_counts(manifest, names)
         written_by_class = {entry["name"]: entry["boxes"] for entry in summary["classes"]}
         live_by_class = manifest.get("class_boxes", {})
@@ -281,9 +294,9 @@ class _PublishIncremental(_Publish):
             "live_shards": len(manifest["files"]),
         }
         summary["durations"] = {"total_seconds": round(time.time() - self._started_at, 3)}
-        previous_images = sum(entry["records"] for entry in (self._previous or {}).get("files", []))
+        previous_images = sum(entry["records"] for entry in (previous or {}).get("files", []))
         self._refuse_if_wrong(
-            summary, rejection_parts, new_images_expected=self._previous is None,
+            summary, rejection_parts, new_images_expected=previous is None,
             deleted=counts["deleted"] if self._update_changed else 0, published_images=previous_images,
         )
         if published:
@@ -293,10 +306,10 @@ class _PublishIncremental(_Publish):
             metadata = self._stage_metadata(label_ids, rejection_parts, dataset_info, summary, totals)
             self._stage(state.MANIFEST, json.dumps(manifest, indent=1) + "\n")
             moves = moves + [(paths.join(self._staging_dir, file_name), file_name) for file_name in metadata + [state.MANIFEST]]
-            if self._previous is None:  # a first run or --resplit replaces the dataset there
+            if previous is None:  # a first run or --resplit replaces the dataset there
                 deletes, garbage = [paths.join(self._output, name) for name in self._replaces], []
             else:
-                deletes, garbage = [], [paths.join(self._output, name) for name in state.superseded_names(self._previous, manifest)]
+                deletes, garbage = [], [paths.join(self._output, name) for name in state.superseded_names(previous, manifest)]
             state.publish(self._output, self._staging_dir, moves, deletes=deletes, garbage=garbage)  # manifest.json last
         else:
             storage.remove_tree(self._staging_dir)
@@ -313,7 +326,7 @@ class Publish(beam.PTransform):
         super().__init__()
         self._inputs = (tallies, rejection_parts, duplicate_groups, label_ids, num_shards)
         self._file_changes = file_changes  # the writers' FileChange reports
-        self._incremental = incremental  # incremental runs: previous, run, seed, update_changed, run_log
+        self._incremental = incremental  # incremental runs: previous_run, run, seed, update_changed, run_log
         self._settings = settings
 
     def expand(self, pbegin):
