@@ -8,7 +8,7 @@ Each case generates a small dataset built to make a converter hold too much, the
 TMPDIR of its own, and samples the peak RSS of its process tree every 50 ms (benchmarks/_rss.py):
 
 - rejections: a YOLO dataset of 1,000 tiny JPEGs, each with a label file of 1,000 malformed lines
-  (`x y z w v`): 1,000,000 box rejections. The lines of rejected.jsonl and summary.json's rejection
+  (`x y z w v`) after one good box: 1,000,000 box rejections. The lines of rejected.jsonl and summary.json's rejection
   count are checked against 1,000,000 (when the run publishes nothing, the rejections are looked for
   where its console output says).
 - long_line: one JPEG whose YOLO label file is a single 200 MB line (`0 0.5 0.5 0.5 ...`, no newline).
@@ -67,7 +67,8 @@ def make_rejections(folder: Path) -> list:
     (folder / "images").mkdir(parents=True)
     (folder / "labels").mkdir()
     (folder / "classes.txt").write_text("cat\ndog\n")
-    bad = b"x y z w v\n" * REJECTION_LINES
+    # one good box keeps each image (an image whose every box is rejected is rejected whole, as one line)
+    bad = b"0 0.5 0.5 0.2 0.2\n" + b"x y z w v\n" * REJECTION_LINES
     for index in range(REJECTION_IMAGES):
         (folder / "images" / f"img{index:05d}.jpg").write_bytes(_jpeg(index))
         (folder / "labels" / f"img{index:05d}.txt").write_bytes(bad)
