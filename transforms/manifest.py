@@ -20,6 +20,7 @@ import hashlib
 import json
 import re
 import uuid
+from collections import Counter
 from typing import Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 from transforms import paths, storage
@@ -164,9 +165,10 @@ def next_manifest(
     for change in sorted((c for c in changes if c.kind == "rewritten"), key=lambda c: c.replaces):
         by_name[change.replaces].update(id=change.file_id, records=change.records, bytes=change.bytes, boxes=change.boxes)
         moves.append((change.staged, change.replaces))
+    per_split = Counter(entry["split"] for entry in files)  # the next file index of each split
     for change in sorted((c for c in changes if c.kind == "new"), key=lambda c: (c.split, c.shard)):
-        count = sum(1 for entry in files if entry["split"] == change.split)
-        file_name = live_file_name(name, change.split, count)
+        file_name = live_file_name(name, change.split, per_split[change.split])
+        per_split[change.split] += 1
         files.append({"id": change.file_id, "file": file_name, "split": change.split, "records": change.records,
                       "bytes": change.bytes, "boxes": change.boxes})
         moves.append((change.staged, file_name))
