@@ -126,7 +126,11 @@ class ProcessTreeSampler(threading.Thread):
 
 def run_measured(command: List[str], log: Path, cwd: Optional[Path] = None, env: Optional[dict] = None,
                  interval: float = SAMPLE_SECONDS) -> dict:
-    """Runs command to completion, its output in log; exit code, wall seconds and peak RSS (MiB) of its tree."""
+    """Runs command to completion, its output in log; exit code, wall seconds, peak RSS (MiB) of its tree, and
+    CPU seconds (user and system) of its tree from wait4: the top process and every descendant it or its
+    descendants waited for (a descendant never waited for is not counted). `machine_busy_s`: CPU seconds
+    all cores were busy meanwhile, from /proc/stat, so that busy minus the tree's CPU is other load."""
+    busy_before = _machine_busy_seconds()
     with open(log, "w") as output:
         started = time.perf_counter()
         process = subprocess.Popen(command, cwd=cwd, env=env, stdout=output, stderr=subprocess.STDOUT)
@@ -137,6 +141,7 @@ def run_measured(command: List[str], log: Path, cwd: Optional[Path] = None, env:
         process.returncode = os.waitstatus_to_exitcode(status)
         sampler.stopping.set()
         sampler.join()
+    busy = _machine_busy_seconds() - busy_before
     mib = 1 / 2**20
     return {"exit_code": process.returncode,
             "seconds": round(seconds, 2),
@@ -146,4 +151,16 @@ def run_measured(command: List[str], log: Path, cwd: Optional[Path] = None, env:
             "max_processes_in_tree": sampler.max_processes,
             "rss_samples": sampler.samples,
             "ru_maxrss_mib": round(usage.ru_maxrss / 1024, 1),
+            "cpu_user_s": round(usage.ru_utime, 2),
+            "cpu_sys_s": round(usage.ru_stime, 2),
+            "cpu_s": round(usage.ru_utime + usage.ru_stime, 2),
+            "machine_busy_s": round(busy, 2),
             "log": str(log)}
+
+
+def _machine_busy_seconds() -> float:
+    """CPU seconds all cores have been busy since boot (every /proc/stat field but idle and iowait)."""
+    with open("/proc/stat") as handle:
+        fields = [int(x) for x in handle.readline().split()[1:]]
+    ticks = sum(fields[:8]) - fields[3] - fields[4]  # user nice system idle iowait irq softirq steal
+    return ticks / os.sysconf("SC_CLK_TCK")

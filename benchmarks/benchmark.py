@@ -1,12 +1,15 @@
-"""Conversion speed and memory: the project's DirectRunner run beside a plain loop and Datumaro 1.13.
+"""Conversion speed and memory: the project's DirectRunner run beside the floor, a plain loop and Datumaro 1.13.
 
-    python benchmarks/benchmark.py --n 2000 [--skip-datumaro] [--workdir /tmp/od-tfrecords-bench]
+    python benchmarks/benchmark.py --n 2000 [--repeat 3] [--skip-datumaro] [--workdir /tmp/od-tfrecords-bench]
         [--project-args "--direct_running_mode multi_processing --direct_num_workers 2"] [--project-dir DIR]
 
-One command converts one generated dataset with three converters, each in its own process tree:
+One command converts one generated dataset with four converters, each in its own process tree:
 
 - project: `python -m pipeline convert --format voc ...` (Beam DirectRunner), run in --project-dir (default:
   this repository) with --project-args appended,
+- floor: benchmarks/floor.py, the least a converter that passes image bytes through does: read each
+  image file, sha256 it, write it as a CRC32C-framed TFRecord record, one forked process per core,
+  each with its own file; nothing else. Every converter's wall time is also given as a multiple of it.
 - plain loop: benchmarks/plain_loop.py, one process, one loop, TensorFlow's TFRecordWriter,
 - Datumaro 1.13: COCO -> tf_detection_api with the images in the records (benchmarks/datumaro_run.py),
   run by the Python of a virtualenv this script creates once under --workdir and reuses afterwards.
@@ -19,16 +22,24 @@ Before each converter's timed run, the converter runs once untimed on a small da
 images), so that its interpreter, libraries and code are in the page cache as its input is; then every
 input file is read once (page cache warm), the output folder is removed and pending writes are flushed
 (os.sync), so no earlier write is flushed to disk during the run.
-Each run is measured as: wall seconds; images/s; MB/s of input JPEG bytes; peak RSS of every process in
+With --repeat K each converter runs K times, interleaved (one run of each converter per round, the
+order reversed every other round, so drifting load hits them alike) and the medians are reported;
+"x floor" is the median of the K paired ratios (each run over the floor's run of the same round).
+Each run is measured as: wall seconds; CPU seconds (user + system of the process tree, from wait4:
+every process the tree waited for); the machine's other CPU use meanwhile (all cores' busy time from
+/proc/stat minus the tree's: above ~0.1 s per second of wall another job shared the machine); images/s; MB/s of input JPEG bytes; peak RSS of every process in
 its tree, sampled with psutil every 0.1 s (the largest single process, and the largest sum over the
 tree; RSS sums count shared pages once per process); and the kernel's ru_maxrss from wait4 (the top
 process and the descendants it waited for). After each run the TFRecords it wrote are counted from
 their framing (no TensorFlow) and the benchmark fails unless there are exactly N.
 MB are 10^6 bytes, RSS is in MiB.
 
-Prints a table (times relative to the plain loop and to Datumaro: >1 is slower), and writes
---results/benchmark-N.json (with machine facts and versions) and --results/benchmark-N.png (wall seconds
-and peak RSS per converter; images/s against N when results for several N are in --results).
+Prints a table (times relative to the floor, the plain loop and Datumaro: >1 is slower) and, when
+--results holds a run of a smaller N, each converter's fixed and marginal cost from the two (wall and CPU
+ms per image between the two N, and the wall time left at N=0 by that line). Writes
+--results/benchmark-N.json (with machine facts, versions and every run) and --results/benchmark-N.png
+(wall and CPU seconds and peak RSS per converter; images/s against N when results for several N are in
+--results).
 """
 from __future__ import annotations
 
@@ -40,6 +51,7 @@ import os
 import platform
 import shlex
 import shutil
+import statistics
 import struct
 import subprocess
 import sys
@@ -57,9 +69,11 @@ WIDTH, HEIGHT = 640, 480
 DATUMARO_REQUIREMENT = "datumaro==1.13.*"
 SAMPLE_SECONDS = 0.1
 WARM_UP_IMAGES = 100
-SCHEMA = 2  # results JSON layout; the N panel of the chart only reads files of this layout
+SCHEMA = 3  # results JSON layout (3: the floor, CPU seconds, runs); the N panel also reads layout 2
+MARGINAL_SCHEMA = 3  # the fixed and marginal costs need CPU seconds and the floor
 
 PROJECT, PLAIN, DATUMARO = "project (DirectRunner)", "plain loop (TensorFlow)", "Datumaro 1.13 (COCO)"
+FLOOR = "floor (read+sha256+CRC)"
 
 
 # --- dataset ------------------------------------------------------------------------------------------
@@ -161,6 +175,24 @@ def warm_page_cache(folder: Path) -> int:
     return total
 
 
+QUIET_CORES, QUIET_WINDOW = 0.15, 1.0
+
+
+def wait_for_quiet(limit: float) -> float:
+    """Waits until the machine's cores were busy less than QUIET_CORES on average over QUIET_WINDOW seconds
+    (another job, e.g. a test run, would share them with the run), or `limit` seconds; returns the wait."""
+    started = time.perf_counter()
+    while time.perf_counter() - started < limit:
+        before = _rss._machine_busy_seconds()
+        time.sleep(QUIET_WINDOW)
+        if (_rss._machine_busy_seconds() - before) / QUIET_WINDOW < QUIET_CORES:
+            break
+    waited = round(time.perf_counter() - started - QUIET_WINDOW, 1) if limit > 0 else 0.0
+    if waited >= 1:
+        print(f"  waited {waited:.0f} s for the machine to be idle", flush=True)
+    return max(0.0, waited)
+
+
 # --- Datumaro's virtualenv -----------------------------------------------------------------------------
 
 def ensure_datumaro_venv(workdir: Path) -> dict:
@@ -232,6 +264,8 @@ def converter_commands(data: Path, coco: Path, output: Path, datumaro_python: st
                        project_args: list[str]) -> dict[str, list[str]]:
     voc = ["--annotations", str(data / "annotations"), "--images", str(data / "images")]
     commands = {
+        FLOOR: [sys.executable, str(REPO / "benchmarks" / "floor.py"), "--images", str(data / "images"),
+                "--output", str(output / "floor")],
         PROJECT: [sys.executable, "-m", "pipeline", "convert", "--format", "voc", *voc,
                   "--output", str(output / "project"), *project_args],
         PLAIN: [sys.executable, str(REPO / "benchmarks" / "plain_loop.py"), *voc,
@@ -244,7 +278,7 @@ def converter_commands(data: Path, coco: Path, output: Path, datumaro_python: st
 
 
 def output_folder(output: Path, name: str) -> Path:
-    return output / {PROJECT: "project", PLAIN: "plain", DATUMARO: "datumaro"}[name]
+    return output / {FLOOR: "floor", PROJECT: "project", PLAIN: "plain", DATUMARO: "datumaro"}[name]
 
 
 # --- facts, table, chart -------------------------------------------------------------------------------
@@ -274,23 +308,70 @@ def machine_facts(datumaro: dict | None, project_dir: Path) -> dict:
     }
 
 
-def print_table(n: int, image_bytes: int, results: dict) -> None:
-    plain = results[PLAIN]["seconds"]
+def print_table(n: int, image_bytes: int, results: dict, repeat: int) -> None:
+    plain = results[PLAIN]["seconds"] if PLAIN in results else None
     datumaro = results[DATUMARO]["seconds"] if DATUMARO in results else None
-    print(f"\nN={n} images, {image_bytes / 1e6:.0f} MB of JPEG, {os.cpu_count()} cores, page cache warm")
-    print(f"{'converter':<25}{'seconds':>9}{'images/s':>10}{'MB/s':>8}{'RSS max 1 proc':>17}{'RSS max tree':>15}"
-          f"{'procs':>7}{'x plain':>9}{'x Datumaro':>12}")
+    print(f"\nN={n} images, {image_bytes / 1e6:.0f} MB of JPEG, {os.cpu_count()} cores, page cache warm, "
+          f"median of {repeat} paired run(s)")
+    print(f"{'converter':<25}{'wall s':>8}{'x floor':>9}{'CPU s':>8}{'CPU/wall':>9}{'images/s':>10}{'MB/s':>8}"
+          f"{'RSS max 1 proc':>17}{'RSS max tree':>15}{'procs':>7}{'x plain':>9}{'x Datumaro':>12}{'other CPU s':>13}")
     for name, r in results.items():
         versus_datumaro = f"{r['seconds'] / datumaro:>12.2f}" if datumaro else f"{'-':>12}"
-        print(f"{name:<25}{r['seconds']:>9.2f}{r['images_per_s']:>10.1f}{r['mb_per_s']:>8.1f}"
+        versus_plain = f"{r['seconds'] / plain:>9.2f}" if plain else f"{'-':>9}"
+        print(f"{name:<25}{r['seconds']:>8.2f}{r['time_x_floor']:>9.2f}{r['cpu_s']:>8.2f}{r['cpu_s'] / r['seconds']:>9.2f}"
+              f"{r['images_per_s']:>10.1f}{r['mb_per_s']:>8.1f}"
               f"{r['rss_max_process_mib']:>13.0f} MiB{r['rss_max_tree_sum_mib']:>11.0f} MiB{r['max_processes_in_tree']:>7}"
-              f"{r['seconds'] / plain:>9.2f}{versus_datumaro}")
-    print("x plain, x Datumaro: wall time relative to that converter (above 1 is slower). RSS sampled every "
-          f"{SAMPLE_SECONDS} s; 'tree' sums all processes of the converter.")
+              f"{versus_plain}{versus_datumaro}{r['other_cpu_s']:>13.2f}")
+        if repeat > 1:
+            runs = r["runs"]
+            listed = lambda key: " ".join(f"{run[key]:.2f}" for run in runs)
+            print(f"{'':<25}runs: wall {listed('seconds')}; x floor {listed('x_floor')}; CPU {listed('cpu_s')}; "
+                  f"other CPU {listed('other_cpu_s')}")
+    print("x floor, x plain, x Datumaro: wall time relative to that converter (above 1 is slower; x floor is the median "
+          "of paired ratios). CPU s: user+system of the process tree. CPU/wall: cores busy on average. RSS sampled "
+          f"every {SAMPLE_SECONDS} s; 'tree' sums all processes of the converter. other CPU s: the machine's busy CPU "
+          "seconds during the run that were not the converter's (noise).")
+
+
+def print_marginal(report: dict, results_folder: Path) -> dict:
+    """Fixed and marginal cost of each converter, from this run and the largest smaller N in results_folder."""
+    n, smaller = report["n"], None
+    for other in results_folder.glob("benchmark-*.json"):
+        try:
+            loaded = json.loads(other.read_text())
+        except (OSError, ValueError):
+            continue
+        if loaded.get("schema", 0) >= MARGINAL_SCHEMA and loaded["n"] < n and (smaller is None or loaded["n"] > smaller["n"]):
+            smaller = loaded
+    if smaller is None:
+        return {}
+    m, costs = smaller["n"], {}
+    print(f"\nfixed and marginal cost from N={m:,} (results of {smaller.get('finished_at', '?')}) -> N={n:,}:")
+    print(f"{'converter':<25}{'wall ms/image':>14}{'CPU ms/image':>14}{'x floor wall':>14}{'x floor CPU':>13}"
+          f"{'fixed wall s':>14}{'fixed CPU s':>13}")
+    floor = None
+    for name, r in report["results"].items():
+        if name not in smaller["results"]:
+            continue
+        s = smaller["results"][name]
+        wall = (r["seconds"] - s["seconds"]) / (n - m)
+        cpu = (r["cpu_s"] - s["cpu_s"]) / (n - m)
+        costs[name] = {"from_n": m, "wall_ms_per_image": round(wall * 1e3, 3), "cpu_ms_per_image": round(cpu * 1e3, 3),
+                       "fixed_wall_s": round(r["seconds"] - wall * n, 2), "fixed_cpu_s": round(r["cpu_s"] - cpu * n, 2)}
+        if name == FLOOR:
+            floor = costs[name]
+    for name, c in costs.items():
+        x_wall = c["wall_ms_per_image"] / floor["wall_ms_per_image"] if floor else float("nan")
+        x_cpu = c["cpu_ms_per_image"] / floor["cpu_ms_per_image"] if floor else float("nan")
+        c.update(x_floor_wall=round(x_wall, 2), x_floor_cpu=round(x_cpu, 2))
+        print(f"{name:<25}{c['wall_ms_per_image']:>14.3f}{c['cpu_ms_per_image']:>14.3f}{x_wall:>14.2f}{x_cpu:>13.2f}"
+              f"{c['fixed_wall_s']:>14.2f}{c['fixed_cpu_s']:>13.2f}")
+    print("ms/image: the slope between the two N (medians); fixed: where that line meets N=0.")
+    return costs
 
 
 def write_chart(path: Path, report: dict, results_folder: Path) -> None:
-    """Wall seconds and peak RSS per converter for this N; images/s against N if several N were run."""
+    """Wall and CPU seconds and peak RSS per converter for this N; images/s against N if several N were run."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -301,27 +382,36 @@ def write_chart(path: Path, report: dict, results_folder: Path) -> None:
             loaded = json.loads(other.read_text())
         except (OSError, ValueError):
             continue
-        if loaded.get("schema") == SCHEMA:
+        if loaded.get("schema") in (2, SCHEMA):
             by_n[loaded["n"]] = loaded
     by_n[report["n"]] = report
     several = len(by_n) > 1
 
     names = list(report["results"])
-    colours = {PROJECT: "tab:blue", PLAIN: "tab:orange", DATUMARO: "tab:green"}
-    short = {PROJECT: "project\n(DirectRunner)", PLAIN: "plain loop\n(TensorFlow)", DATUMARO: "Datumaro 1.13\n(COCO)"}
+    colours = {FLOOR: "tab:gray", PROJECT: "tab:blue", PLAIN: "tab:orange", DATUMARO: "tab:green"}
+    short = {FLOOR: "floor\n(read+sha256+CRC)", PROJECT: "project\n(DirectRunner)", PLAIN: "plain loop\n(TensorFlow)",
+             DATUMARO: "Datumaro 1.13\n(COCO)"}
     figure, axes = plt.subplots(1, 3 if several else 2, figsize=(16 if several else 11, 4.8))
     seconds_axis, rss_axis = axes[0], axes[1]
 
-    seconds = [report["results"][name]["seconds"] for name in names]
-    bars = seconds_axis.bar([short[name] for name in names], seconds, color=[colours[name] for name in names])
-    seconds_axis.bar_label(bars, labels=[f"{s:.1f} s\n{report['results'][n]['images_per_s']:.0f} img/s"
-                                         for s, n in zip(seconds, names)], fontsize=8)
-    seconds_axis.set_ylabel("wall seconds (lower is better)")
-    seconds_axis.set_title(f"Wall time, N={report['n']}")
+    results = report["results"]
+    width = 0.38
+    positions = range(len(names))
+    bars = seconds_axis.bar([p - width / 2 for p in positions], [results[name]["seconds"] for name in names], width,
+                            color=[colours[name] for name in names], label="wall")
+    seconds_axis.bar_label(bars, labels=[f"{results[n]['seconds']:.1f} s\n{results[n]['time_x_floor']:.1f}x floor"
+                                         for n in names], fontsize=8)
+    cpu_bars = seconds_axis.bar([p + width / 2 for p in positions], [results[name]["cpu_s"] for name in names], width,
+                                color=[colours[name] for name in names], hatch="//", edgecolor="white", alpha=0.6,
+                                label="CPU (user+sys, all processes)")
+    seconds_axis.bar_label(cpu_bars, fmt="%.1f", fontsize=8)
+    seconds_axis.set_xticks(list(positions), [short[name] for name in names])
+    seconds_axis.legend(fontsize=8, loc="upper left")
+    seconds_axis.set_ylabel("seconds (lower is better)")
+    seconds_axis.set_title(f"Wall and CPU time, N={report['n']}"
+                           + (f", median of {report['repeat']}" if report.get("repeat", 1) > 1 else ""))
     seconds_axis.margins(y=0.2)
 
-    positions = range(len(names))
-    width = 0.38
     single = [report["results"][name]["rss_max_process_mib"] for name in names]
     tree = [report["results"][name]["rss_max_tree_sum_mib"] for name in names]
     a = rss_axis.bar([p - width / 2 for p in positions], single, width, label="largest single process",
@@ -367,15 +457,21 @@ def write_chart(path: Path, report: dict, results_folder: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=2000, help="number of images (default 2000)")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="rounds of paired runs (one run of each converter per round); medians are reported")
     parser.add_argument("--workdir", default="/tmp/od-tfrecords-bench",
                         help="where the dataset and Datumaro's virtualenv are created and cached")
     parser.add_argument("--results", default=str(REPO / "benchmarks" / "results"), help="folder for JSON and PNG")
-    parser.add_argument("--skip-datumaro", action="store_true", help="run only the project and the plain loop")
+    parser.add_argument("--skip-datumaro", action="store_true", help="run only the floor, the project and the plain loop")
+    parser.add_argument("--skip-plain", action="store_true", help="do not run the plain loop")
     parser.add_argument("--project-args", default="", help="extra arguments for the project's run, e.g. Beam options")
     parser.add_argument("--project-dir", default=str(REPO),
                         help="checkout whose `python -m pipeline` is measured (default: this repository), "
                              "e.g. a `git worktree add --detach DIR COMMIT`")
     parser.add_argument("--keep-outputs", action="store_true", help="keep the TFRecords written (default: removed)")
+    parser.add_argument("--quiet-wait", type=float, default=120.0,
+                        help="before each run, wait up to this many seconds for the machine to be idle (other jobs "
+                             f"below {QUIET_CORES} core over {QUIET_WINDOW} s); 0: do not wait (default 120)")
     args = parser.parse_args()
 
     workdir, results_folder = Path(args.workdir), Path(args.results)
@@ -391,45 +487,75 @@ def main() -> None:
     generate_voc(warm_data, WARM_UP_IMAGES)
     warm_coco = write_coco(warm_data)
     datumaro = None if args.skip_datumaro else ensure_datumaro_venv(workdir)
-    report = {"schema": SCHEMA, "n": args.n, "machine": machine_facts(datumaro, Path(args.project_dir).resolve()),
+    repeat = max(1, args.repeat)
+    report = {"schema": SCHEMA, "n": args.n, "repeat": repeat,
+              "machine": machine_facts(datumaro, Path(args.project_dir).resolve()),
               "project_args": args.project_args, "results": {}}
     project_args = shlex.split(args.project_args)
     commands = converter_commands(data, coco, output, datumaro and datumaro["python"], project_args)
     warm_ups = converter_commands(warm_data, warm_coco, workdir / "warm-up", datumaro and datumaro["python"], project_args)
+    if args.skip_plain:
+        commands.pop(PLAIN)
+    cwd_of = lambda name: Path(args.project_dir) if name == PROJECT else REPO
 
-    image_bytes = 0
-    for name, command in commands.items():
+    for name in commands:  # untimed, once: interpreter, libraries and code in the page cache
         destination = output_folder(output, name)
-        shutil.rmtree(destination, ignore_errors=True)
-        warm_up(warm_ups[name], logs / f"{destination.name}-warm-up.log", cwd=Path(args.project_dir) if name == PROJECT else REPO)
-        input_bytes = warm_page_cache(data)
-        os.sync()  # earlier writes (another converter's output, the dataset) are not flushed during this run
-        image_bytes = sum(p.stat().st_size for p in (data / "images").iterdir())
-        print(f"running {name} ({input_bytes / 1e6:.0f} MB of input read to warm the cache) ...", flush=True)
-        cwd = Path(args.project_dir) if name == PROJECT else REPO
-        load_before = [round(x, 2) for x in os.getloadavg()]
-        result = run_measured(command, logs / f"{destination.name}-{args.n}.log", cwd)
-        result["load_average_before"] = load_before  # the machine may be shared: other CPU use slows runs
-        records, files = count_tfrecords(destination)
-        if records != args.n:
-            raise SystemExit(f"{name} wrote {records} records in {files} files under {destination}, "
-                             f"expected {args.n}; log: {result['log']}")
-        result.update(records=records, tfrecord_files=files,
-                      output_mb=round(sum(p.stat().st_size for p in destination.rglob("*") if p.is_file()) / 1e6, 1),
-                      images_per_s=round(args.n / result["seconds"], 1),
-                      mb_per_s=round(image_bytes / 1e6 / result["seconds"], 1), command=command)
-        print(f"  {result['seconds']} s, {records} records in {files} file(s) verified", flush=True)
-        report["results"][name] = result
-        if not args.keep_outputs:
+        warm_up(warm_ups[name], logs / f"{destination.name}-warm-up.log", cwd=cwd_of(name))
+
+    image_bytes = sum(p.stat().st_size for p in (data / "images").iterdir())
+    runs = {name: [] for name in commands}
+    for round_ in range(repeat):
+        order = list(commands) if round_ % 2 == 0 else list(reversed(commands))
+        for name in order:
+            command, destination = commands[name], output_folder(output, name)
             shutil.rmtree(destination, ignore_errors=True)
+            input_bytes = warm_page_cache(data)
+            os.sync()  # earlier writes (another converter's output, the dataset) are not flushed during this run
+            waited = wait_for_quiet(args.quiet_wait)
+            load_before = [round(x, 2) for x in os.getloadavg()]
+            print(f"round {round_ + 1}/{repeat}: {name} ({input_bytes / 1e6:.0f} MB of input read to warm the cache, "
+                  f"load average {load_before[0]}) ...", flush=True)
+            result = run_measured(command, logs / f"{destination.name}-{args.n}-{round_}.log", cwd_of(name))
+            result["load_average_before"] = load_before  # the machine may be shared: other CPU use slows runs
+            result["waited_for_quiet_s"] = waited
+            result["other_cpu_s"] = round(max(0.0, result["machine_busy_s"] - result["cpu_s"]), 2)
+            records, files = count_tfrecords(destination)
+            if records != args.n:
+                raise SystemExit(f"{name} wrote {records} records in {files} files under {destination}, "
+                                 f"expected {args.n}; log: {result['log']}")
+            result.update(records=records, tfrecord_files=files,
+                          output_mb=round(sum(p.stat().st_size for p in destination.rglob("*") if p.is_file()) / 1e6, 1))
+            print(f"  {result['seconds']} s wall, {result['cpu_s']} s CPU, {result['other_cpu_s']} s other CPU, "
+                  f"{records} records in {files} file(s) verified", flush=True)
+            runs[name].append(result)
+            if not args.keep_outputs:
+                shutil.rmtree(destination, ignore_errors=True)
+
+    for name, measured in runs.items():
+        for round_, run in enumerate(measured):
+            run["x_floor"] = round(run["seconds"] / runs[FLOOR][round_]["seconds"], 3)
+        middle = lambda key: round(statistics.median(run[key] for run in measured), 3)
+        result = {key: middle(key) for key in ("seconds", "cpu_s", "cpu_user_s", "cpu_sys_s", "other_cpu_s",
+                                                "rss_max_process_mib", "rss_max_tree_sum_mib", "ru_maxrss_mib")}
+        result.update(time_x_floor=middle("x_floor"), max_processes_in_tree=max(r["max_processes_in_tree"] for r in measured),
+                      rss_max_process_command=max(measured, key=lambda r: r["rss_max_process_mib"])["rss_max_process_command"],
+                      records=measured[0]["records"], tfrecord_files=measured[0]["tfrecord_files"],
+                      output_mb=measured[0]["output_mb"],
+                      images_per_s=round(args.n / result["seconds"], 1),
+                      mb_per_s=round(image_bytes / 1e6 / result["seconds"], 1), command=commands[name], runs=measured)
+        report["results"][name] = result
 
     report["image_mb"] = round(image_bytes / 1e6, 1)
-    plain = report["results"][PLAIN]["seconds"]
+    report["finished_at"] = time.strftime("%Y-%m-%d %H:%M:%S")
+    report["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    plain = report["results"][PLAIN]["seconds"] if PLAIN in report["results"] else None
     for result in report["results"].values():
-        result["time_x_plain_loop"] = round(result["seconds"] / plain, 3)
+        if plain:
+            result["time_x_plain_loop"] = round(result["seconds"] / plain, 3)
         if DATUMARO in report["results"]:
             result["time_x_datumaro"] = round(result["seconds"] / report["results"][DATUMARO]["seconds"], 3)
-    print_table(args.n, image_bytes, report["results"])
+    print_table(args.n, image_bytes, report["results"], repeat)
+    report["marginal"] = print_marginal(report, results_folder)
 
     json_path = results_folder / f"benchmark-{args.n}.json"
     json_path.write_text(json.dumps(report, indent=2) + "\n")
