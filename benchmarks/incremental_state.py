@@ -13,8 +13,8 @@ Then, each in a fresh process (so its peak RSS is its own), measures wall second
      plan, pickle the writer's, the duplicate hasher's and publish's DoFns (their sizes are printed),
      and the "EveryShard" step's read of the manifest for each shard's index part path;
   b) one shard writer's read of its index part (5,000 entries);
-  c) publish: read manifest.json on the worker, next_manifest with 300 changes (200 new files, 50
-     rewritten, 50 index parts), and the new manifest's JSON.
+  c) publish: read manifest.json on the worker, next_manifest with 300 changes read from the writers'
+     parts (200 new files, 50 rewritten, 50 index parts), and the new manifest's JSON.
 
 The state is deleted afterwards unless --keep. A full Beam pipeline is not run at this scale.
 """
@@ -125,11 +125,15 @@ def measure_plan(workdir: Path) -> dict:
     incremental = _incremental(job)
     plan = incremental["plan"]
     # what the command passes: the files of the dataset in OUTPUT (a run that starts over deletes them)
-    publication = Publication(new_staging_dir(job.output), tuple(state.replaced_names(job.output, job.manifest, job.name)))
+    staging_dir = new_staging_dir(job.output)
+    replaced = f"{staging_dir}/replaced.txt"
+    os.makedirs(staging_dir)
+    Path(replaced).write_text("".join(f"{name}\n" for name in state.replaced_names(job.output, job.manifest, job.name)))
+    publication = Publication(staging_dir, replaced)
     writer = _WriteShard(publication.staging_dir, job.name, job.seed, job.splits, job.image_policy, (), None, plan)
     hasher = _HashImages(job.image_policy, (), None, plan)
     publish = Publish(tallies=None, rejection_parts=None, duplicate_groups=None, label_ids=None, num_shards=None,
-                      file_changes=None, output=job.output, staging_dir=publication.staging_dir, name=job.name,
+                      change_parts=None, output=job.output, staging_dir=publication.staging_dir, name=job.name,
                       splits=job.splits, config=job.settings, started_at=job.started_at, replaces=publication.replaces,
                       incremental={key: value for key, value in incremental.items() if key not in ("plan", "index_shards")})
     from transforms.publish import _PublishIncremental
@@ -179,15 +183,21 @@ def measure_publish(workdir: Path) -> dict:
                                  records=499, bytes=49_900_000, boxes=1497)
                 for n, entry in enumerate(previous["files"][::400])]
     changes += [state.FileChange("index", shard, f"/staging/{state.index_part_name(shard)}") for shard in range(50)]
+    staging = workdir / "staging"
+    parts = []
+    for shard in sorted({change.shard for change in changes}):  # the writers' parts, one per shard
+        parts.append(state.change_part_path(str(staging), shard))
+        state.write_changes(parts[-1], [change for change in changes if change.shard == shard])
+    del changes
     started = time.perf_counter()
     manifest, moves = state.next_manifest(
         previous, run=RUNS + 1, name="nightly", seed=0, splits="train=0.8,val=0.2", index_shards=INDEX_SHARDS,
-        label_ids={"raccoon": 1}, changes=changes, config={}, class_boxes=state.class_boxes(previous, {}),
+        label_ids={"raccoon": 1}, changes=state.read_changes(parts), config={}, class_boxes=state.class_boxes(previous, {}),
     )
     text = json.dumps(manifest, indent=1) + "\n"
     superseded = state.superseded_names(previous, manifest)
     built = time.perf_counter() - started
-    return {"changes": len(changes), "read_published_s": round(read, 3), "next_manifest_s": round(built, 3),
+    return {"changes": len(moves), "read_published_s": round(read, 3), "next_manifest_s": round(built, 3),
             "files": len(manifest["files"]), "moves": len(moves), "superseded": len(superseded),
             "manifest_mib": round(len(text) / 2**20, 1), "rss_before_mib": base, "rss_after_mib": _rss_now_mib(),
             "peak_rss_mib": _rss_mib()}

@@ -184,7 +184,7 @@ def _output_taken(job, local: bool, runner=None):
     A local run that fails removes its own staging (or finishes its publish, if the journal is in place)
     and releases the lock here; a remote job outlives its launcher, so its publish step releases it.
     """
-    from pipeline.graph import STAGING, Publication, new_staging_dir
+    from pipeline.graph import REPLACED, STAGING, Publication, new_staging_dir
     from pipeline.options import refresh_incremental
     from transforms import lock, paths, storage
     from transforms import manifest as state
@@ -216,7 +216,12 @@ def _output_taken(job, local: bool, runner=None):
         except Exception as error:
             raise UsageError(f"cannot prepare --output {job.output} (finishing an interrupted publish, clearing "
                              f"staging, reading manifest.json): {_one_line(error)}") from None
-        publication = Publication(new_staging_dir(job.output), tuple(replaces), None if local else token)
+        staging_dir = new_staging_dir(job.output)
+        replaced = None
+        if replaces:  # a file, not a list in the graph: publish reads it on the worker
+            replaced = paths.join(staging_dir, REPLACED)
+            storage.write_bytes(replaced, "".join(f"{name}\n" for name in replaces).encode("utf-8"))
+        publication = Publication(staging_dir, replaced, None if local else token)
         yield job, publication
     except Exception as error:
         failure = None if isinstance(error, UsageError) else _failure_line(error, job.output)  # before the clean-up frees a full disk

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from typing import Optional, Tuple
+from typing import Optional
 
 import apache_beam as beam
 
@@ -33,6 +33,7 @@ from transforms.tally import TALLY
 from transforms.write import ALL_SHARDS, DROPPED, FILES, IncrementalPlan, WriteShards, shard_markers
 
 STAGING = ".staging"
+REPLACED = "replaced.txt"  # in the staging folder: the files of the dataset this run replaces
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,7 +41,7 @@ class Publication:
     """Where this run stages its files and what it replaces, decided by the command under OUTPUT/.lock."""
 
     staging_dir: str
-    replaces: Tuple[str, ...] = ()  # OUTPUT-relative files of the dataset in OUTPUT (its manifest's)
+    replaces: Optional[str] = None  # a file naming the OUTPUT-relative files of the dataset OUTPUT holds, one a line
     lock_token: Optional[str] = None  # set when the publish step releases the lock (remote runners)
 
 
@@ -153,7 +154,7 @@ def build_convert_pipeline(
         splits=job.splits,
         config=job.settings,
         started_at=job.started_at,
-        file_changes=written[FILES],
+        change_parts=written[FILES],
         replaces=publication.replaces,
         lock_token=publication.lock_token,
         limits=Limits(job.max_rejected, job.max_deleted),

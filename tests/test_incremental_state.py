@@ -85,7 +85,7 @@ def test_a_manifest_published_by_another_run_meanwhile_is_refused(published):
         plan.live_paths(["r0001-00000-train"])
 
 
-def _publish_dofn(job, replaces=()):
+def _publish_dofn(job, replaces=None):
     from pipeline.graph import new_staging_dir
     from transforms.publish import _PublishIncremental
 
@@ -98,7 +98,10 @@ def _publish_dofn(job, replaces=()):
 
 def test_pickled_publish_does_not_carry_the_previous_manifest(published):
     job, manifest = published
-    publish = _publish_dofn(job, replaces=tuple(state.published_names(manifest)))  # unused when extending
+    replaced = f"{job.output}/replaced.txt"
+    with open(replaced, "w") as handle:
+        handle.writelines(f"{name}\n" for name in state.published_names(manifest))
+    publish = _publish_dofn(job, replaces=replaced)  # unused when extending
     assert len(pickle.dumps(publish)) < PICKLED_LIMIT
     assert publish._previous()["files"] == manifest["files"]  # read on the worker
 
@@ -112,3 +115,30 @@ def test_publish_refuses_a_manifest_another_run_published_meanwhile(published):
         json.dump(dict(manifest, run=manifest["run"] + 1), handle)
     with pytest.raises(PublishFailed, match="started from run 250's"):
         publish._publish({}, [], None, {}, INDEX_SHARDS, [])
+
+
+
+@pytest.mark.parametrize("options", [{}, {"incremental": True, "resplit": True}], ids=["plain", "resplit"])
+def test_a_run_replacing_a_grown_dataset_passes_its_files_as_a_file(published, raccoon, options):
+    """A plain run or --resplit deletes every file of the dataset it replaces: the command writes their
+    names to the staging folder, and publish reads them there, on the worker."""
+    from pipeline.cli import _output_taken
+    from transforms.publish import _Publish, _PublishIncremental
+
+    _, manifest = published
+    output = published[0].output
+    job = resolve_convert({"annotations": [str(raccoon / "annotations")], "images": [str(raccoon / "images")],
+                           "output": output, "name": "ds", "splits": "train=0.8,val=0.2", **options}, [])
+    with _output_taken(job, local=True) as (job, publication):
+        settings = dict(output=job.output, staging_dir=publication.staging_dir, name=job.name, splits=job.splits,
+                        config=job.settings, started_at=job.started_at, replaces=publication.replaces)
+        if job.incremental:
+            incremental = _incremental(job)
+            publish = _PublishIncremental(**settings, **{key: value for key, value in incremental.items()
+                                                        if key not in ("plan", "index_shards")})
+        else:
+            publish = _Publish(**settings)
+        assert len(pickle.dumps(publish)) < PICKLED_LIMIT
+        replaced = list(publish._replaced())
+    assert len(replaced) == LIVE_FILES + INDEX_SHARDS
+    assert replaced[0] == f"{output}/{manifest['files'][0]['file']}"

@@ -242,6 +242,7 @@ TALLIES = ("images_read", "images_written", ("split_images", "train"), ("split_b
 def _check_write_shards(tmp_path, policy, records, images, *, rejected, tallies, duplicates, files):
     """Runs WriteShards over one shard of VOC `records` and `images` ({name: bytes}) and checks its outputs:
     rejections as (source file name, reason, boxes, detail), the TALLIES, duplicate groups, staged files."""
+    from transforms import manifest as state
     from transforms.write import FILES, WriteShards
 
     folder = tmp_path / "images"
@@ -265,7 +266,8 @@ def _check_write_shards(tmp_path, policy, records, images, *, rejected, tallies,
         assert_that(written.tally | beam.CombinePerKey(sum) | beam.Filter(lambda item: item[0] in TALLIES),
                     equal_to(list(tallies.items())), label="tallies")
         assert_that(written.content | FindDuplicates(), equal_to(duplicates), label="duplicates")
-        assert_that(written[FILES] | beam.Map(lambda change: (change.split, change.records, change.boxes)),
+        assert_that(written[FILES] | beam.FlatMap(lambda part: state.read_changes([part]))
+                    | beam.Map(lambda change: (change.split, change.records, change.boxes)),
                     equal_to(files), label="files")
 
 

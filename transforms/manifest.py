@@ -150,9 +150,30 @@ class FileChange:
     boxes: int = 0
 
 
+CHANGES_FOLDER = "changes"  # staging subfolder: one part per shard of its writer's FileChange reports
+
+
+def change_part_path(staging_dir: str, shard: int) -> str:
+    return paths.join(paths.join(staging_dir, CHANGES_FOLDER), f"shard-{shard:05d}.jsonl")
+
+
+def write_changes(path: str, changes: Sequence[FileChange]) -> None:
+    """One writer's reports, a JSON line each: publish reads them a part at a time, no list of every
+    file a run staged travels through the runner."""
+    lines = "".join(json.dumps(dataclasses.asdict(change), sort_keys=True) + "\n" for change in changes)
+    storage.write_bytes(path, lines.encode("utf-8"))
+
+
+def read_changes(parts: Iterable[str]) -> Iterator[FileChange]:
+    """The FileChange reports of the writers' parts (paths), part by part in path order."""
+    for path in sorted(parts):
+        for line in storage.read_bytes(path).decode("utf-8").splitlines():
+            yield FileChange(**json.loads(line))
+
+
 def next_manifest(
     previous: Optional[dict], *, run: int, name: str, seed: int, splits: str, index_shards: int,
-    label_ids: Mapping[str, int], changes: Sequence[FileChange], config: dict,
+    label_ids: Mapping[str, int], changes: Iterable[FileChange], config: dict,
     class_boxes: Optional[Mapping[str, int]] = None,
 ) -> Tuple[dict, List[Tuple[str, str]]]:
     """The new manifest and the (staged path, OUTPUT-relative name) moves that publish it, in order:
@@ -162,17 +183,20 @@ def next_manifest(
     index = list(previous["index"]) if previous else [None] * index_shards
     moves: List[Tuple[str, str]] = []
     by_name = {entry["file"]: entry for entry in files}
-    for change in sorted((c for c in changes if c.kind == "rewritten"), key=lambda c: c.replaces):
+    by_kind = {"rewritten": [], "new": [], "index": []}  # one pass: `changes` may be read from the parts once
+    for change in changes:
+        by_kind[change.kind].append(change)
+    for change in sorted(by_kind["rewritten"], key=lambda c: c.replaces):
         by_name[change.replaces].update(id=change.file_id, records=change.records, bytes=change.bytes, boxes=change.boxes)
         moves.append((change.staged, change.replaces))
     per_split = Counter(entry["split"] for entry in files)  # the next file index of each split
-    for change in sorted((c for c in changes if c.kind == "new"), key=lambda c: (c.split, c.shard)):
+    for change in sorted(by_kind["new"], key=lambda c: (c.split, c.shard)):
         file_name = live_file_name(name, change.split, per_split[change.split])
         per_split[change.split] += 1
         files.append({"id": change.file_id, "file": file_name, "split": change.split, "records": change.records,
                       "bytes": change.bytes, "boxes": change.boxes})
         moves.append((change.staged, file_name))
-    for change in sorted((c for c in changes if c.kind == "index"), key=lambda c: c.shard):
+    for change in sorted(by_kind["index"], key=lambda c: c.shard):
         part = f"{STATE}/r{run:04d}/{index_part_name(change.shard)}"
         index[change.shard] = part
         moves.append((change.staged, part))

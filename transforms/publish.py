@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import apache_beam as beam
 
@@ -114,13 +114,13 @@ def _by_kind(tallies: Mapping, name: str) -> Dict[str, int]:
 FRAME_BYTES = 16  # TFRecord framing around each record: length, its CRC, the data's CRC
 
 
-def check_staged(changes: Sequence[state.FileChange]) -> None:
+def check_staged(changes: Iterable[state.FileChange]) -> None:
     """Every file a writer reported is in the staging folder, exactly as long as its records make it.
 
     A writer on another machine than the staging folder's (a local --output on a multi-host runner), a
     file cut short by a full disk, or one deleted meanwhile is found here, before anything moves.
     """
-    for change in sorted(changes, key=lambda change: change.staged):
+    for change in changes:
         size = storage.size(change.staged)
         expected = None if change.kind == "index" else change.bytes + FRAME_BYTES * change.records
         if size is None:
@@ -138,7 +138,7 @@ def check_staged(changes: Sequence[state.FileChange]) -> None:
 class _Publish(beam.DoFn):
     """A plain run's publish: the dataset replaces the one OUTPUT held (the files its manifest names)."""
 
-    def __init__(self, *, output, staging_dir, name, splits, config, started_at, replaces=(), lock_token=None,
+    def __init__(self, *, output, staging_dir, name, splits, config, started_at, replaces=None, lock_token=None,
                  limits: Limits = Limits()):
         self._limits = limits
         self._output = output
@@ -147,12 +147,14 @@ class _Publish(beam.DoFn):
         self._splits = splits
         self._config = config
         self._started_at = started_at
-        self._replaces = tuple(replaces)  # OUTPUT-relative files of the dataset this run replaces
+        # a file naming the OUTPUT-relative files of the dataset this run replaces, one a line (read on the
+        # worker: it grows with the dataset)
+        self._replaces = replaces
         self._lock_token = lock_token
 
-    def process(self, _, tallies, rejection_parts, duplicates, label_ids, num_shards, changes):
+    def process(self, _, tallies, rejection_parts, duplicates, label_ids, num_shards, change_parts):
         try:
-            yield self._publish(tallies, rejection_parts, duplicates, label_ids, num_shards, changes)
+            yield self._publish(tallies, rejection_parts, duplicates, label_ids, num_shards, change_parts)
         finally:
             if self._lock_token:
                 lock.release(self._output, self._lock_token)
@@ -198,13 +200,19 @@ class _Publish(beam.DoFn):
         raise PublishRefused(f"{reason}; this run's summary and rejections are in {refused}/, the published dataset "
                              "is unchanged")
 
-    def _publish(self, tallies, rejection_parts, duplicates, label_ids, num_shards, changes):
-        check_staged(changes)
+    def _replaced(self) -> Iterator[str]:
+        """The paths of the replaced dataset's files."""
+        if self._replaces:
+            for name in storage.read_bytes(self._replaces).decode("utf-8").splitlines():
+                yield paths.join(self._output, name)
+
+    def _publish(self, tallies, rejection_parts, duplicates, label_ids, num_shards, change_parts):
+        check_staged(state.read_changes(change_parts))
         summary = self._summary(tallies, duplicates, label_ids, num_shards)
         summary["durations"] = {"total_seconds": round(time.time() - self._started_at, 3)}
         self._refuse_if_wrong(summary, rejection_parts)
 
-        reported = {(change.split, change.shard): change for change in changes}
+        reported = {(change.split, change.shard): change for change in state.read_changes(change_parts)}
         files, moves = [], []
         for split in split_names(self._splits, tallies):
             for index in range(num_shards):
@@ -225,9 +233,9 @@ class _Publish(beam.DoFn):
         manifest = state.plain_manifest(name=self._name, seed=self._config["seed"], splits=self._config["splits"],
                                         label_ids=label_ids, files=files, config=self._config)
         self._stage(state.MANIFEST, json.dumps(manifest, indent=1) + "\n")
-        new_names = {file_name for _, file_name in moves}
+        new_paths = {paths.join(self._output, file_name) for _, file_name in moves}
         moves += [(paths.join(self._staging_dir, file_name), file_name) for file_name in metadata + [state.MANIFEST]]
-        deletes = [paths.join(self._output, name) for name in self._replaces if name not in new_names]
+        deletes = [path for path in self._replaced() if path not in new_paths]
         state.publish(self._output, self._staging_dir, moves, deletes=deletes)  # manifest.json last
         self._published()
         return summary
@@ -246,7 +254,7 @@ class _PublishIncremental(_Publish):
 
     def __init__(self, *, previous_run, run, seed, update_changed, run_log, **common):
         if previous_run is not None:  # the replaced dataset's files matter only to a run that starts over
-            common = dict(common, replaces=())
+            common = dict(common, replaces=None)
         super().__init__(**common)
         # The published manifest's run this one extends (None: a first run, or --resplit, which publishes even
         # an empty dataset). The manifest itself is read here, on the worker: it grows with the dataset.
@@ -264,17 +272,17 @@ class _PublishIncremental(_Publish):
         except state.StateMoved as error:
             raise PublishFailed(str(error)) from None
 
-    def _publish(self, tallies, rejection_parts, duplicates, label_ids, num_shards, changes):
+    def _publish(self, tallies, rejection_parts, duplicates, label_ids, num_shards, change_parts):
         previous = self._previous()
-        check_staged(changes)
+        check_staged(state.read_changes(change_parts))
         summary = self._summary(tallies, duplicates, label_ids, num_shards)
         counts = {key: tallies.get(f"incremental_{key}", 0) for key in INCREMENTAL_COUNTS}
         names = split_names(self._splits, tallies)
-        published = previous is None or bool(changes)
+        published = previous is None or bool(change_parts)  # a writer with no change writes no part
         if published:
             manifest, moves = state.next_manifest(
                 previous, run=self._run, name=self._name, seed=self._seed, splits=self._config["splits"],
-                index_shards=num_shards, label_ids=label_ids, changes=changes, config=self._config,
+                index_shards=num_shards, label_ids=label_ids, changes=state.read_changes(change_parts), config=self._config,
                 class_boxes=state.class_boxes(previous, tallies),
             )
         else:
@@ -307,7 +315,7 @@ class _PublishIncremental(_Publish):
             self._stage(state.MANIFEST, json.dumps(manifest, indent=1) + "\n")
             moves = moves + [(paths.join(self._staging_dir, file_name), file_name) for file_name in metadata + [state.MANIFEST]]
             if previous is None:  # a first run or --resplit replaces the dataset there
-                deletes, garbage = [paths.join(self._output, name) for name in self._replaces], []
+                deletes, garbage = list(self._replaced()), []
             else:
                 deletes, garbage = [], [paths.join(self._output, name) for name in state.superseded_names(previous, manifest)]
             state.publish(self._output, self._staging_dir, moves, deletes=deletes, garbage=garbage)  # manifest.json last
@@ -321,11 +329,11 @@ class _PublishIncremental(_Publish):
 class Publish(beam.PTransform):
     """Side inputs in, the published summary out (one element)."""
 
-    def __init__(self, *, tallies, rejection_parts, duplicate_groups, label_ids, num_shards, file_changes,
+    def __init__(self, *, tallies, rejection_parts, duplicate_groups, label_ids, num_shards, change_parts,
                  incremental=None, **settings):
         super().__init__()
         self._inputs = (tallies, rejection_parts, duplicate_groups, label_ids, num_shards)
-        self._file_changes = file_changes  # the writers' FileChange reports
+        self._change_parts = change_parts  # the paths of the writers' parts of FileChange reports
         self._incremental = incremental  # incremental runs: previous_run, run, seed, update_changed, run_log
         self._settings = settings
 
@@ -338,7 +346,7 @@ class Publish(beam.PTransform):
             beam.pvalue.AsSingleton(duplicate_groups | "CountDuplicates" >> beam.CombineGlobally(DuplicateCounts(DUPLICATE_EXAMPLES))),
             beam.pvalue.AsSingleton(label_ids),
             beam.pvalue.AsSingleton(num_shards),
-            beam.pvalue.AsList(self._file_changes),
+            beam.pvalue.AsList(self._change_parts),
         ]
         if self._incremental is None:
             publish = _Publish(**self._settings)

@@ -34,7 +34,7 @@ from transforms.tally import TALLY
 
 CONTENT = "content"  # the image hashes for the duplicate search: an output, and the kind they are spilled as
 DROPPED = "dropped"
-FILES = "files"  # the staged files each writer reports (new; in incremental runs also rewritten, index parts)
+FILES = "files"  # the path of each writer's part of FileChange reports (new files; incremental: rewritten, index)
 ALL_SHARDS = "shards"  # one marker per shard, so every shard's writer runs: incremental runs (deletions), spilled runs
 REWRITE = "rewrite"  # staging subfolder of rewritten live shards
 TARGET_SHARD_BYTES = 100 * 1024 * 1024  # TF's guidance is 100-200 MB; the low end gives more shards to write in parallel
@@ -183,9 +183,13 @@ class _WriteShard(PooledDoFn):
         for group, batches in content_batches(files.hashes):
             for element in send(self._spill, CONTENT, group, batches, marker=True):
                 yield beam.pvalue.TaggedOutput(CONTENT, element)
-        yield from self._new_files(shard, files, plan)
+        changes = list(self._new_files(shard, files, plan))
         if plan:
-            yield from self._update_state(plan, shard, ingested, seen, remove, entries)
+            changes += self._update_state(plan, shard, ingested, seen, remove, entries)
+        if changes:
+            part = state.change_part_path(self._staging_dir, shard)
+            state.write_changes(part, changes)
+            yield beam.pvalue.TaggedOutput(FILES, part)
 
     def _is_to_write(self, plan: IncrementalPlan, previous: Optional[dict], fingerprint: str) -> bool:
         """An incremental run writes what is new, and what changed if --update_changed; counts each kind."""
@@ -202,11 +206,10 @@ class _WriteShard(PooledDoFn):
         """Report each staged file with its records, record bytes and boxes: publish reads none of them back."""
         for split, (records, size, boxes) in sorted(files.counts.items()):
             file_id = state.new_file_id(plan.run, shard, split) if plan else ""
-            yield beam.pvalue.TaggedOutput(FILES, state.FileChange(
-                "new", shard, files.path(split), split, file_id, records=records, bytes=size, boxes=boxes))
+            yield state.FileChange("new", shard, files.path(split), split, file_id, records=records, bytes=size, boxes=boxes)
 
     def _update_state(self, plan: IncrementalPlan, shard, ingested, seen, remove, entries):
-        """Rewrite live shards without removed records, and write this shard's index."""
+        """Rewrite live shards without removed records, and write this shard's index; yields their reports."""
         deleted = sorted(set(ingested) - seen)
         self.count("incremental_deleted", len(deleted))
         if plan.update_changed:
@@ -224,7 +227,7 @@ class _WriteShard(PooledDoFn):
             staged = paths.join(self._staging_dir, state.index_part_name(shard))
             with FileSystems.create(staged, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
                 handle.write(state.format_index(kept).encode("utf-8"))
-            yield beam.pvalue.TaggedOutput(FILES, state.FileChange("index", shard, staged))
+            yield state.FileChange("index", shard, staged)
 
     def _rewrite(self, plan: IncrementalPlan, shard, file_id, live, split, removed_positions, kept):
         """A live shard file ((file name, path) `live`) without the records at `removed_positions`, staged
@@ -247,8 +250,8 @@ class _WriteShard(PooledDoFn):
                     boxes += entry.get("b", 0)
                 records += 1
                 size += len(data)
-        return beam.pvalue.TaggedOutput(FILES, state.FileChange(
-            "rewritten", shard, staged, split, new_id, replaces=file_name, records=records, bytes=size, boxes=boxes))
+        return state.FileChange("rewritten", shard, staged, split, new_id, replaces=file_name, records=records,
+                                bytes=size, boxes=boxes)
 
     def _write_record(self, record: ImageRecord, label_ids, files: _ShardFiles) -> Tuple[Iterable[Rejection], Optional[_Written]]:
         """Reads, checks and writes one record's image: (its rejections, what was written or None).
@@ -329,7 +332,8 @@ class WriteShards(beam.PTransform):
     """{"records", "images"[, "dropped", "shards"]} sharded metadata -> shard files in the staging folder.
 
     With a spill folder (local runs) the records and image files are read from it, and the "shards"
-    markers make every shard's writer run. Outputs rejections, tallies and, for the duplicate search,
+    markers make every shard's writer run. Outputs rejections, tallies, the paths of the writers' parts
+    of FileChange reports (transforms/manifest.py) and, for the duplicate search,
     (group, (second hex digit, packed [(sha256, key)])) batches (transforms/content_groups.py), or one
     marker per group of the spilled ones.
     """
