@@ -11,7 +11,7 @@ Runs the project's `python -m pipeline convert --format voc` once on the cached 
    text chart (one row per --row seconds: a bar of busy cores split by process role, the Beam stage
    the launcher was running, and files written) and drawn as a PNG (--results/profile-N.png).
    Roles: L the launcher (the `python -m pipeline` process), then each cohort of forked workers
-   (processes forked within a second of each other), named by the stage that forked them.
+   (processes first seen within COHORT_GAP s of each other), named by the stage running when they appeared.
 2. Time to the first image written: the first shard file under OUTPUT/.staging with a nonzero size
    (its first buffered block reached the file), and when the published files appeared in OUTPUT.
 3. The launcher's own timeline (the run goes through this script, which starts the command's code in
@@ -51,7 +51,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 BAR_WIDTH = 40  # characters for all cores
-STAGE_COLUMN = 34
+COHORT_GAP = 0.2  # seconds between two workers' first samples that start a new cohort
 
 # --- the child: the project's command in this process, with timestamps -------------------------------
 
@@ -186,7 +186,7 @@ class Sampler(threading.Thread):
         self.interval, self.output = interval, output
         self.stop = threading.Event()
         self.samples = []  # (time, {pid: cpu seconds}, machine busy seconds, staged bytes, published files)
-        self.info = {}  # pid -> (create time, parent pid, command)
+        self.info = {}  # pid -> (first seen by a sample, parent pid, command)
         self.first_staged = None  # time the first shard file under .staging had a nonzero size
         self.first_published = None
         self.cpu_before = time.process_time()
@@ -212,7 +212,9 @@ class Sampler(threading.Thread):
                 times = process.cpu_times()
                 cpu[process.pid] = times.user + times.system
                 if process.pid not in self.info:
-                    self.info[process.pid] = (process.create_time(), process.ppid(), " ".join(process.cmdline()[:4])[:100])
+                    # the time it was first seen, not psutil's create_time: that counts from boot in clock ticks,
+                    # which drifts from time.time() by a fraction of a second
+                    self.info[process.pid] = (now, process.ppid(), " ".join(process.cmdline()[:4])[:100])
             except psutil.Error:
                 continue
         staged = 0
@@ -335,19 +337,20 @@ def analyse(sampler: Sampler, events: list[dict], started: float, ended: float, 
             return bundles[i][2]
         return None
 
-    # roles: the launcher, then cohorts of forked workers named by the stage running when they were forked
+    # roles: the launcher, then cohorts of forked workers (first seen within COHORT_GAP s of each other) named by
+    # the stage running when they were first seen
     root = sampler.root.pid
     cohorts, roles = [], {root: "L launcher"}
     for pid, (created, _, _) in sorted(sampler.info.items(), key=lambda item: item[1][0]):
         if pid == root:
             continue
-        if not cohorts or created - cohorts[-1][-1][1] > 1.0:
+        if not cohorts or created - cohorts[-1][-1][1] > COHORT_GAP:
             cohorts.append([])
         cohorts[-1].append((pid, created))
     letters = "WXYZUV"
     for index, cohort in enumerate(cohorts):
         stage = stage_at(cohort[0][1])
-        label = f"{letters[index % len(letters)]} {len(cohort)} workers forked at {cohort[0][1] - started:.2f} s" + (
+        label = f"{letters[index % len(letters)]} {len(cohort)} workers first seen at {cohort[0][1] - started:.2f} s" + (
             f" in {_phase(stage)} ({_short_stage(stage)})" if stage else "")
         for pid, _ in cohort:
             roles[pid] = label
