@@ -25,7 +25,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from transforms.read import PART_BYTES  # noqa: E402  (the pipeline's part size, so the two never drift)
+from transforms.beam.read import PART_BYTES  # noqa: E402  (the pipeline's part size, so the two never drift)
 
 
 def generate(path: str, images: int, boxes: int, seed: int = 0) -> None:

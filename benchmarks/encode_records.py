@@ -3,7 +3,7 @@
     python benchmarks/encode_records.py [--n 2000]
 
 Encodes the same OD API records for N generated JPEGs two ways, in fresh processes so import costs
-are counted: the project's own writer (transforms.encode + transforms.example: hand-written protobuf
+are counted: the project's own writer (transforms.records.encode + transforms.records.example: hand-written protobuf
 wire format and TFRecord framing) and TensorFlow's (tf.train.Example + tf.io.TFRecordWriter). Prints
 import seconds, per-record microseconds, peak RSS, and checks that both files hold the same records.
 """
@@ -33,8 +33,8 @@ print(json.dumps({{"import_s": imported - started, "per_record_us": 1e6 * (done 
 """
 
 _PROJECT = _COMMON.format(
-    imports="""from transforms.encode import ImagePolicy, encode_record
-from transforms.example import tfrecord_frame
+    imports="""from transforms.records.encode import ImagePolicy, encode_record
+from transforms.records.example import tfrecord_frame
 from transforms.model import Box, ImageRecord""",
     loop="""policy, labels = ImagePolicy(), {"cat": 1, "dog": 2}
 with open(sys.argv[3], "wb") as handle:

@@ -73,7 +73,7 @@ def _part_text(part: int) -> str:
 
 
 def generate(output: Path) -> None:
-    from transforms import manifest as state
+    from transforms.incremental import manifest as state
 
     output.mkdir(parents=True)
     index = []
@@ -112,10 +112,10 @@ def _job(workdir: Path):
 def measure_plan(workdir: Path) -> dict:
     """a) the launch's read of the manifest, the plan, the pickled DoFns, and the per-shard markers."""
     from pipeline.graph import Publication, _incremental, new_staging_dir
-    from transforms import manifest as state
-    from transforms.aggregate import _HashImages
-    from transforms.publish import Publish
-    from transforms.write import _WriteShard, shard_markers
+    from transforms.incremental import manifest as state
+    from transforms.beam.aggregate import _HashImages
+    from transforms.beam.publish import Publish
+    from transforms.beam.write import _WriteShard, shard_markers
 
     base = _rss_now_mib()
     started = time.perf_counter()
@@ -136,7 +136,7 @@ def measure_plan(workdir: Path) -> dict:
                       change_parts=None, output=job.output, staging_dir=publication.staging_dir, name=job.name,
                       splits=job.splits, config=job.settings, started_at=job.started_at, replaces=publication.replaces,
                       incremental={key: value for key, value in incremental.items() if key not in ("plan", "index_shards")})
-    from transforms.publish import _PublishIncremental
+    from transforms.beam.publish import _PublishIncremental
 
     publish_dofn = _PublishIncremental(**publish._settings, **publish._incremental)
     sizes = {name: len(pickle.dumps(dofn)) for name, dofn in
@@ -153,7 +153,7 @@ def measure_plan(workdir: Path) -> dict:
 
 def measure_index_part(workdir: Path) -> dict:
     """b) one shard writer's read of its index part."""
-    from transforms import manifest as state
+    from transforms.incremental import manifest as state
 
     manifest_index = json.loads((workdir / "out" / state.MANIFEST).read_text())["index"]
     path = str(workdir / "out" / manifest_index[1234])
@@ -168,7 +168,7 @@ def measure_index_part(workdir: Path) -> dict:
 
 def measure_publish(workdir: Path) -> dict:
     """c) publish's read of the manifest on the worker and next_manifest with a few hundred changes."""
-    from transforms import manifest as state
+    from transforms.incremental import manifest as state
 
     base = _rss_now_mib()
     output = str(workdir / "out")

@@ -120,12 +120,12 @@ def _local_folders(runner):
     """(progress folder, spill folder) when the workers run on this machine, else (None, None).
 
     The progress line (every few seconds) reads the workers' notes in the first; the per-image metadata
-    waits for its shard in the second (transforms/spill.py), removed when the run ends, however it ends.
+    waits for its shard in the second (transforms/local/spill.py), removed when the run ends, however it ends.
     A remote job's progress is in its runner's UI, and its metadata in the runner's shuffle.
     """
     from pipeline.local_runner import is_local_runner
     from pipeline.progress import ProgressLine
-    from transforms import spill
+    from transforms.local import spill
 
     if not is_local_runner(runner):
         yield None, None
@@ -150,8 +150,8 @@ def _convert(given: dict, beam_args: List[str]) -> int:
     from pipeline.options import is_dry_run, resolve_convert
     from pipeline.console import print_output
     from transforms import paths
-    from transforms.publish import SUMMARY
-    from transforms.read import read_file
+    from transforms.beam.publish import SUMMARY
+    from transforms.beam.read import read_file
 
     job = resolve_convert(given, beam_args)
     options = local_options(job.beam_args)
@@ -186,8 +186,9 @@ def _output_taken(job, local: bool, runner=None):
     """
     from pipeline.graph import REPLACED, STAGING, Publication, new_staging_dir
     from pipeline.options import refresh_incremental
-    from transforms import lock, paths, storage
-    from transforms import manifest as state
+    from transforms import paths, storage
+    from transforms.incremental import lock
+    from transforms.incremental import manifest as state
     from transforms.outcomes import REFUSED
 
     try:
@@ -232,7 +233,7 @@ def _output_taken(job, local: bool, runner=None):
         line, status = failure
         if status == REFUSED[1]:
             from pipeline.hints import refusal_hint
-            from transforms.publish import REFUSED as REFUSED_FOLDER
+            from transforms.beam.publish import REFUSED as REFUSED_FOLDER
 
             hint = refusal_hint(job, paths.join(job.output, REFUSED_FOLDER))
             line += f"; hint: {hint}" if hint else ""
@@ -245,7 +246,7 @@ def _output_taken(job, local: bool, runner=None):
 def _unmanaged_dataset_name(output: str) -> Optional[str]:
     """The name of the dataset in an output written before every run wrote a manifest, from its summary."""
     from transforms import paths, storage
-    from transforms.publish import SUMMARY
+    from transforms.beam.publish import SUMMARY
 
     try:
         return json.loads(storage.read_bytes(paths.join(output, SUMMARY)))["config"]["name"]
@@ -256,7 +257,7 @@ def _unmanaged_dataset_name(output: str) -> Optional[str]:
 def _clean_up_failed_run(output: str, staging_dir: str) -> None:
     """A failed local run leaves the published dataset as it was: a publish whose journal is in place is
     finished (its moves may have begun), else the run's staging is removed. Never raises."""
-    from transforms import manifest as state
+    from transforms.incremental import manifest as state
     from transforms import storage
 
     try:

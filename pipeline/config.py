@@ -17,7 +17,7 @@ from pipeline.errors import UsageError
 def load_config(path: str) -> Dict[str, Any]:
     try:
         if "://" in path:  # gs:// and other Beam filesystems; a local file needs no Beam import
-            from transforms.read import read_file
+            from transforms.beam.read import read_file
 
             text = read_file(path)
         else:

@@ -10,7 +10,7 @@ The command (pipeline/cli.py) takes OUTPUT/.lock, finishes a killed run's publis
 holds before the graph is built; building it touches nothing.
 
 On a local run the metadata is grouped by shard in a spill folder on this machine's disk rather than
-in the runner's memory (transforms/spill.py); the graph is the same.
+in the runner's memory (transforms/local/spill.py); the graph is the same.
 """
 from __future__ import annotations
 
@@ -22,15 +22,15 @@ import apache_beam as beam
 
 from pipeline.options import ConvertJob
 from transforms import paths
-from transforms.aggregate import BuildLabelMap, CountShards, DropDuplicates, FindDuplicates
+from transforms.beam.aggregate import BuildLabelMap, CountShards, DropDuplicates, FindDuplicates
 from transforms.guards import Limits
 from transforms.join import JoinRule
-from transforms.publish import Publish
-from transforms.read import IMAGE_TOTALS, ListImages, ParseAnnotations, ShardImages
-from transforms.rejections import StageRejections
-from transforms.spill import Spill
-from transforms.tally import TALLY
-from transforms.write import ALL_SHARDS, DROPPED, FILES, IncrementalPlan, WriteShards, shard_markers
+from transforms.beam.publish import Publish
+from transforms.beam.read import IMAGE_TOTALS, ListImages, ParseAnnotations, ShardImages
+from transforms.beam.rejections import StageRejections
+from transforms.local.spill import Spill
+from transforms.beam.tally import TALLY
+from transforms.beam.write import ALL_SHARDS, DROPPED, FILES, IncrementalPlan, WriteShards, shard_markers
 
 STAGING = ".staging"
 REPLACED = "replaced.txt"  # in the staging folder: the files of the dataset this run replaces

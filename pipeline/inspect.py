@@ -18,17 +18,10 @@ from typing import Dict, List, Optional, Tuple
 from pipeline.errors import UsageError
 from pipeline.console import print_output
 from pipeline.verify import load_label_map, record_files_or_fail
-from transforms import inspect_report as report
 from transforms import paths, storage
-from transforms.records import (
-    ExampleError,
-    od_record,
-    open_records,
-    parse_example,
-    read_file_text,
-    read_frames,
-    split_order,
-)
+from transforms.records.reader import ExampleError, od_record, parse_example, read_frames, split_order
+from transforms.reports import inspect_report as report
+from transforms.reports.record_files import read_file_text
 
 SUMMARY, REJECTED = "summary.json", "rejected.jsonl"
 REJECTED_SHOWN = 100
@@ -84,7 +77,7 @@ def collect(files, split: Optional[str], samples: int, label_names) -> Collected
         split_stats = stats[record_file.split]
         split_stats.files += 1
         try:
-            with open_records(record_file.path) as stream:
+            with storage.open_records(record_file.path) as stream:
                 for frame in read_frames(stream):
                     _add_frame(frame, record_file, split_stats, heaps[record_file.split], samples, label_names)
         except (OSError, EOFError, zlib.error):  # unreadable, or a .gz that is not gzip: verify says why

@@ -4,7 +4,7 @@ Beam's DirectRunner runs a job in one process by default, which leaves all but o
 multi_processing mode starts fresh worker interpreters that import Beam and exchange every element
 with the runner over gRPC: measured here it was slower than one process (see the README's performance
 section). So a local run hands the parse and write steps' elements to forked worker processes
-(transforms.local_pool), one per core, when the dataset is big enough to repay the forks; the user can
+(transforms.local.pool), one per core, when the dataset is big enough to repay the forks; the user can
 set the number with --local_processes. Other runners already run one worker per core: 1.
 
 A local run also names its engine: Beam's FnApiRunner, which the DirectRunner itself uses, but without
@@ -20,7 +20,7 @@ from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions,
 
 from pipeline.errors import UsageError
 from transforms import storage
-from transforms.read import IMAGE_EXTENSIONS
+from transforms.beam.read import IMAGE_EXTENSIONS
 
 PARALLEL_FROM_IMAGES = 1000
 _DIRECT_RUNNERS = (None, "DirectRunner", "direct")

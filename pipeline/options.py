@@ -23,12 +23,12 @@ from pipeline.errors import UsageError
 from pipeline.local_runner import LocalOptions  # noqa: F401  (registers --local_processes with Beam)
 from pipeline.sources import Source, absolute, as_list, resolve_sources
 from transforms import storage
-from transforms.encode import ImagePolicy
+from transforms.records.encode import ImagePolicy
 from transforms.formats import FORMATS
 from transforms.formats import DEFAULT_MAX_ANNOTATION_BYTES
-from transforms.image_prep import DEFAULT_MAX_PIXELS, EXIF_AUTO, EXIF_MODES, VALIDATE_MODES, VALIDATE_STRUCTURE
+from transforms.images.prep import DEFAULT_MAX_PIXELS, EXIF_AUTO, EXIF_MODES, VALIDATE_MODES, VALIDATE_STRUCTURE
 from transforms.label_map import LabelMapError, parse_label_map
-from transforms.read import read_file
+from transforms.beam.read import read_file
 from transforms.splits import SplitError, Splits, parse_splits
 
 DEFAULTS: Dict[str, Any] = {
@@ -213,7 +213,7 @@ def _incremental_state(settings: Dict[str, Any], output: str, name: str, seed: i
                        label_map_seed: Dict[str, int]) -> Tuple[Optional[Dict[str, Any]], Dict[str, int]]:
     """The published manifest an incremental run extends, checked against this run's settings, and the
     label map seed (the manifest's ids, never renumbered; --label_map may only add to them)."""
-    from transforms.manifest import is_plain, read_manifest
+    from transforms.incremental.manifest import is_plain, read_manifest
 
     if not settings["incremental"]:
         return None, label_map_seed
@@ -409,7 +409,7 @@ def resolve_convert(given: Dict[str, Any], extra_beam_args: List[str]) -> Conver
     started_at = time.time()
     run_log = None
     if settings["incremental"]:
-        from transforms.manifest import run_log_name
+        from transforms.incremental.manifest import run_log_name
 
         run_log = f"{output}/{run_log_name(started_at)}"
     settings.update(

@@ -8,8 +8,8 @@ import threading
 import time
 from typing import Optional, TextIO
 
-from transforms.progress import read_progress
-from transforms.spill import new_held_folder
+from transforms.local.progress import read_progress
+from transforms.local.spill import new_held_folder
 
 EVERY_SECONDS = 5.0
 FOLDER_PREFIX = "od-tfrecords-progress-"
@@ -36,7 +36,7 @@ class ProgressLine:
     """A thread that prints the workers' progress notes every few seconds while the run lasts.
 
     The workers write their notes into `folder`, a temporary folder removed at the end. A run killed
-    outright cannot remove it, so the folder is held as the spill folder is (transforms/spill.py): an
+    outright cannot remove it, so the folder is held as the spill folder is (transforms/local/spill.py): an
     flock on its owner file, released by the kernel when the run's last process exits, and a new
     progress line first removes the folders nobody holds.
     """

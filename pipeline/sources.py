@@ -31,7 +31,7 @@ from transforms import storage
 from transforms.formats import DEFAULT_MAX_ANNOTATION_BYTES, FORMATS, SNIFF_BYTES, AnnotationFormat, ParseContext
 from transforms.formats._xml import SUPPORTED_XML_KINDS, XML_KIND_NAMES, xml_evidence, xml_kinds
 from transforms.paths import relative_to
-from transforms.read import read_file
+from transforms.beam.read import read_file
 from transforms.source_splits import (
     VOC_SPLIT_FILES, KeyResolver, canonical_split, resolving_keys, voc_image_sets,
 )

@@ -13,20 +13,11 @@ from typing import Dict, List, Optional, Tuple
 from pipeline.console import print_output
 from pipeline.errors import UsageError
 from transforms import storage
-from transforms.manifest import journal_path
+from transforms.incremental.manifest import journal_path
 from transforms.label_map import LabelMapError, parse_label_map
-from transforms.records import (
-    BOX_KEYS,
-    ExampleError,
-    RecordFile,
-    find_label_map,
-    find_record_files,
-    open_records,
-    parse_example,
-    read_file_text,
-    read_frames,
-)
-from transforms.verify_checks import ERROR, Finding, Report, Where, check_example
+from transforms.records.reader import BOX_KEYS, ExampleError, parse_example, read_frames
+from transforms.reports.record_files import RecordFile, find_label_map, find_record_files, read_file_text
+from transforms.reports.verify_checks import ERROR, Finding, Report, Where, check_example
 
 
 def add_verify_arguments(parser: argparse.ArgumentParser) -> None:
@@ -85,7 +76,7 @@ def verify_folder(output: str, label_map_path: Optional[str] = None) -> Tuple[Re
         where = Where(record_file.relative, None, record_file.split)
         frames = 0
         try:
-            with open_records(record_file.path) as stream:
+            with storage.open_records(record_file.path) as stream:
                 for frame in read_frames(stream):
                     frames += 1
                     where = Where(record_file.relative, frame.index, record_file.split)

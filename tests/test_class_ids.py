@@ -10,7 +10,7 @@ import pytest
 
 from tests import image_factory
 from tests.conftest import read_examples, run_cli, shard_files
-from transforms.aggregate import BuildLabelMap
+from transforms.beam.aggregate import BuildLabelMap
 from transforms.class_map import MAP_KEY, SOURCE_CLASS
 from transforms.formats import ClassNumbering, ParseContext, context_numbering, parse_annotation_file
 from transforms.formats import coco, cvat, voc, yolo
@@ -244,7 +244,7 @@ def test_incremental_runs_keep_published_ids(tmp_path):
 
 
 def test_handoff_readme_explains_num_classes_when_source_ids_leave_gaps():
-    from transforms.handoff import handoff_readme
+    from transforms.reports.handoff import handoff_readme
 
     summary = {"images_written": 2, "images_rejected": 0, "boxes": {"written": 2},
                "splits": {"train": {"images": 2, "boxes": 2, "shards": 1}},

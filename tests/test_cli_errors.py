@@ -119,7 +119,7 @@ def test_a_beam_switch_set_false_in_a_config_is_passed_on_or_refused(tmp_path):
 
 
 def test_a_spill_folder_that_cannot_be_made_is_one_line(dataset, capsys, monkeypatch):
-    from transforms import spill
+    from transforms.local import spill
 
     def refused():
         raise PermissionError(13, "Permission denied", "/tmp/od-tfrecords-spill-x")

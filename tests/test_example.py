@@ -1,4 +1,4 @@
-"""transforms/example.py and transforms/od_schema.py: the Example wire format, TFRecord framing and the
+"""transforms/records/example.py and transforms/records/od_schema.py: the Example wire format, TFRecord framing and the
 OD API record (DESIGN.md section 3), checked against TensorFlow's own parsers."""
 import hashlib
 import struct
@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from transforms.boxes import NormalizedBox, normalize_boxes
-from transforms.example import (
+from transforms.records.example import (
     bytes_feature,
     encode_example,
     float_feature,
@@ -17,9 +17,9 @@ from transforms.example import (
     tfrecord_frame,
 )
 from transforms.formats import voc
-from transforms.images import ImageInfo, probe_image
+from transforms.images.probe import ImageInfo, probe_image
 from transforms.model import PIXELS, Box, ImageRecord
-from transforms.od_schema import od_example
+from transforms.records.od_schema import od_example
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 

@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import REPO
-from transforms import read
+from transforms.beam import read
 from transforms.formats import FORMATS, ParseContext, _text, csv_format, parse_annotation_file, yolo
 from transforms.model import ITEM_ANNOTATION, ITEM_BOX, ImageRecord, Rejection
 
@@ -165,7 +165,7 @@ def test_csv_not_utf8_names_the_byte_of_the_file():
 _PEAK = textwrap.dedent("""
     import resource, sys
     from transforms.formats import FORMATS, ParseContext, parse_annotation_file
-    from transforms.read import read_file
+    from transforms.beam.read import read_file
     fmt, path = FORMATS[sys.argv[1]], sys.argv[2]
     data = read_file(path)  # as the parse step reads it: the file's bytes, once
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024

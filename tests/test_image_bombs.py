@@ -13,8 +13,8 @@ import pytest
 from PIL import Image
 
 from tests import image_factory as make
-from transforms.image_prep import DEFAULT_MAX_PIXELS, VALIDATE_FULL, VALIDATE_STRUCTURE, prepare_image
-from transforms.images import ImageProblem
+from transforms.images.prep import DEFAULT_MAX_PIXELS, VALIDATE_FULL, VALIDATE_STRUCTURE, prepare_image
+from transforms.images.probe import ImageProblem
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -89,7 +89,7 @@ def test_pillows_own_bomb_check_never_escapes(monkeypatch, fmt, options):
 
 def test_pillows_refusal_is_reported_as_too_large_not_as_a_crash(monkeypatch):
     # Were Pillow's limit still lower than the size (another library lowered it after us), its error is ours.
-    from transforms import image_prep
+    from transforms.images import prep as image_prep
 
     monkeypatch.setattr(image_prep, "_pillow", lambda max_pixels: Image)
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
@@ -101,8 +101,8 @@ _MEASURE = """
 import json, resource, sys
 sys.path.insert(0, {repo!r})
 from tests import image_factory as make
-from transforms.image_prep import prepare_image
-from transforms.images import ImageProblem
+from transforms.images.prep import prepare_image
+from transforms.images.probe import ImageProblem
 
 
 def peak_kb():

@@ -7,8 +7,8 @@ import pytest
 from PIL import Image
 
 from tests import image_factory as make
-from transforms.image_prep import EXIF_APPLY, EXIF_IGNORE, VALIDATE_FULL, VALIDATE_STRUCTURE, prepare_image
-from transforms.images import ImageProblem
+from transforms.images.prep import EXIF_APPLY, EXIF_IGNORE, VALIDATE_FULL, VALIDATE_STRUCTURE, prepare_image
+from transforms.images.probe import ImageProblem
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""transforms/images.py: format, size, channels and orientation from the headers; broken files refused."""
+"""transforms/images/probe.py: format, size, channels and orientation from the headers; broken files refused."""
 import io
 import struct
 
@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from tests import image_factory as make
-from transforms.images import (
+from transforms.images.probe import (
     JPEG_SIGNATURE,
     PNG_SIGNATURE,
     ImageInfo,

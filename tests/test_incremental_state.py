@@ -10,9 +10,9 @@ import pytest
 
 from pipeline.graph import _incremental
 from pipeline.options import resolve_convert
-from transforms import manifest as state
-from transforms.aggregate import _HashImages
-from transforms.write import ALL_SHARDS, _WriteShard, index_part_path, shard_markers
+from transforms.incremental import manifest as state
+from transforms.beam.aggregate import _HashImages
+from transforms.beam.write import ALL_SHARDS, _WriteShard, index_part_path, shard_markers
 
 LIVE_FILES = 20_000
 INDEX_SHARDS = 2_000
@@ -87,7 +87,7 @@ def test_a_manifest_published_by_another_run_meanwhile_is_refused(published):
 
 def _publish_dofn(job, replaces=None):
     from pipeline.graph import new_staging_dir
-    from transforms.publish import _PublishIncremental
+    from transforms.beam.publish import _PublishIncremental
 
     incremental = _incremental(job)
     return _PublishIncremental(
@@ -123,7 +123,7 @@ def test_a_run_replacing_a_grown_dataset_passes_its_files_as_a_file(published, r
     """A plain run or --resplit deletes every file of the dataset it replaces: the command writes their
     names to the staging folder, and publish reads them there, on the worker."""
     from pipeline.cli import _output_taken
-    from transforms.publish import _Publish, _PublishIncremental
+    from transforms.beam.publish import _Publish, _PublishIncremental
 
     _, manifest = published
     output = published[0].output

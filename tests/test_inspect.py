@@ -13,8 +13,8 @@ from conftest import read_examples, run_cli, shard_files
 from image_factory import encode, gradient
 from pipeline.cli import main
 from raccoon_records import raccoon_records
-from transforms.inspect_report import class_colours, contact_sheet
-from transforms.records import ODBox, ODRecord
+from transforms.reports.inspect_report import class_colours, contact_sheet
+from transforms.records.reader import ODBox, ODRecord
 
 
 def edge_fractions(sheet: np.ndarray, rectangle, colour):

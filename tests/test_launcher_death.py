@@ -16,7 +16,7 @@ from PIL import Image
 
 from tests import image_factory as make
 from tests.conftest import REPO
-from transforms import spill
+from transforms.local import spill
 
 pytestmark = pytest.mark.slow
 

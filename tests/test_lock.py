@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from transforms import lock
+from transforms.incremental import lock
 
 
 def _dead_pid() -> int:

@@ -5,9 +5,9 @@ import json
 import subprocess
 import sys
 
-from transforms import manifest as state
+from transforms.incremental import manifest as state
 from transforms.model import Box, ImageRecord
-from transforms.tfds_metadata import dataset_info_json
+from transforms.records.tfds_metadata import dataset_info_json
 
 
 def _record(**changes):
@@ -23,7 +23,7 @@ def test_fingerprint_is_the_annotation_content_only():
 
 
 def test_fingerprint_is_the_same_in_another_process():
-    code = ("from transforms import manifest as m; from transforms.model import Box, ImageRecord; "
+    code = ("from transforms.incremental import manifest as m; from transforms.model import Box, ImageRecord; "
             "print(m.fingerprint(ImageRecord(key='a/b.jpg', source='ann/b.xml', boxes=(Box('cat', 1, 2, 3, 4),), "
             "annotated_size=(10, 20))))")
     other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

@@ -12,9 +12,9 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from tests.conftest import REPO
 from transforms.model import ITEM_BOX, ITEM_IMAGE, Rejection
-from transforms import rejections as rejections_module
-from transforms.rejections import StageRejections, merge_parts
-from transforms.tally import NAMESPACE, TALLY, counters_from, metric_name
+from transforms.beam import rejections as rejections_module
+from transforms.beam.rejections import StageRejections, merge_parts
+from transforms.beam.tally import NAMESPACE, TALLY, counters_from, metric_name
 
 SAMPLE = REPO / "sample_data" / "raccoon"
 

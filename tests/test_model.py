@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from transforms.manifest import fingerprint
+from transforms.incremental.manifest import fingerprint
 from transforms.model import (
     ITEM_BOX, RELATIVE, Box, ImageRecord, Rejection, box_rejections, boxes_given, carried, pack_records, unpack_records,
 )

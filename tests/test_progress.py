@@ -5,7 +5,7 @@ import io
 import time
 
 from pipeline.progress import ProgressLine, format_progress
-from transforms.progress import ProgressNotes, read_progress
+from transforms.local.progress import ProgressNotes, read_progress
 
 
 def test_notes_of_every_worker_add_up(tmp_path):

@@ -18,11 +18,11 @@ from PIL import Image
 from tests import image_factory as make
 from tests.small_datasets import digest, voc_dataset
 from tests.conftest import REPO, read_examples, run_cli
-from transforms import lock
-from transforms import manifest as state
+from transforms.incremental import lock
+from transforms.incremental import manifest as state
 from transforms import storage
 from transforms.outcomes import PublishFailed
-from transforms.publish import check_staged
+from transforms.beam.publish import check_staged
 
 def convert(annotations, images, output, *flags, check_exit=0):
     return run_cli("convert", "--format", "voc", "--annotations", annotations, "--images", images,
@@ -217,7 +217,7 @@ def test_a_staged_shard_cut_short_publishes_nothing(tmp_path):
     published = digest(output)
     cut_after_close = """
         import os
-        from transforms import write
+        from transforms.beam import write
         real_close = write._ShardFiles.close
         def close(self):
             real_close(self)

@@ -14,7 +14,7 @@ from apache_beam.testing.test_pipeline import TestPipeline
 
 from pipeline.graph import build_convert_pipeline
 from pipeline.options import resolve_convert
-from transforms.spill import RECORDS, Spill, gather, send
+from transforms.local.spill import RECORDS, Spill, gather, send
 
 
 def _append_many(folder: str, worker: int) -> None:
@@ -111,7 +111,7 @@ def test_a_spilled_run_writes_the_same_dataset_as_a_shuffled_one(raccoon, tmp_pa
 def test_a_new_folder_clears_those_of_runs_killed_outright(tmp_path, monkeypatch):
     import fcntl
 
-    from transforms import spill
+    from transforms.local import spill
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     killed, running, being_made = (tmp_path / f"{spill.FOLDER_PREFIX}{name}" for name in ("killed", "running", "new"))

@@ -1,4 +1,4 @@
-"""Symbolic links never lead the pipeline out of --images (transforms/read.py `read_image_file`)."""
+"""Symbolic links never lead the pipeline out of --images (transforms/beam/read.py `read_image_file`)."""
 from __future__ import annotations
 
 import json
@@ -9,9 +9,9 @@ import pytest
 
 from tests import image_factory as make
 from tests.conftest import run_cli, read_examples, shard_files
-from transforms.images import ImageProblem
+from transforms.images.probe import ImageProblem
 from transforms.model import ImageRecord
-from transforms.read import read_record_image
+from transforms.beam.read import read_record_image
 
 SECRET = b"TOPSECRET-c0ffee-never-to-be-quoted\n"
 JPEG = make.encode(make.gradient(), "JPEG", quality=90)  # 64 x 48

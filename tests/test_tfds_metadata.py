@@ -13,8 +13,8 @@ import tensorflow as tf
 
 from conftest import voc_boxes
 from raccoon_records import raccoon_records
-from transforms.handoff import handoff_readme
-from transforms.tfds_metadata import DESCRIPTION, FEATURES, dataset_info_json, features_json, od_features
+from transforms.reports.handoff import handoff_readme
+from transforms.records.tfds_metadata import DESCRIPTION, FEATURES, dataset_info_json, features_json, od_features
 
 
 def test_features_json_is_what_tfds_writes_for_the_od_features(tmp_path):

@@ -8,14 +8,14 @@ import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from transforms.aggregate import BuildLabelMap, CountShards, DuplicateCounts, FindDuplicates
+from transforms.beam.aggregate import BuildLabelMap, CountShards, DuplicateCounts, FindDuplicates
 from transforms.formats import FORMATS, ParseContext
 from transforms.join import JoinRule, join_shard, join_source
 from transforms.model import ITEM_ANNOTATION, RELATIVE, Box, ImageRecord, Rejection, pack, pack_records, unpack, unpack_records
-from transforms.read import ListImages, ParseAnnotations, ShardImages, files_per_task
+from transforms.beam.read import ListImages, ParseAnnotations, ShardImages, files_per_task
 from transforms.splits import assign_shard
-from transforms.content_groups import content_batches
-from transforms.write import TARGET_SHARD_BYTES, TARGET_SHARD_IMAGES
+from transforms.beam.content_groups import content_batches
+from transforms.beam.write import TARGET_SHARD_BYTES, TARGET_SHARD_IMAGES
 
 
 def _record(key, source, *labels, size=0):
@@ -200,7 +200,7 @@ def test_yolo_join_matches_by_stem_and_makes_unlabeled_images_negatives():
 def test_a_big_coco_file_is_parsed_in_parts_with_the_same_result(tmp_path, monkeypatch):
     import json
 
-    from transforms import read
+    from transforms.beam import read
 
     images = [{"id": i, "file_name": f"img{i}.jpg", "width": 64, "height": 48} for i in range(40)]
     boxes = [{"id": 100 + i, "image_id": i % 40, "category_id": 1 + i % 2, "bbox": [1, 2, 10, 8]} for i in range(90)]
@@ -242,8 +242,8 @@ TALLIES = ("images_read", "images_written", ("split_images", "train"), ("split_b
 def _check_write_shards(tmp_path, policy, records, images, *, rejected, tallies, duplicates, files):
     """Runs WriteShards over one shard of VOC `records` and `images` ({name: bytes}) and checks its outputs:
     rejections as (source file name, reason, boxes, detail), the TALLIES, duplicate groups, staged files."""
-    from transforms import manifest as state
-    from transforms.write import FILES, WriteShards
+    from transforms.incremental import manifest as state
+    from transforms.beam.write import FILES, WriteShards
 
     folder = tmp_path / "images"
     folder.mkdir()
@@ -290,7 +290,7 @@ NAN_DETAIL = "box 1 (cat): coordinates (1, 1, 20, nan)"
 
 
 def test_the_writer_rejects_an_image_whose_every_box_was_rejected_before_writing_hashing_or_counting_it(tmp_path):
-    from transforms.encode import ImagePolicy
+    from transforms.records.encode import ImagePolicy
 
     records, images = _unlabeled_case()
     _check_write_shards(
@@ -308,7 +308,7 @@ def test_the_writer_rejects_an_image_whose_every_box_was_rejected_before_writing
 
 
 def test_keep_unlabeled_writes_such_an_image_as_a_negative_with_its_box_rejections(tmp_path):
-    from transforms.encode import ImagePolicy
+    from transforms.records.encode import ImagePolicy
 
     records, images = _unlabeled_case()
     _check_write_shards(
@@ -341,7 +341,7 @@ def _parse_rejections_case():
 
 
 def test_the_writer_counts_the_boxes_a_parser_rejected_as_the_images_own(tmp_path):
-    from transforms.encode import ImagePolicy
+    from transforms.records.encode import ImagePolicy
 
     records, images = _parse_rejections_case()
     _check_write_shards(
@@ -363,7 +363,7 @@ def test_the_writer_counts_the_boxes_a_parser_rejected_as_the_images_own(tmp_pat
 
 
 def test_keep_unlabeled_writes_an_image_its_parser_left_no_box_with_its_box_rejections(tmp_path):
-    from transforms.encode import ImagePolicy
+    from transforms.records.encode import ImagePolicy
 
     records, images = _parse_rejections_case()
     _check_write_shards(

@@ -12,7 +12,7 @@ from tests import image_factory as make
 from tests.conftest import read_examples, run_cli, shard_files
 from transforms.boxes import normalize_boxes
 from transforms.class_map import apply_class_map
-from transforms.encode import BOXES_ALL_REJECTED, ImagePolicy, unlabeled_rejection
+from transforms.records.encode import BOXES_ALL_REJECTED, ImagePolicy, unlabeled_rejection
 from transforms.model import ITEM_IMAGE, PIXELS, Box, ImageRecord, Rejection
 
 IMAGE = "/data/images/a.jpg"

@@ -13,8 +13,9 @@ import tensorflow as tf
 from conftest import run_cli, shard_files, voc_boxes
 from pipeline.cli import main
 from raccoon_records import raccoon_records
-from transforms.records import Feature, find_record_files, guess_split, is_record_file, parse_example, read_frames
-from transforms.verify_checks import check_boxes, check_example, check_image
+from transforms.records.reader import Feature, guess_split, is_record_file, parse_example, read_frames
+from transforms.reports.record_files import find_record_files
+from transforms.reports.verify_checks import check_boxes, check_example, check_image
 
 from image_factory import damaged_pngs, encode, gradient
 

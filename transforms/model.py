@@ -58,7 +58,7 @@ class ImageRecord:
     embedded_format: str = ""  # set when the image is not a file but embedded in `source`, in this format
     # (reason, detail) of each of the image's boxes its parser rejected (an unknown class, bad numbers, ...):
     # they travel with the image, so the writer can tell an image that lost every box from a negative
-    # (transforms/encode.py unlabeled_rejection); `box_rejections` makes them Rejections again.
+    # (transforms/records/encode.py unlabeled_rejection); `box_rejections` makes them Rejections again.
     rejected_boxes: Tuple[Tuple[str, str], ...] = ()
 
 

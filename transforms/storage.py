@@ -361,3 +361,8 @@ def remove_empty_folder(folder: str) -> None:
 
 
 use_emulator_without_credentials()  # at import: before the first FileSystems call asks Beam for credentials
+
+
+def open_records(path: str):
+    """A record file's bytes; `.gz` files (some tools compress) are decompressed on the way."""
+    return FileSystems.open(path, compression_type=CompressionTypes.AUTO)

@@ -104,7 +104,7 @@ def too_large(source: str, size: int, context: ParseContext = NO_CONTEXT) -> Opt
 
     Checked on the size the listing gave, before the file is read; a parser's memory grows with what it
     reads (a DOM, a decoded copy), so a whole-file parse is bounded by this. The parts of a file parsed
-    in parts (COCO over transforms.read.PART_BYTES) are exempt: each streams the file and keeps only its share.
+    in parts (COCO over transforms.beam.read.PART_BYTES) are exempt: each streams the file and keeps only its share.
     """
     limit = context.max_annotation_bytes
     if size <= limit:

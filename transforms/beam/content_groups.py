@@ -10,7 +10,7 @@ from collections import defaultdict
 from typing import Iterable, Iterator, List, Optional, Tuple
 
 from transforms.model import pack, unpack
-from transforms.spill import Spill, gather
+from transforms.local.spill import Spill, gather
 
 
 def content_batches(rows: Iterable[tuple]) -> Iterator[Tuple[str, List[Tuple[int, bytes]]]]:

@@ -16,9 +16,9 @@ from typing import Dict, Iterable, List, Mapping, NamedTuple, Optional, Tuple
 
 from PIL import Image
 
-from transforms.image_prep import decode_like_tensorflow
-from transforms.images import ImageProblem, sniff_format
-from transforms.records import BOX_KEYS, Feature, split_order
+from transforms.images.prep import decode_like_tensorflow
+from transforms.images.probe import ImageProblem, sniff_format
+from transforms.records.reader import BOX_KEYS, Feature, split_order
 
 ERROR, NOTE = "error", "note"
 

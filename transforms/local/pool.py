@@ -13,7 +13,7 @@ run one worker per core) the work runs inline and nothing is forked.
 
 The workers die with the process that forked them, even when it is killed outright (SIGKILL, the OOM
 killer): left alive, they would go on burning a core and holding the run's spill folder (its flock,
-transforms/spill.py), so the next run could not reclaim it. See `_started_in_child`.
+transforms/local/spill.py), so the next run could not reclaim it. See `_started_in_child`.
 """
 from __future__ import annotations
 
@@ -34,9 +34,10 @@ import apache_beam as beam
 from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.windowed_value import WindowedValue
 
-from transforms import spill, storage
-from transforms.progress import ProgressNotes
-from transforms.tally import CountingDoFn
+from transforms import storage
+from transforms.local import spill
+from transforms.local.progress import ProgressNotes
+from transforms.beam.tally import CountingDoFn
 
 _DOFNS: Dict[int, "PooledDoFn"] = {}  # what a forked worker finds in its copy of the parent's memory
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
@@ -117,7 +118,7 @@ class PooledDoFn(CountingDoFn):
     """A CountingDoFn whose elements `processes` forked workers may handle; subclasses implement `handle`.
 
     `handle(element, *side_inputs)` yields outputs as `process` would, and may note progress a person
-    watches with `self.note(kind, n)` (written to `progress_dir`, see transforms.progress). Elements
+    watches with `self.note(kind, n)` (written to `progress_dir`, see transforms.local.progress). Elements
     should be coarse (a shard, a batch of files): each costs a round trip to a worker and back.
     """
 

@@ -14,7 +14,7 @@ import io
 import warnings
 from typing import Optional, Tuple
 
-from transforms.images import (
+from transforms.images.probe import (
     ImageInfo,
     ImageProblem,
     declared_size,

@@ -18,19 +18,19 @@ import apache_beam as beam
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
-from transforms import manifest as state
+from transforms.incremental import manifest as state
 from transforms import paths
-from transforms.encode import ImagePolicy, encode_record, unlabeled_rejection
-from transforms.example import tfrecord_frame
-from transforms.images import ImageProblem
+from transforms.records.encode import ImagePolicy, encode_record, unlabeled_rejection
+from transforms.records.example import tfrecord_frame
+from transforms.images.probe import ImageProblem
 from transforms.join import join_shard
-from transforms.local_pool import PooledDoFn
+from transforms.local.pool import PooledDoFn
 from transforms.model import ImageRecord, Rejection, box_rejections
-from transforms.read import REJECTED, read_record_image
-from transforms.content_groups import content_batches
-from transforms.spill import Spill, send, shard_inputs
+from transforms.beam.read import REJECTED, read_record_image
+from transforms.beam.content_groups import content_batches
+from transforms.local.spill import Spill, send, shard_inputs
 from transforms.splits import Splits, assign_split
-from transforms.tally import TALLY
+from transforms.beam.tally import TALLY
 
 CONTENT = "content"  # the image hashes for the duplicate search: an output, and the kind they are spilled as
 DROPPED = "dropped"
@@ -322,7 +322,7 @@ def _rejected(rejections):
 
 
 def _class_texts(data: bytes):
-    from transforms.records import parse_example
+    from transforms.records.reader import parse_example
 
     feature = parse_example(data).get("image/object/class/text")
     return [value.decode("utf-8", "replace") for value in feature.values] if feature and feature.kind == "bytes" else []
@@ -333,8 +333,8 @@ class WriteShards(beam.PTransform):
 
     With a spill folder (local runs) the records and image files are read from it, and the "shards"
     markers make every shard's writer run. Outputs rejections, tallies, the paths of the writers' parts
-    of FileChange reports (transforms/manifest.py) and, for the duplicate search,
-    (group, (second hex digit, packed [(sha256, key)])) batches (transforms/content_groups.py), or one
+    of FileChange reports (transforms/incremental/manifest.py) and, for the duplicate search,
+    (group, (second hex digit, packed [(sha256, key)])) batches (transforms/beam/content_groups.py), or one
     marker per group of the spilled ones.
     """
 

@@ -18,7 +18,7 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 from PIL import Image, ImageDraw, ImageFont
 
-from transforms.records import ODBox, ODRecord
+from transforms.records.reader import ODBox, ODRecord
 
 TILE_WIDTH, TILE_HEIGHT, CAPTION_HEIGHT, COLUMNS = 384, 288, 34, 4
 BOX_LINE = 3

@@ -1,25 +1,21 @@
-"""Reading OD API TFRecords back without TensorFlow: framing with CRC checks, Examples, folders.
+"""Reading OD API TFRecords back without TensorFlow: framing with CRC checks, Examples, record file names.
 
 The reader trusts nothing it reads: a record whose checksum fails, a file cut short, or bytes that are
 not a tf.train.Example come back as a RecordProblem instead of an exception, so one bad record is
 reported and the rest of the file is still read. It works on folders written by any tool (ours, the
-old generate_tfrecord.py, Roboflow, Datumaro, TFDS), local or gs:// (through Beam's FileSystems).
+old generate_tfrecord.py, Roboflow, Datumaro, TFDS). Pure: finding and opening the files is
+transforms/reports/record_files.py's.
 """
 from __future__ import annotations
 
 import dataclasses
-import os
 import posixpath
 import re
 import struct
-from typing import BinaryIO, Dict, Iterator, List, NamedTuple, Optional, Tuple, Union
+from typing import BinaryIO, Dict, Iterator, NamedTuple, Optional, Tuple, Union
 
 import google_crc32c
-from apache_beam.io.filesystem import CompressionTypes
-from apache_beam.io.filesystems import FileSystems
-
-from transforms import paths, storage
-from transforms.example import mask_crc
+from transforms.records.example import mask_crc
 
 _HEADER = struct.Struct("<QI")  # length, masked CRC32C of the length
 _FOOTER = struct.Struct("<I")  # masked CRC32C of the data
@@ -260,13 +256,7 @@ def od_record(features: Dict[str, Feature]) -> ODRecord:
     )
 
 
-# --- Folders of record files ---------------------------------------------------------------------------
-
-
-class RecordFile(NamedTuple):
-    path: str
-    relative: str  # to the folder it was found in
-    split: str
+# --- Record file names -----------------------------------------------------------------------------------
 
 
 def is_record_file(name: str) -> bool:
@@ -290,55 +280,3 @@ def guess_split(relative: str) -> str:
 def split_order(split: str):
     """A sort key: train, then the evaluation splits, then test, then any other split by name."""
     return (_SPLIT_WORDS.index(split) if split in _SPLIT_WORDS else len(_SPLIT_WORDS), split)
-
-
-def _hidden(relative: str) -> bool:
-    """Under a dot-folder, such as a run's `.staging/`, whose files are not (yet) part of the dataset."""
-    return any(part.startswith(".") for part in relative.split("/")[:-1])
-
-
-def list_folder(folder: str) -> List[Tuple[str, str, int]]:
-    """(path, path relative to `folder`, size) of every file below it, hidden folders left out."""
-    listed = []
-    for path, size in storage.matching_files([paths.join(storage.literal(folder), "**")]):
-        relative = paths.relative_to(folder, path)
-        if relative is not None and not _hidden(relative):
-            listed.append((path, relative, size))
-    return sorted(listed)
-
-
-def find_record_files(folder_or_file: str) -> List[RecordFile]:
-    """Every TFRecord file under a folder (or the one file given), with the split its name suggests."""
-    if _is_file(folder_or_file):
-        name = posixpath.basename(folder_or_file)
-        return [RecordFile(folder_or_file, name, guess_split(name))]
-    return [
-        RecordFile(path, relative, guess_split(relative))
-        for path, relative, _ in list_folder(folder_or_file)
-        if is_record_file(posixpath.basename(relative))
-    ]
-
-
-def _is_file(path: str) -> bool:
-    """A file, not a folder; on object stores a prefix is no object, so `exists` says which."""
-    return os.path.isfile(path) if storage.is_local(path) else FileSystems.exists(path)
-
-
-def open_records(path: str) -> BinaryIO:
-    """A record file's bytes; `.gz` files (some tools compress) are decompressed on the way."""
-    return FileSystems.open(path, compression_type=CompressionTypes.AUTO)
-
-
-def read_file_text(path: str) -> str:
-    return storage.read_bytes(path).decode("utf-8", "replace")
-
-
-def find_label_map(folder: str) -> Optional[str]:
-    """`label_map.pbtxt` in the folder, else the first `*label_map*.pbtxt` below it (Roboflow names it
-    `{project}_label_map.pbtxt` in each split folder), else None."""
-    candidates = [
-        (relative.count("/"), relative != "label_map.pbtxt", path)
-        for path, relative, _ in list_folder(folder)
-        if relative.endswith(".pbtxt") and "label_map" in posixpath.basename(relative)
-    ]
-    return min(candidates)[2] if candidates else None

@@ -4,8 +4,8 @@ from __future__ import annotations
 from typing import Mapping, Optional, Sequence
 
 from transforms.boxes import NormalizedBox
-from transforms.example import bytes_feature, example_chunks, float_feature, int64_feature
-from transforms.images import ImageInfo
+from transforms.records.example import bytes_feature, example_chunks, float_feature, int64_feature
+from transforms.images.probe import ImageInfo
 from transforms.model import ImageRecord
 
 _FLOAT32_MAX = 3.4028234663852886e38

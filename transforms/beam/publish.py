@@ -3,7 +3,7 @@ dataset into place.
 
 Shards are written under OUTPUT/.staging/RUN/; only when every file a writer reported is there, whole,
 are the shards, the label map, the rejections and the summary moved over the previous dataset, through
-the journal (transforms/manifest.py), manifest.json last: a run killed at any moment leaves a journal
+the journal (transforms/incremental/manifest.py), manifest.json last: a run killed at any moment leaves a journal
 that the next run finishes, and a reader sees the old dataset or the new one. A run deletes only the
 files its previous manifest named. Releases the run's lock (taken by the command).
 """
@@ -15,19 +15,20 @@ from typing import Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, 
 
 import apache_beam as beam
 
-from transforms import lock, paths, storage
-from transforms.aggregate import DuplicateCounts
-from transforms import manifest as state
+from transforms import paths, storage
+from transforms.incremental import lock
+from transforms.beam.aggregate import DuplicateCounts
+from transforms.incremental import manifest as state
 from transforms.label_map import format_label_map
 from transforms.guards import Limits, refusal
 from transforms.outcomes import PublishFailed, PublishRefused
-from transforms.rejections import PARTS_FOLDER, merge_parts
+from transforms.beam.rejections import PARTS_FOLDER, merge_parts
 from transforms.splits import Splits
-from transforms.handoff import README as HANDOFF_README
-from transforms.handoff import handoff_readme
-from transforms.tfds_metadata import dataset_info_json, features_json
-from transforms.tfds_metadata import DATASET_INFO, FEATURES
-from transforms.write import shard_file_name
+from transforms.reports.handoff import README as HANDOFF_README
+from transforms.reports.handoff import handoff_readme
+from transforms.records.tfds_metadata import dataset_info_json, features_json
+from transforms.records.tfds_metadata import DATASET_INFO, FEATURES
+from transforms.beam.write import shard_file_name
 
 SUMMARY = "summary.json"
 REFUSED = ".refused"  # a refused run's summary and rejections (hidden: no glob of OUTPUT's records sees them)

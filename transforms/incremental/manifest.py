@@ -371,9 +371,9 @@ def run_log_name(started_at: float) -> str:
 
 def read_frames_of(path: str) -> Iterator[bytes]:
     """The records of a live shard file (CRC-checked), for rewriting it without some of them."""
-    from transforms.records import open_records, read_frames
+    from transforms.records.reader import read_frames
 
-    with open_records(path) as stream:
+    with storage.open_records(path) as stream:
         for frame in read_frames(stream):
             if frame.problem is not None:
                 raise ValueError(f"{path}: {frame.problem.detail}")

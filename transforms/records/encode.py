@@ -7,17 +7,17 @@ import hashlib
 from typing import Mapping, Optional
 
 from transforms.boxes import BoxOutcome, describe_rejected, normalize_boxes
-from transforms.image_prep import (
+from transforms.images.prep import (
     DEFAULT_MAX_PIXELS,
     EXIF_AUTO,
     VALIDATE_STRUCTURE,
     PreparedImage,
     prepare_image,
 )
-from transforms.masks import mask_png
+from transforms.records.masks import mask_png
 from transforms.model import ITEM_IMAGE, ImageRecord, Rejection, boxes_given
-from transforms.example import Chunks
-from transforms.od_schema import od_example
+from transforms.records.example import Chunks
+from transforms.records.od_schema import od_example
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,7 +37,7 @@ BOXES_ALL_REJECTED = "image_boxes_all_rejected"
 
 @dataclasses.dataclass(frozen=True)
 class EncodedRecord:
-    example: Chunks  # the serialized tf.train.Example in pieces (see transforms.example)
+    example: Chunks  # the serialized tf.train.Example in pieces (see transforms.records.example)
     sha256: str  # of the record's image bytes: the content that decides the split
     image: PreparedImage
     boxes: BoxOutcome

@@ -28,15 +28,15 @@ from transforms import formats, paths, storage
 from transforms.class_map import ClassMap, apply_class_map, class_map_notes
 from transforms.formats import FORMATS, AnnotationFormat, ClassNumbering, ParseContext, parse_annotation_file
 from transforms.label_map import DECLARED, ZERO_USED
-from transforms.images import ImageProblem
+from transforms.images.probe import ImageProblem
 from transforms.model import (
     ITEM_ANNOTATION, ITEM_BOX, ITEM_IMAGE, Ignored, ImageRecord, Rejection, boxes_given, pack, pack_records, unpack,
 )
 from transforms.join import JoinRule
-from transforms.local_pool import PooledDoFn
-from transforms.spill import IMAGES, LISTING, RECORDS, TASKS, Spill, gather, send
+from transforms.local.pool import PooledDoFn
+from transforms.local.spill import IMAGES, LISTING, RECORDS, TASKS, Spill, gather, send
 from transforms.splits import assign_shard
-from transforms.tally import TALLY
+from transforms.beam.tally import TALLY
 
 REJECTED = "rejected"
 LABELS = "labels"

@@ -8,10 +8,10 @@ from typing import Dict, Optional, Sequence
 
 import apache_beam as beam
 
-from transforms import manifest as state
-from transforms.content_groups import content_batches, copies_by_content
-from transforms.encode import ImagePolicy, image_boxes, is_unlabeled, prepare_record_image
-from transforms.image_prep import VALIDATE_STRUCTURE
+from transforms.incremental import manifest as state
+from transforms.beam.content_groups import content_batches, copies_by_content
+from transforms.records.encode import ImagePolicy, image_boxes, is_unlabeled, prepare_record_image
+from transforms.images.prep import VALIDATE_STRUCTURE
 from transforms.join import JoinRule, join_shard
 from transforms.class_map import class_names_checked
 from transforms.label_map import (
@@ -19,12 +19,12 @@ from transforms.label_map import (
 )
 from transforms.outcomes import UnusableInput
 from transforms.model import Rejection
-from transforms.read import REJECTED, read_record_image
-from transforms.records import split_order
-from transforms.tally import TALLY, CountingDoFn
+from transforms.beam.read import REJECTED, read_record_image
+from transforms.records.reader import split_order
+from transforms.beam.tally import TALLY, CountingDoFn
 from transforms.splits import Splits
-from transforms.spill import Spill, send, shard_inputs
-from transforms.write import CONTENT, IncrementalPlan, auto_num_shards, index_part_path
+from transforms.local.spill import Spill, send, shard_inputs
+from transforms.beam.write import CONTENT, IncrementalPlan, auto_num_shards, index_part_path
 
 HASHES = "hashes"  # --drop_duplicates: every joined image's sha256, grouped like the writers' CONTENT
 
@@ -124,7 +124,7 @@ class DuplicateCounts(beam.CombineFn):
 
     Counts are summed and only the smallest `examples` groups are kept at every step (a bounded
     "smallest N"), so no worker holds every group; the result equals sorting all groups and taking the
-    first N (transforms/publish.py `duplicate_counts`).
+    first N (transforms/beam/publish.py `duplicate_counts`).
     """
 
     KINDS = ("all", "across_splits")
@@ -160,7 +160,7 @@ class DuplicateCounts(beam.CombineFn):
 
 class _HashImages(beam.DoFn):
     """A shard's joined records -> (group, (second hex digit, packed [(sha256, key, images root, source, boxes,
-    shard, source split)])) batches for the duplicate search (transforms/content_groups.py), or one marker per spilled group.
+    shard, source split)])) batches for the duplicate search (transforms/beam/content_groups.py), or one marker per spilled group.
 
     The same content the writer's split uses; the join's rejections are the writer's to report, and so is an
     image that lost every box (its parser's rejections and the box checks'): it is left out, else its

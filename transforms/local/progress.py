@@ -32,7 +32,7 @@ class ProgressNotes:
     def add(self, kind: str, n: int = 1) -> None:
         if self._path is None:
             return
-        if os.getpid() != self._pid:  # a forked worker (transforms.local_pool) keeps notes of its own
+        if os.getpid() != self._pid:  # a forked worker (transforms.local.pool) keeps notes of its own
             self._start()
         self._counts[kind] += n
         if time.monotonic() - self._flushed_at >= FLUSH_SECONDS:

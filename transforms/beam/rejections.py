@@ -21,7 +21,7 @@ from apache_beam.utils.windowed_value import WindowedValue
 
 from transforms import paths
 from transforms.model import Rejection
-from transforms.tally import CountingDoFn
+from transforms.beam.tally import CountingDoFn
 
 PART_ROWS = 10_000  # rejections a bundle holds before it writes them out (~20 MB)
 MERGE_FAN_IN = 256  # parts merged at once; more are merged in rounds (each an open file)

@@ -1,0 +1,1 @@
+"""What OUTPUT holds between runs: manifest.json, the ingested-keys index, the lock and the publish journal."""
