@@ -115,7 +115,8 @@ def measure_plan(workdir: Path) -> dict:
     from transforms.incremental import manifest as state
     from transforms.beam.aggregate import _HashImages
     from transforms.beam.publish import Publish
-    from transforms.beam.write import _WriteShard, shard_markers
+    from transforms.beam.write import _WriteShard
+    from transforms.incremental.plan import shard_markers
 
     base = _rss_now_mib()
     started = time.perf_counter()
@@ -154,13 +155,14 @@ def measure_plan(workdir: Path) -> dict:
 def measure_index_part(workdir: Path) -> dict:
     """b) one shard writer's read of its index part."""
     from transforms.incremental import manifest as state
+    from transforms.incremental.index import read_index_part
 
     manifest_index = json.loads((workdir / "out" / state.MANIFEST).read_text())["index"]
     path = str(workdir / "out" / manifest_index[1234])
     del manifest_index
     base = _rss_now_mib()
     started = time.perf_counter()
-    entries = state.read_index_part(path)
+    entries = read_index_part(path)
     seconds = time.perf_counter() - started
     return {"entries": len(entries), "read_s": round(seconds, 3), "rss_before_mib": base, "rss_after_mib": _rss_now_mib(),
             "peak_rss_mib": _rss_mib()}

@@ -30,7 +30,8 @@ from transforms.beam.read import IMAGE_TOTALS, ListImages, ParseAnnotations, Sha
 from transforms.beam.rejections import StageRejections
 from transforms.local.spill import Spill
 from transforms.beam.tally import TALLY
-from transforms.beam.write import ALL_SHARDS, DROPPED, FILES, IncrementalPlan, WriteShards, shard_markers
+from transforms.beam.write import DROPPED, FILES, WriteShards
+from transforms.incremental.plan import ALL_SHARDS, IncrementalPlan, shard_markers
 
 STAGING = ".staging"
 REPLACED = "replaced.txt"  # in the staging folder: the files of the dataset this run replaces

@@ -12,7 +12,8 @@ from pipeline.graph import _incremental
 from pipeline.options import resolve_convert
 from transforms.incremental import manifest as state
 from transforms.beam.aggregate import _HashImages
-from transforms.beam.write import ALL_SHARDS, _WriteShard, index_part_path, shard_markers
+from transforms.beam.write import _WriteShard
+from transforms.incremental.plan import ALL_SHARDS, index_part_path, shard_markers
 
 LIVE_FILES = 20_000
 INDEX_SHARDS = 2_000

@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 from transforms.incremental import manifest as state
+from transforms.incremental.index import IndexEntry, format_index, parse_index
 from transforms.model import Box, ImageRecord
 from transforms.records.tfds_metadata import dataset_info_json
 
@@ -38,10 +39,18 @@ def test_identity_names_the_root_only_for_merged_sources():
 
 
 def test_index_round_trip_is_sorted_and_stable():
-    entries = {"b": {"k": "b", "fp": "2"}, "a": {"k": "a", "fp": "1"}}
-    text = state.format_index(entries)
-    assert text.splitlines()[0].startswith('{"fp": "1", "k": "a"}'[:10]) and state.parse_index(text) == entries
-    assert state.format_index(state.parse_index(text)) == text
+    entries = {key: IndexEntry(key, f"sha-{key}", f"fp-{key}", "train", "r0001-00000-train", n, boxes=2, size=99)
+               for n, key in enumerate(["b", "a"])}
+    text = format_index(entries)
+    assert text.splitlines()[0] == ('{"b": 2, "file": "r0001-00000-train", "fp": "fp-a", "k": "a", "n": 99, "pos": 1, '
+                                    '"sha": "sha-a", "split": "train"}')
+    assert parse_index(text) == entries and format_index(parse_index(text)) == text
+
+
+def test_index_entries_written_before_boxes_were_kept_read_and_write_back_unchanged():
+    line = '{"file": "r0001-00000-train", "fp": "f", "k": "a", "pos": 0, "sha": "s", "split": "val"}'
+    (entry,) = parse_index(line).values()
+    assert entry.boxes is None and entry.size is None and format_index({"a": entry}) == line + "\n"
 
 
 def _first_manifest():

@@ -24,7 +24,9 @@ from transforms.records.reader import split_order
 from transforms.beam.tally import TALLY, CountingDoFn
 from transforms.splits import Splits
 from transforms.local.spill import Spill, send, shard_inputs
-from transforms.beam.write import CONTENT, IncrementalPlan, auto_num_shards, index_part_path
+from transforms.beam.write import CONTENT, auto_num_shards
+from transforms.incremental.index import read_index_part
+from transforms.incremental.plan import IncrementalPlan, index_part_path
 
 HASHES = "hashes"  # --drop_duplicates: every joined image's sha256, grouped like the writers' CONTENT
 
@@ -178,12 +180,12 @@ class _HashImages(beam.DoFn):
     def process(self, element):
         shard, grouped = element
         plan = self._incremental
-        ingested = state.read_index_part(index_part_path(grouped)) if plan else {}
+        ingested = read_index_part(index_part_path(grouped)) if plan else {}
         rows = []
         for record in join_shard(*shard_inputs(self._spill, shard, grouped), self._rules).records:
             previous = ingested.get(state.identity(record, len(self._rules))) if plan else None
-            if previous is not None and previous["fp"] == state.fingerprint(record):
-                digest = previous["sha"]
+            if previous is not None and previous.fingerprint == state.fingerprint(record):
+                digest = previous.sha256
             else:
                 try:
                     image = prepare_record_image(record, read_record_image(record), self._policy)

@@ -19,6 +19,8 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from transforms.incremental import manifest as state
+from transforms.incremental.index import IndexEntry, format_index, read_index_part
+from transforms.incremental.plan import IncrementalPlan, index_part_path
 from transforms import paths
 from transforms.records.encode import ImagePolicy, encode_record, unlabeled_rejection
 from transforms.records.example import tfrecord_frame
@@ -35,7 +37,6 @@ from transforms.beam.tally import TALLY
 CONTENT = "content"  # the image hashes for the duplicate search: an output, and the kind they are spilled as
 DROPPED = "dropped"
 FILES = "files"  # the path of each writer's part of FileChange reports (new files; incremental: rewritten, index)
-ALL_SHARDS = "shards"  # one marker per shard, so every shard's writer runs: incremental runs (deletions), spilled runs
 REWRITE = "rewrite"  # staging subfolder of rewritten live shards
 TARGET_SHARD_BYTES = 100 * 1024 * 1024  # TF's guidance is 100-200 MB; the low end gives more shards to write in parallel
 # ...and at most about this many images: a writer holds its shard's records in memory (~2 KB each), and
@@ -56,38 +57,6 @@ def auto_num_shards(total_images: int, total_image_bytes: int, splits: Optional[
     by_bytes = math.ceil(total_image_bytes * largest / TARGET_SHARD_BYTES)
     by_images = math.ceil(total_images * largest / TARGET_SHARD_IMAGES)
     return max(1, by_bytes, by_images)
-
-
-@dataclasses.dataclass(frozen=True)
-class IncrementalPlan:
-    """What a shard writer of an incremental run needs to find the published state: a few fields, whatever
-    the dataset's history. Each writer gets its shard's index part path with its shard's marker
-    (`shard_markers`), and a writer that rewrites live files looks their names up in the manifest itself."""
-
-    run: int
-    output: str
-    previous_run: Optional[int]  # the published manifest's run this one extends; None: a first run (or --resplit)
-    update_changed: bool
-
-    def live_paths(self, file_ids) -> Dict[str, Tuple[str, str]]:
-        """file id -> (file name, path) of these live shard files, read from OUTPUT/manifest.json."""
-        names = state.live_file_names(self.output, self.previous_run, file_ids)
-        return {file_id: (name, paths.join(self.output, name)) for file_id, name in names.items()}
-
-
-def shard_markers(num_shards: int, plan: Optional[IncrementalPlan] = None):
-    """(shard, marker) for every shard, so each shard's writer runs. In an incremental run over a published
-    dataset the marker is that shard's index part path (None: no image of it ingested yet), from
-    OUTPUT/manifest.json read here, on a worker: the job carries no list of them."""
-    if plan is None or plan.previous_run is None:
-        return [(shard, None if plan else True) for shard in range(num_shards)]
-    published = state.read_published(plan.output, plan.previous_run)
-    return [(shard, paths.join(plan.output, part) if part else None) for shard, part in enumerate(published["index"])]
-
-
-def index_part_path(grouped) -> Optional[str]:
-    """The index part path a shard's markers carry (see `shard_markers`)."""
-    return next((marker for marker in grouped.get(ALL_SHARDS, ()) if isinstance(marker, str)), None)
 
 
 class _ShardFiles:
@@ -153,7 +122,7 @@ class _WriteShard(PooledDoFn):
         dropped = {tuple(item) for batch in grouped.get(DROPPED, ()) for item in batch}
         files = _ShardFiles(self._staging_dir, self._name, shard, num_shards)
         plan = self._incremental
-        ingested = state.read_index_part(index_part_path(grouped)) if plan else {}
+        ingested = read_index_part(index_part_path(grouped)) if plan else {}
         seen, remove, entries = set(), set(), {}
         try:
             # Sorted, so a shard's bytes do not depend on the order the shuffle delivered its records.
@@ -173,9 +142,9 @@ class _WriteShard(PooledDoFn):
                 yield from _rejected(rejections)
                 self.note("written")
                 if plan and written:
-                    entries[ident] = {"k": ident, "sha": written.sha256, "fp": fingerprint, "split": written.split,
-                                      "b": written.boxes, "n": written.size,
-                                      "file": state.new_file_id(plan.run, shard, written.split), "pos": written.position}
+                    entries[ident] = IndexEntry(ident, written.sha256, fingerprint, written.split,
+                                                file=state.new_file_id(plan.run, shard, written.split),
+                                                position=written.position, boxes=written.boxes, size=written.size)
                     if ident in ingested:
                         remove.add(ident)  # its old record leaves its old shard
         finally:
@@ -191,12 +160,12 @@ class _WriteShard(PooledDoFn):
             state.write_changes(part, changes)
             yield beam.pvalue.TaggedOutput(FILES, part)
 
-    def _is_to_write(self, plan: IncrementalPlan, previous: Optional[dict], fingerprint: str) -> bool:
+    def _is_to_write(self, plan: IncrementalPlan, previous: Optional[IndexEntry], fingerprint: str) -> bool:
         """An incremental run writes what is new, and what changed if --update_changed; counts each kind."""
         if previous is None:
             self.count("incremental_new")
             return True
-        if previous["fp"] == fingerprint:
+        if previous.fingerprint == fingerprint:
             self.count("incremental_unchanged")  # ingested before: its image is not even read
             return False
         self.count("incremental_changed")
@@ -215,18 +184,18 @@ class _WriteShard(PooledDoFn):
         if plan.update_changed:
             remove.update(deleted)
         kept = {ident: entry for ident, entry in ingested.items() if ident not in remove}
-        rewritten = sorted({ingested[ident]["file"] for ident in remove})
+        rewritten = sorted({ingested[ident].file for ident in remove})
         live = plan.live_paths(rewritten) if rewritten else {}  # only this shard's files, from the manifest
         for file_id in rewritten:
-            old = [entry for entry in ingested.values() if entry["file"] == file_id]
-            removed = {entry["pos"] for entry in old if entry["k"] in remove}
-            yield self._rewrite(plan, shard, file_id, live[file_id], old[0]["split"], removed, kept)
+            old = [entry for entry in ingested.values() if entry.file == file_id]
+            removed = {entry.position for entry in old if entry.key in remove}
+            yield self._rewrite(plan, shard, file_id, live[file_id], old[0].split, removed, kept)
         self.count("incremental_removed", len(remove))
         if entries or remove:
             kept.update(entries)
             staged = paths.join(self._staging_dir, state.index_part_name(shard))
             with FileSystems.create(staged, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
-                handle.write(state.format_index(kept).encode("utf-8"))
+                handle.write(format_index(kept).encode("utf-8"))
             yield state.FileChange("index", shard, staged)
 
     def _rewrite(self, plan: IncrementalPlan, shard, file_id, live, split, removed_positions, kept):
@@ -235,7 +204,7 @@ class _WriteShard(PooledDoFn):
         file_name, live_path = live
         new_id = state.rewritten_file_id(plan.run, file_name)
         staged = paths.join(paths.join(self._staging_dir, REWRITE), file_name)
-        by_position = {entry["pos"]: entry for entry in kept.values() if entry["file"] == file_id}
+        by_position = {entry.position: entry for entry in kept.values() if entry.file == file_id}
         records = size = boxes = 0
         with FileSystems.create(staged, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
             for position, data in enumerate(state.read_frames_of(live_path)):
@@ -246,8 +215,8 @@ class _WriteShard(PooledDoFn):
                 handle.writelines(tfrecord_frame((data,)))
                 entry = by_position.get(position)
                 if entry is not None:
-                    entry.update(file=new_id, pos=records)
-                    boxes += entry.get("b", 0)
+                    entry.file, entry.position = new_id, records
+                    boxes += entry.boxes or 0
                 records += 1
                 size += len(data)
         return state.FileChange("rewritten", shard, staged, split, new_id, replaces=file_name, records=records,

@@ -70,28 +70,6 @@ def fingerprint(record: ImageRecord) -> str:
     return hashlib.sha256(json.dumps(content, sort_keys=True, ensure_ascii=True).encode()).hexdigest()[:32]
 
 
-# --- the index: one JSON line per ingested image, one file per shard -------------------------------
-
-
-def parse_index(text: str) -> Dict[str, dict]:
-    entries = {}
-    for line in text.splitlines():
-        if line.strip():
-            entry = json.loads(line)
-            entries[entry["k"]] = entry
-    return entries
-
-
-def format_index(entries: Mapping[str, dict]) -> str:
-    return "".join(json.dumps(entries[key], sort_keys=True, ensure_ascii=False) + "\n" for key in sorted(entries))
-
-
-def read_index_part(path: Optional[str]) -> Dict[str, dict]:
-    if not path:
-        return {}
-    return parse_index(storage.read_bytes(path).decode("utf-8"))
-
-
 # --- the manifest ------------------------------------------------------------------------------------
 
 
