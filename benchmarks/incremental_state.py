@@ -111,11 +111,12 @@ def _job(workdir: Path):
 
 def measure_plan(workdir: Path) -> dict:
     """a) the launch's read of the manifest, the plan, the pickled DoFns, and the per-shard markers."""
-    from pipeline.graph import Publication, _incremental, new_staging_dir
+    from pipeline.graph import Publication, incremental_run, new_staging_dir, publish_target
     from transforms.incremental import manifest as state
     from transforms.beam.aggregate import _HashImages
-    from transforms.beam.publish import Publish
-    from transforms.beam.write import _WriteShard
+    from transforms.beam.publish import _PublishIncremental
+    from transforms.beam.runtime import REMOTE
+    from transforms.beam.write import ShardLayout, _WriteShard
     from transforms.incremental.plan import shard_markers
 
     base = _rss_now_mib()
@@ -123,23 +124,17 @@ def measure_plan(workdir: Path) -> dict:
     job = _job(workdir)  # reads and checks manifest.json, as the command does under the lock
     launch = time.perf_counter() - started
     started = time.perf_counter()
-    incremental = _incremental(job)
-    plan = incremental["plan"]
+    incremental = incremental_run(job)
+    plan = incremental.plan
     # what the command passes: the files of the dataset in OUTPUT (a run that starts over deletes them)
     staging_dir = new_staging_dir(job.output)
     replaced = f"{staging_dir}/replaced.txt"
     os.makedirs(staging_dir)
     Path(replaced).write_text("".join(f"{name}\n" for name in state.replaced_names(job.output, job.manifest, job.name)))
     publication = Publication(staging_dir, replaced)
-    writer = _WriteShard(publication.staging_dir, job.name, job.seed, job.splits, job.image_policy, (), None, plan)
-    hasher = _HashImages(job.image_policy, (), None, plan)
-    publish = Publish(tallies=None, rejection_parts=None, duplicate_groups=None, label_ids=None, num_shards=None,
-                      change_parts=None, output=job.output, staging_dir=publication.staging_dir, name=job.name,
-                      splits=job.splits, config=job.settings, started_at=job.started_at, replaces=publication.replaces,
-                      incremental={key: value for key, value in incremental.items() if key not in ("plan", "index_shards")})
-    from transforms.beam.publish import _PublishIncremental
-
-    publish_dofn = _PublishIncremental(**publish._settings, **publish._incremental)
+    writer = _WriteShard(ShardLayout(staging_dir, job.name, job.seed, job.splits, job.image_policy, ()), plan)
+    hasher = _HashImages(job.image_policy, (), REMOTE.exchange, plan)
+    publish_dofn = _PublishIncremental(publish_target(job, publication), incremental)
     sizes = {name: len(pickle.dumps(dofn)) for name, dofn in
              (("writer", writer), ("hasher", hasher), ("publish", publish_dofn))}
     pickled = time.perf_counter() - started

@@ -9,7 +9,6 @@ import json
 import logging
 import os
 import re
-import shutil
 import sys
 import tempfile
 from typing import List, Optional, Tuple
@@ -115,38 +114,12 @@ def _report(summary: dict, job) -> str:
     return "\n".join(lines)
 
 
-@contextlib.contextmanager
-def _local_folders(runner):
-    """(progress folder, spill folder) when the workers run on this machine, else (None, None).
-
-    The progress line (every few seconds) reads the workers' notes in the first; the per-image metadata
-    waits for its shard in the second (transforms/local/spill.py), removed when the run ends, however it ends.
-    A remote job's progress is in its runner's UI, and its metadata in the runner's shuffle.
-    """
-    from pipeline.local_runner import is_local_runner
-    from pipeline.progress import ProgressLine
-    from transforms.local import spill
-
-    if not is_local_runner(runner):
-        yield None, None
-        return
-    try:
-        spill_dir = spill.new_folder()
-    except OSError as error:
-        raise UsageError(f"cannot make a spill folder in {tempfile.gettempdir()} ({error}): set TMPDIR to a writable folder") from None
-    try:
-        with ProgressLine() as line:
-            yield line.folder, spill_dir
-    finally:
-        shutil.rmtree(spill_dir, ignore_errors=True)
-
-
 def _convert(given: dict, beam_args: List[str]) -> int:
     import apache_beam as beam
     from apache_beam.options.pipeline_options import StandardOptions
 
     from pipeline.graph import build_convert_pipeline
-    from pipeline.local_runner import is_local_runner, local_engine, local_options, local_processes
+    from pipeline.local_runner import is_local_runner, local_engine, local_options, local_processes, local_run
     from pipeline.options import is_dry_run, resolve_convert
     from pipeline.console import print_output
     from transforms import paths
@@ -161,12 +134,11 @@ def _convert(given: dict, beam_args: List[str]) -> int:
 
         print_output(describe_dry_run(job, options))
         return 0
-    local = is_local_runner(runner)
     processes = local_processes(options, [source.images for source in job.sources])
-    with _output_taken(job, local, runner) as (job, publication):
-        with _local_folders(runner) as (progress_dir, spill_dir):
+    with _output_taken(job, is_local_runner(runner), runner) as (job, publication):
+        with local_run(runner, processes) as local:
             with beam.Pipeline(runner=local_engine(options), options=options) as p:
-                build_convert_pipeline(p, job, progress_dir, processes, spill_dir, publication)
+                build_convert_pipeline(p, job, publication, local)
                 # What is imported and built so far lives until exit: out of the collector's sight, collections
                 # during the run walk fewer objects, and forked workers do not copy those pages by touching them.
                 gc.freeze()

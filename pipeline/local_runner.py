@@ -2,8 +2,7 @@
 
 Beam's DirectRunner runs a job in one process by default, which leaves all but one core idle. Its
 multi_processing mode starts fresh worker interpreters that import Beam and exchange every element
-with the runner over gRPC: measured here it was slower than one process (see the README's performance
-section). So a local run hands the parse and write steps' elements to forked worker processes
+with the runner over gRPC: measured here it was slower than one process (see docs/performance.md). So a local run hands the parse and write steps' elements to forked worker processes
 (transforms.local.pool), one per core, when the dataset is big enough to repay the forks; the user can
 set the number with --local_processes. Other runners already run one worker per core: 1.
 
@@ -13,14 +12,19 @@ network call on every run and, where it succeeds, a different engine on a user's
 """
 from __future__ import annotations
 
+import contextlib
 import os
-from typing import Optional, Sequence
+import shutil
+import tempfile
+from typing import Iterator, Optional, Sequence
 
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
 
 from pipeline.errors import UsageError
 from transforms import storage
 from transforms.beam.read import IMAGE_EXTENSIONS
+from transforms.local import spill
+from transforms.local.run import LocalRun
 
 PARALLEL_FROM_IMAGES = 1000
 _DIRECT_RUNNERS = (None, "DirectRunner", "direct")
@@ -105,3 +109,27 @@ def local_processes(options: PipelineOptions, images_roots: Sequence[str], cores
     if not is_local_runner(options.view_as(StandardOptions).runner) or not one_process or cores < 2:
         return 1
     return cores if _at_least(images_roots, PARALLEL_FROM_IMAGES) else 1
+
+
+@contextlib.contextmanager
+def local_run(runner, processes: int) -> Iterator[Optional[LocalRun]]:
+    """The LocalRun (transforms/local/run.py) when the workers run on this machine, else None.
+
+    The progress line (every few seconds) reads the workers' notes in its progress folder; the per-image
+    metadata waits for its shard in its spill folder (transforms/local/spill.py), removed when the run
+    ends, however it ends. A remote job's progress is in its runner's UI, and its metadata in its shuffle.
+    """
+    from pipeline.progress import ProgressLine
+
+    if not is_local_runner(runner):
+        yield None
+        return
+    try:
+        spill_dir = spill.new_folder()
+    except OSError as error:
+        raise UsageError(f"cannot make a spill folder in {tempfile.gettempdir()} ({error}): set TMPDIR to a writable folder") from None
+    try:
+        with ProgressLine() as line:
+            yield LocalRun(spill_dir, line.folder, processes)
+    finally:
+        shutil.rmtree(spill_dir, ignore_errors=True)

@@ -1,4 +1,4 @@
-"""A real GCS-protocol server on 127.0.0.1 for gs:// tests (DESIGN.md section 6).
+"""A real GCS-protocol server on 127.0.0.1 for gs:// tests (docs/design.md section 6).
 
 `gcp-storage-emulator` serves the JSON, upload, download and batch endpoints that Beam's GcsIO uses,
 including the batch copy/delete Beam uses to finalize writes. The server runs in a thread of the test

@@ -1,4 +1,4 @@
-"""End to end: a folder with one file per case of the bad-input policy (DESIGN.md section 5).
+"""End to end: a folder with one file per case of the bad-input policy (docs/design.md section 5).
 
 Each case is rejected with its reason or written with exactly the expected bytes, format and boxes;
 the run exits 0 and its counts add up.

@@ -1,4 +1,4 @@
-"""transforms/boxes.py: validating, clipping and normalizing boxes (DESIGN.md sections 3 and 5)."""
+"""transforms/boxes.py: validating, clipping and normalizing boxes (docs/design.md sections 3 and 5)."""
 import math
 
 import pytest

@@ -1,4 +1,4 @@
-"""Label ids as the source numbers its classes (--class_ids source, the default; DESIGN.md section 2): COCO
+"""Label ids as the source numbers its classes (--class_ids source, the default; docs/design.md section 2): COCO
 category_id, YOLO index + 1, CVAT label order; formats that number nothing sorted by name; --class_ids
 sorted renumbers 1..N by name; --label_map and published ids win; two sources disagreeing end the run."""
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Our COCO records scored as COCO detectors are: every box read back as a perfect detection, evaluated by
-pycocotools' COCOeval against the source instances JSON, must score AP 1.0 (DESIGN.md section 2: the label
+pycocotools' COCOeval against the source instances JSON, must score AP 1.0 (docs/design.md section 2: the label
 id is COCO's category_id). With --class_ids sorted the ids are renumbered 1..N and the same detections score
 far lower, which shows the evaluation can fail."""
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """transforms/records/example.py and transforms/records/od_schema.py: the Example wire format, TFRecord framing and the
-OD API record (DESIGN.md section 3), checked against TensorFlow's own parsers."""
+OD API record (docs/design.md section 3), checked against TensorFlow's own parsers."""
 import hashlib
 import struct
 

@@ -1,4 +1,4 @@
-"""transforms/formats/csv_format.py: the TensorFlow Object Detection CSV (DESIGN.md sections 4 and 5)."""
+"""transforms/formats/csv_format.py: the TensorFlow Object Detection CSV (docs/design.md sections 4 and 5)."""
 import csv
 import io
 

@@ -1,4 +1,4 @@
-"""transforms/formats/cvat.py and _xml.py: CVAT for images 1.1 XML (DESIGN.md sections 4 and 5)."""
+"""transforms/formats/cvat.py and _xml.py: CVAT for images 1.1 XML (docs/design.md sections 4 and 5)."""
 import math
 import xml.etree.ElementTree as ElementTree
 from xml.sax.saxutils import quoteattr

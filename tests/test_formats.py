@@ -1,4 +1,4 @@
-"""transforms/formats: Pascal VOC and COCO parsers and the shared path checks (DESIGN.md section 5)."""
+"""transforms/formats: Pascal VOC and COCO parsers and the shared path checks (docs/design.md section 5)."""
 import json
 from xml.sax.saxutils import escape as xml_escape
 

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from tests.conftest import REPO
 from transforms.beam import read
+from transforms.beam.runtime import REMOTE
 from transforms.formats import FORMATS, ParseContext, _text, csv_format, parse_annotation_file, yolo
 from transforms.model import ITEM_ANNOTATION, ITEM_BOX, ImageRecord, Rejection
 
@@ -42,12 +43,12 @@ VOC = "<annotation><filename>a.jpg</filename></annotation>"  # 51 bytes
 
 
 def _plan(fmt, path):
-    return list(read._PlanParsing(fmt, 0, None).process([str(path)]))
+    return list(read._PlanParsing(fmt, 0, REMOTE.exchange).process([str(path)]))
 
 
 def _parse_step(fmt, context, tasks):
     """The parse step's outputs for planned tasks, as a local run makes them (one process, no spill folder)."""
-    parse = read._ParseAnnotationFiles(fmt, context, {}, 0, 0, None, 1, None)
+    parse = read._ParseAnnotationFiles(fmt, context, {}, 0, 0, REMOTE)
     parse.setup()
     parse.start_bundle()
     return [output for task in tasks for output in parse.handle(task, 1)]

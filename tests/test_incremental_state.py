@@ -8,11 +8,12 @@ import pickle
 
 import pytest
 
-from pipeline.graph import _incremental
+from pipeline.graph import Publication, incremental_run, new_staging_dir, publish_target
 from pipeline.options import resolve_convert
 from transforms.incremental import manifest as state
 from transforms.beam.aggregate import _HashImages
-from transforms.beam.write import _WriteShard
+from transforms.beam.runtime import REMOTE
+from transforms.beam.write import ShardLayout, _WriteShard
 from transforms.incremental.plan import ALL_SHARDS, index_part_path, shard_markers
 
 LIVE_FILES = 20_000
@@ -47,17 +48,18 @@ def published(raccoon, tmp_path):
 
 def test_pickled_writer_does_not_grow_with_the_live_files(published):
     job, manifest = published
-    plan = _incremental(job)["plan"]
+    plan = incremental_run(job).plan
     assert len(pickle.dumps(plan)) < 1024
-    writer = _WriteShard(job.output + "/.staging/x", job.name, job.seed, job.splits, job.image_policy, (), None, plan)
-    hasher = _HashImages(job.image_policy, (), None, plan)
+    layout = ShardLayout(job.output + "/.staging/x", job.name, job.seed, job.splits, job.image_policy, ())
+    writer = _WriteShard(layout, plan)
+    hasher = _HashImages(job.image_policy, (), REMOTE.exchange, plan)
     for dofn in (writer, hasher):
         assert len(pickle.dumps(dofn)) < PICKLED_LIMIT, type(dofn).__name__
 
 
 def test_each_writer_gets_its_index_part_and_looks_up_only_the_files_it_rewrites(published):
     job, manifest = published
-    plan = _incremental(job)["plan"]
+    plan = incremental_run(job).plan
     markers = shard_markers(INDEX_SHARDS, plan)  # read from OUTPUT/manifest.json, on a worker
     assert len(markers) == INDEX_SHARDS
     shard, marker = markers[1234]
@@ -70,14 +72,14 @@ def test_each_writer_gets_its_index_part_and_looks_up_only_the_files_it_rewrites
 
 def test_a_first_run_marks_every_shard_with_no_index(published):
     job, _ = published
-    plan = _incremental(dataclasses.replace(job, manifest=None))["plan"]
+    plan = incremental_run(dataclasses.replace(job, manifest=None)).plan
     assert shard_markers(3, plan) == [(0, None), (1, None), (2, None)]
     assert shard_markers(2) == [(0, True), (1, True)]  # a spilled plain run: markers only
 
 
 def test_a_manifest_published_by_another_run_meanwhile_is_refused(published):
     job, manifest = published
-    plan = _incremental(job)["plan"]
+    plan = incremental_run(job).plan
     with open(f"{job.output}/{state.MANIFEST}", "w") as handle:
         json.dump(dict(manifest, run=manifest["run"] + 1), handle)
     with pytest.raises(state.StateMoved, match="run 251's, but this run started from run 250's"):
@@ -87,14 +89,9 @@ def test_a_manifest_published_by_another_run_meanwhile_is_refused(published):
 
 
 def _publish_dofn(job, replaces=None):
-    from pipeline.graph import new_staging_dir
     from transforms.beam.publish import _PublishIncremental
 
-    incremental = _incremental(job)
-    return _PublishIncremental(
-        output=job.output, staging_dir=new_staging_dir(job.output), name=job.name, splits=job.splits,
-        config=job.settings, started_at=job.started_at, replaces=replaces,
-        **{key: value for key, value in incremental.items() if key not in ("plan", "index_shards")})
+    return _PublishIncremental(publish_target(job, Publication(new_staging_dir(job.output), replaces)), incremental_run(job))
 
 
 def test_pickled_publish_does_not_carry_the_previous_manifest(published):
@@ -131,14 +128,8 @@ def test_a_run_replacing_a_grown_dataset_passes_its_files_as_a_file(published, r
     job = resolve_convert({"annotations": [str(raccoon / "annotations")], "images": [str(raccoon / "images")],
                            "output": output, "name": "ds", "splits": "train=0.8,val=0.2", **options}, [])
     with _output_taken(job, local=True) as (job, publication):
-        settings = dict(output=job.output, staging_dir=publication.staging_dir, name=job.name, splits=job.splits,
-                        config=job.settings, started_at=job.started_at, replaces=publication.replaces)
-        if job.incremental:
-            incremental = _incremental(job)
-            publish = _PublishIncremental(**settings, **{key: value for key, value in incremental.items()
-                                                        if key not in ("plan", "index_shards")})
-        else:
-            publish = _Publish(**settings)
+        target = publish_target(job, publication)
+        publish = _PublishIncremental(target, incremental_run(job)) if job.incremental else _Publish(target)
         assert len(pickle.dumps(publish)) < PICKLED_LIMIT
         replaced = list(publish._replaced())
     assert len(replaced) == LIVE_FILES + INDEX_SHARDS

@@ -215,7 +215,7 @@ def test_parse_decodes_protobuf_escapes():
     assert parse_label_map(text) == ids
 
 
-# --- source_label_map: the ids the sources declare (DESIGN.md section 2) ---------------------------
+# --- source_label_map: the ids the sources declare (docs/design.md section 2) ---------------------------
 
 from transforms.label_map import ClassIdConflict, LabelIds, source_label_map  # noqa: E402
 

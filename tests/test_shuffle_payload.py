@@ -16,6 +16,7 @@ from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
 from pipeline.graph import build_convert_pipeline
+from transforms.local.run import LocalRun
 from pipeline.options import resolve_convert
 from transforms.model import ImageRecord, unpack
 
@@ -119,7 +120,7 @@ def test_a_spilled_run_shuffles_no_record_image_file_or_hash(raccoon, tmp_path):
     job = _raccoon_job(raccoon, tmp_path / "out")
     (tmp_path / "spill").mkdir()
     with TestPipeline() as p:
-        build_convert_pipeline(p, job, spill_dir=str(tmp_path / "spill"))
+        build_convert_pipeline(p, job, local=LocalRun(str(tmp_path / "spill")))
         visitor = _ShuffleInputs()
         p.visit(visitor)
         checked = [label for label in visitor.labels if not label.startswith("Sum/")]

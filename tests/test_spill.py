@@ -14,7 +14,9 @@ from apache_beam.testing.test_pipeline import TestPipeline
 
 from pipeline.graph import build_convert_pipeline
 from pipeline.options import resolve_convert
-from transforms.local.spill import RECORDS, Spill, gather, send
+from transforms.beam.runtime import RECORDS, REMOTE
+from transforms.local.run import LocalRun
+from transforms.local.spill import Spill
 
 
 def _append_many(folder: str, worker: int) -> None:
@@ -51,13 +53,13 @@ def test_a_file_cut_short_fails_loudly(tmp_path):
         list(spill.read(RECORDS, 1))
 
 
-def test_send_emits_without_a_spill_and_spills_with_one(tmp_path):
-    assert send(None, RECORDS, 4, [(1, b"batch"), (2, b"more")]) == [(4, (1, b"batch")), (4, (2, b"more"))]
+def test_send_emits_through_the_runner_and_spills_on_a_local_run(tmp_path):
+    assert REMOTE.exchange.send(RECORDS, 4, [(1, b"batch"), (2, b"more")]) == [(4, (1, b"batch")), (4, (2, b"more"))]
     spill = Spill(str(tmp_path))
-    assert send(spill, RECORDS, 4, [(1, b"batch")]) == []
-    assert send(spill, RECORDS, 4, [(2, b"more"), (3, b"most")], marker=True) == [(4, (0, None))]  # one for both
-    assert gather(spill, RECORDS, 4, [(0, b"inline"), (0, None)]) == [(0, b"inline"), (1, b"batch"), (2, b"more"), (3, b"most")]
-    assert gather(None, RECORDS, 4, [(0, b"inline")]) == [(0, b"inline")]
+    assert spill.send(RECORDS, 4, [(1, b"batch")]) == []
+    assert spill.send(RECORDS, 4, [(2, b"more"), (3, b"most")], marker=True) == [(4, (0, None))]  # one for both
+    assert spill.gather(RECORDS, 4, [(0, b"inline"), (0, None)]) == [(0, b"inline"), (1, b"batch"), (2, b"more"), (3, b"most")]
+    assert REMOTE.exchange.gather(RECORDS, 4, [(0, b"inline")]) == [(0, b"inline")]
 
 
 def _dataset_files(output: Path) -> dict:
@@ -100,7 +102,7 @@ def test_a_spilled_run_writes_the_same_dataset_as_a_shuffled_one(raccoon, tmp_pa
         spill_dir = tmp_path / f"spill-{spilled}"
         spill_dir.mkdir()
         with TestPipeline() as p:
-            build_convert_pipeline(p, job, processes=2 if spilled else 1, spill_dir=str(spill_dir) if spilled else None)
+            build_convert_pipeline(p, job, local=LocalRun(str(spill_dir), processes=2) if spilled else None)
         assert any(spill_dir.iterdir()) == spilled
         outputs[spilled] = _dataset_files(output)
     assert len([name for name in outputs[False] if ".tfrecord-" in name]) >= 6

@@ -1,4 +1,4 @@
-"""transforms/splits.py: --splits parsing and the split/shard assignment (DESIGN.md section 4)."""
+"""transforms/splits.py: --splits parsing and the split/shard assignment (docs/design.md section 4)."""
 import collections
 import os
 import subprocess

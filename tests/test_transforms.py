@@ -8,6 +8,7 @@ import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
+from transforms.beam.runtime import REMOTE, Runtime
 from transforms.beam.aggregate import BuildLabelMap, CountShards, DuplicateCounts, FindDuplicates
 from transforms.formats import FORMATS, ParseContext
 from transforms.join import JoinRule, join_shard, join_source
@@ -213,16 +214,29 @@ def test_a_big_coco_file_is_parsed_in_parts_with_the_same_result(tmp_path, monke
                 for i in range(40)]
     for part_bytes, processes in ((10 ** 9, 1), (path.stat().st_size // 5, 2)):  # whole; six parts on two forks
         monkeypatch.setattr(read, "PART_BYTES", part_bytes)
-        tasks = list(read._PlanParsing(FORMATS["coco"], 0, None).process([str(path)]))
+        tasks = list(read._PlanParsing(FORMATS["coco"], 0, REMOTE.exchange).process([str(path)]))
         assert len(tasks) == (1 if part_bytes > path.stat().st_size else 6)
         with TestPipeline() as p:
             parsed = p | ParseAnnotations(FORMATS["coco"], [str(path)], ParseContext(), class_map={},
-                                          source_index=0, seed=3, num_shards=p | beam.Create([4]), processes=processes)
+                                          source_index=0, seed=3, num_shards=p | beam.Create([4]),
+                                          runtime=_Forking(processes) if processes > 1 else REMOTE)
             records = parsed.records | beam.FlatMap(lambda item: [(item[0], r.key, len(r.boxes)) for r in unpack_records(item[1][1])])
             assert_that(records, equal_to(expected), label="records")
             assert_that(parsed.rejected | beam.Map(lambda r: r.reason), equal_to(["box_unknown_image"]), label="rejected")
             assert_that(parsed.tally | beam.CombinePerKey(sum),
                         equal_to([("annotation_files_read", 1), ("boxes_read", 91)]), label="tally")
+
+
+class _Forking(Runtime):
+    """Elements through the runner's shuffle, as on a remote runner, but handled by forked workers."""
+
+    def __init__(self, processes: int):
+        self._processes = processes
+
+    def workers(self, dofn):
+        from transforms.local.pool import ForkedWorkers
+
+        return ForkedWorkers(dofn, self._processes)
 
 
 def test_one_file_naming_an_image_twice_keeps_the_same_record_whatever_the_order():
@@ -243,7 +257,7 @@ def _check_write_shards(tmp_path, policy, records, images, *, rejected, tallies,
     """Runs WriteShards over one shard of VOC `records` and `images` ({name: bytes}) and checks its outputs:
     rejections as (source file name, reason, boxes, detail), the TALLIES, duplicate groups, staged files."""
     from transforms.incremental import manifest as state
-    from transforms.beam.write import FILES, WriteShards
+    from transforms.beam.write import FILES, ShardLayout, WriteShards
 
     folder = tmp_path / "images"
     folder.mkdir()
@@ -256,11 +270,9 @@ def _check_write_shards(tmp_path, policy, records, images, *, rejected, tallies,
             "records": p | "Records" >> beam.Create([(0, (0, pack_records(records)))]),
             "images": p | "Images" >> beam.Create([(0, (0, pack(sorted((n, len(d)) for n, d in images.items()))))]),
         }
-        written = sharded | WriteShards(
-            staging_dir=str(staging), name="ds", seed=0, splits=(("train", 1.0),), policy=policy,
-            rules=[JoinRule(str(folder), "voc")], num_shards=p | "Shards" >> beam.Create([1]),
-            label_ids=p | "Labels" >> beam.Create([{"cat": 1}]),
-        )
+        layout = ShardLayout(str(staging), "ds", 0, (("train", 1.0),), policy, (JoinRule(str(folder), "voc"),))
+        written = sharded | WriteShards(layout, num_shards=p | "Shards" >> beam.Create([1]),
+                                        label_ids=p | "Labels" >> beam.Create([{"cat": 1}]))
         assert_that(written.rejected | beam.Map(lambda r: (r.source.rsplit("/", 1)[-1], r.reason, r.boxes, r.detail)),
                     equal_to(rejected), label="rejected")
         assert_that(written.tally | beam.CombinePerKey(sum) | beam.Filter(lambda item: item[0] in TALLIES),

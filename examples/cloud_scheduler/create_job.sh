@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Cloud Scheduler -> Dataflow Flex Template, every night at 02:00: the incremental conversion.
-# Build the template first (README, "Run on Dataflow": gcloud dataflow flex-template build ...), replace
+# Build the template first (docs/runners.md: gcloud dataflow flex-template build ...), replace
 # PROJECT, REGION, my-temp-bucket and my-data-bucket in launch_body.json, then run this once.
 # The scheduler's service account needs roles/dataflow.developer and roles/iam.serviceAccountUser on
 # the workers' service account. A launch while last night's job still runs is refused by OUTPUT/.lock

@@ -23,7 +23,7 @@ from transforms.beam.read import REJECTED, read_record_image
 from transforms.records.reader import split_order
 from transforms.beam.tally import TALLY, CountingDoFn
 from transforms.splits import Splits
-from transforms.local.spill import Spill, send, shard_inputs
+from transforms.beam.runtime import REMOTE, Exchange, Runtime
 from transforms.beam.write import CONTENT, auto_num_shards
 from transforms.incremental.index import read_index_part
 from transforms.incremental.plan import IncrementalPlan, index_part_path
@@ -105,15 +105,15 @@ class FindDuplicates(beam.PTransform):
     keys, sorted splits) of each set of images that share their bytes: in more than one split, a leak (only
     splits the source defines can do that: hashed splits follow the bytes)."""
 
-    def __init__(self, spill: Optional[Spill] = None):
+    def __init__(self, runtime: Runtime = REMOTE):
         super().__init__()
-        self._spill = spill
+        self._exchange = runtime.exchange
 
     def expand(self, content):
-        spill = self._spill
+        exchange = self._exchange
 
         def groups(item):
-            for copies in copies_by_content(spill, CONTENT, *item):
+            for copies in copies_by_content(exchange, CONTENT, *item):
                 if len(copies) > 1:
                     yield sorted(key for key, _ in copies), sorted({split for _, split in copies})
 
@@ -170,11 +170,11 @@ class _HashImages(beam.DoFn):
     image ingested before and unchanged since is not read: its hash is in the index.
     """
 
-    def __init__(self, policy: ImagePolicy, rules: Sequence[JoinRule], spill: Optional[Spill],
+    def __init__(self, policy: ImagePolicy, rules: Sequence[JoinRule], exchange: Exchange,
                  incremental: Optional[IncrementalPlan]):
         self._policy = dataclasses.replace(policy, validate=VALIDATE_STRUCTURE)  # the writer validates
         self._rules = tuple(rules)
-        self._spill = spill
+        self._exchange = exchange
         self._incremental = incremental
 
     def process(self, element):
@@ -182,7 +182,7 @@ class _HashImages(beam.DoFn):
         plan = self._incremental
         ingested = read_index_part(index_part_path(grouped)) if plan else {}
         rows = []
-        for record in join_shard(*shard_inputs(self._spill, shard, grouped), self._rules).records:
+        for record in join_shard(*self._exchange.shard_inputs(shard, grouped), self._rules).records:
             previous = ingested.get(state.identity(record, len(self._rules))) if plan else None
             if previous is not None and previous.fingerprint == state.fingerprint(record):
                 digest = previous.sha256
@@ -197,15 +197,15 @@ class _HashImages(beam.DoFn):
             rows.append((digest, record.key, record.images_root, record.source, len(record.boxes), shard,
                          record.source_split or ""))
         for group, batches in content_batches(rows):
-            yield from send(self._spill, HASHES, group, batches, marker=True)
+            yield from self._exchange.send(HASHES, group, batches, marker=True)
 
 
 class _KeepFirst(CountingDoFn):
-    def __init__(self, spill: Optional[Spill]):
-        self._spill = spill
+    def __init__(self, exchange: Exchange):
+        self._exchange = exchange
 
     def process(self, element):
-        for copies in copies_by_content(self._spill, HASHES, *element):
+        for copies in copies_by_content(self._exchange, HASHES, *element):
             # the first of train, val, test (splits the source defines), then by (key, images root)
             (kept_key, *_), *others = sorted(copies, key=lambda copy: (split_order(copy[5]), copy[:2]))
             self.count("duplicate_images_dropped", len(others))
@@ -224,19 +224,19 @@ class DropDuplicates(beam.PTransform):
     The writer skips the keys it is given.
     """
 
-    def __init__(self, policy: ImagePolicy, rules: Sequence[JoinRule], spill: Optional[Spill] = None,
+    def __init__(self, policy: ImagePolicy, rules: Sequence[JoinRule], runtime: Runtime = REMOTE,
                  incremental: Optional[IncrementalPlan] = None):
         super().__init__()
         self._policy = policy
         self._rules = rules
-        self._spill = spill
+        self._exchange = runtime.exchange
         self._incremental = incremental
 
     def expand(self, sharded):
         return (
             sharded
             | "GroupByShard" >> beam.CoGroupByKey()
-            | "Hash" >> beam.ParDo(_HashImages(self._policy, self._rules, self._spill, self._incremental))
+            | "Hash" >> beam.ParDo(_HashImages(self._policy, self._rules, self._exchange, self._incremental))
             | "ByContent" >> beam.GroupByKey()
-            | "KeepFirst" >> beam.ParDo(_KeepFirst(self._spill)).with_outputs(REJECTED, TALLY, main="dropped")
+            | "KeepFirst" >> beam.ParDo(_KeepFirst(self._exchange)).with_outputs(REJECTED, TALLY, main="dropped")
         )

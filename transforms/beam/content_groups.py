@@ -7,10 +7,9 @@ hashes at a time, not a sixteenth.
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Iterable, Iterator, List, Optional, Tuple
+from typing import Iterable, Iterator, List, Tuple
 
 from transforms.model import pack, unpack
-from transforms.local.spill import Spill, gather
 
 
 def content_batches(rows: Iterable[tuple]) -> Iterator[Tuple[str, List[Tuple[int, bytes]]]]:
@@ -22,10 +21,11 @@ def content_batches(rows: Iterable[tuple]) -> Iterator[Tuple[str, List[Tuple[int
         yield group, [(digit, pack(batch)) for digit, batch in sorted(by_group[group].items())]
 
 
-def copies_by_content(spill: Optional[Spill], kind: str, group: str, batches) -> Iterator[List[tuple]]:
-    """The rows (without the sha256) of each sha256 of one group, grouped or spilled, a 256th of the hashes at a time."""
+def copies_by_content(exchange, kind: str, group: str, batches) -> Iterator[List[tuple]]:
+    """The rows (without the sha256) of each sha256 of one group, as `exchange` (transforms/beam/runtime.py)
+    gathers them, a 256th of the hashes at a time."""
     packed_by_digit = defaultdict(list)
-    for digit, packed in gather(spill, kind, group, batches):
+    for digit, packed in exchange.gather(kind, group, batches):
         packed_by_digit[digit].append(packed)
     for digit in sorted(packed_by_digit):
         by_sha256 = defaultdict(list)

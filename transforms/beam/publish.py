@@ -9,6 +9,7 @@ files its previous manifest named. Releases the run's lock (taken by the command
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from typing import Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple
@@ -29,6 +30,7 @@ from transforms.reports.handoff import handoff_readme
 from transforms.records.tfds_metadata import dataset_info_json, features_json
 from transforms.records.tfds_metadata import DATASET_INFO, FEATURES
 from transforms.beam.write import shard_file_name
+from transforms.incremental.plan import IncrementalRun
 
 SUMMARY = "summary.json"
 REFUSED = ".refused"  # a refused run's summary and rejections (hidden: no glob of OUTPUT's records sees them)
@@ -51,7 +53,7 @@ def build_summary(
     splits: Optional[Splits],
     num_shards: int,
 ) -> dict:
-    """summary.json's counts (DESIGN.md section 2) from the steps' tallies (rejections counted as staged)."""
+    """summary.json's counts (docs/design.md section 2) from the steps' tallies (rejections counted as staged)."""
     return {
         "images_read": tallies.get("images_read", 0),
         "images_written": tallies.get("images_written", 0),
@@ -136,22 +138,36 @@ def check_staged(changes: Iterable[state.FileChange]) -> None:
             )
 
 
+@dataclasses.dataclass(frozen=True)
+class PublishTarget:
+    """Where and what a run publishes, decided by the command (pipeline/cli.py) under OUTPUT/.lock."""
+
+    output: str
+    staging_dir: str
+    name: str
+    splits: Optional[Splits]  # None: --splits source
+    config: dict  # the run's settings, kept in summary.json and manifest.json
+    started_at: float
+    # a file naming the OUTPUT-relative files of the dataset this run replaces, one a line (read on the
+    # worker: it grows with the dataset); None: nothing to replace
+    replaces: Optional[str] = None
+    lock_token: Optional[str] = None  # set when the publish step releases the lock (remote runners)
+    limits: Limits = Limits()
+
+
 class _Publish(beam.DoFn):
     """A plain run's publish: the dataset replaces the one OUTPUT held (the files its manifest names)."""
 
-    def __init__(self, *, output, staging_dir, name, splits, config, started_at, replaces=None, lock_token=None,
-                 limits: Limits = Limits()):
-        self._limits = limits
-        self._output = output
-        self._staging_dir = staging_dir
-        self._name = name
-        self._splits = splits
-        self._config = config
-        self._started_at = started_at
-        # a file naming the OUTPUT-relative files of the dataset this run replaces, one a line (read on the
-        # worker: it grows with the dataset)
-        self._replaces = replaces
-        self._lock_token = lock_token
+    def __init__(self, target: PublishTarget):
+        self._limits = target.limits
+        self._output = target.output
+        self._staging_dir = target.staging_dir
+        self._name = target.name
+        self._splits = target.splits
+        self._config = target.config
+        self._started_at = target.started_at
+        self._replaces = target.replaces
+        self._lock_token = target.lock_token
 
     def process(self, _, tallies, rejection_parts, duplicates, label_ids, num_shards, change_parts):
         try:
@@ -253,17 +269,17 @@ class _PublishIncremental(_Publish):
     """An incremental run's publish: new and rewritten shards, index parts and metadata moved into place
     through the journal, manifest.json last; nothing but a run log when nothing changed."""
 
-    def __init__(self, *, previous_run, run, seed, update_changed, run_log, **common):
-        if previous_run is not None:  # the replaced dataset's files matter only to a run that starts over
-            common = dict(common, replaces=None)
-        super().__init__(**common)
+    def __init__(self, target: PublishTarget, incremental: IncrementalRun):
+        if incremental.previous_run is not None:  # the replaced dataset's files matter only to a run that starts over
+            target = dataclasses.replace(target, replaces=None)
+        super().__init__(target)
         # The published manifest's run this one extends (None: a first run, or --resplit, which publishes even
         # an empty dataset). The manifest itself is read here, on the worker: it grows with the dataset.
-        self._previous_run = previous_run
-        self._run = run
-        self._seed = seed
-        self._update_changed = update_changed
-        self._run_log = run_log
+        self._previous_run = incremental.previous_run
+        self._run = incremental.run
+        self._seed = incremental.seed
+        self._update_changed = incremental.update_changed
+        self._run_log = incremental.run_log
 
     def _previous(self) -> Optional[dict]:
         if self._previous_run is None:
@@ -328,29 +344,30 @@ class _PublishIncremental(_Publish):
 
 
 class Publish(beam.PTransform):
-    """Side inputs in, the published summary out (one element)."""
+    """{"tallies": (name, n), "rejection_parts": part file paths, "duplicate_groups": (keys, splits),
+    "label_ids": {name: id} once, "num_shards": n once, "change_parts": the writers' FileChange part paths}
+    -> the published summary (one element).
+    """
 
-    def __init__(self, *, tallies, rejection_parts, duplicate_groups, label_ids, num_shards, change_parts,
-                 incremental=None, **settings):
+    def __init__(self, target: PublishTarget, incremental: Optional[IncrementalRun] = None):
         super().__init__()
-        self._inputs = (tallies, rejection_parts, duplicate_groups, label_ids, num_shards)
-        self._change_parts = change_parts  # the paths of the writers' parts of FileChange reports
-        self._incremental = incremental  # incremental runs: previous_run, run, seed, update_changed, run_log
-        self._settings = settings
+        self._target = target
+        self._incremental = incremental
 
-    def expand(self, pbegin):
-        tallies, rejection_parts, duplicate_groups, label_ids, num_shards = self._inputs
-        # counts and the first examples, combined: no worker holds every set of copies
+    def expand(self, results):
         side_inputs = [
-            beam.pvalue.AsDict(tallies),
-            beam.pvalue.AsList(rejection_parts),
-            beam.pvalue.AsSingleton(duplicate_groups | "CountDuplicates" >> beam.CombineGlobally(DuplicateCounts(DUPLICATE_EXAMPLES))),
-            beam.pvalue.AsSingleton(label_ids),
-            beam.pvalue.AsSingleton(num_shards),
-            beam.pvalue.AsList(self._change_parts),
+            beam.pvalue.AsDict(results["tallies"]),
+            beam.pvalue.AsList(results["rejection_parts"]),
+            # counts and the first examples, combined: no worker holds every set of copies
+            beam.pvalue.AsSingleton(results["duplicate_groups"]
+                                    | "CountDuplicates" >> beam.CombineGlobally(DuplicateCounts(DUPLICATE_EXAMPLES))),
+            beam.pvalue.AsSingleton(results["label_ids"]),
+            beam.pvalue.AsSingleton(results["num_shards"]),
+            beam.pvalue.AsList(results["change_parts"]),
         ]
         if self._incremental is None:
-            publish = _Publish(**self._settings)
+            publish = _Publish(self._target)
         else:
-            publish = _PublishIncremental(**self._settings, **self._incremental)
-        return pbegin | "Once" >> beam.Create([None]) | "Publish" >> beam.ParDo(publish, *side_inputs)
+            publish = _PublishIncremental(self._target, self._incremental)
+        once = results["tallies"].pipeline | "Once" >> beam.Create([None])
+        return once | "Publish" >> beam.ParDo(publish, *side_inputs)

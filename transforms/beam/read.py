@@ -18,7 +18,7 @@ import os
 import posixpath
 import stat
 from collections import defaultdict
-from typing import Callable, Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import Callable, Iterable, Iterator, List, Sequence, Tuple
 
 import apache_beam as beam
 from apache_beam.io.filesystem import CompressionTypes
@@ -33,8 +33,7 @@ from transforms.model import (
     ITEM_ANNOTATION, ITEM_BOX, ITEM_IMAGE, Ignored, ImageRecord, Rejection, boxes_given, pack, pack_records, unpack,
 )
 from transforms.join import JoinRule
-from transforms.local.pool import PooledDoFn
-from transforms.local.spill import IMAGES, LISTING, RECORDS, TASKS, Spill, gather, send
+from transforms.beam.runtime import IMAGES, LISTING, RECORDS, REMOTE, TASKS, Exchange, HandlingDoFn, Runtime
 from transforms.splits import assign_shard
 from transforms.beam.tally import TALLY
 
@@ -145,16 +144,16 @@ class _PlanParsing(beam.DoFn):
     sorts each shard's records.
     """
 
-    def __init__(self, fmt: AnnotationFormat, source_index: int, spill: Optional[Spill]):
+    def __init__(self, fmt: AnnotationFormat, source_index: int, exchange: Exchange):
         self._streamable = fmt.parse_part is not None
         self._source_index = source_index
-        self._spill = spill
+        self._exchange = exchange
 
     def process(self, patterns: Sequence[str]):
         task_files = files_per_task(sum(1 for _ in storage.matching_files(patterns)))
         tasks = self._tasks(storage.matching_files(patterns), task_files)
         for number, task in enumerate(tasks):
-            yield from send(self._spill, TASKS, f"{self._source_index}-{number}", [(0, pack(task))], marker=True)
+            yield from self._exchange.send(TASKS, f"{self._source_index}-{number}", [(0, pack(task))], marker=True)
 
     def _tasks(self, files, task_files: int):
         batch = []
@@ -172,16 +171,15 @@ class _PlanParsing(beam.DoFn):
             yield batch
 
 
-class _ParseAnnotationFiles(PooledDoFn):
+class _ParseAnnotationFiles(HandlingDoFn):
     def __init__(self, fmt: AnnotationFormat, context: ParseContext, class_map: ClassMap, source_index: int,
-                 seed: int, progress_dir: Optional[str], processes: int, spill: Optional[Spill]):
-        super().__init__(processes, progress_dir)
+                 seed: int, runtime: Runtime):
+        super().__init__(runtime)
         self._format = fmt
         self._context = context
         self._class_map = class_map
         self._source_index = source_index
         self._seed = seed
-        self._spill = spill
 
     def handle(self, task, num_shards: int):
         records = []
@@ -190,7 +188,8 @@ class _ParseAnnotationFiles(PooledDoFn):
         from_context = formats.context_numbering(self._format, self._context)  # YOLO: --classes
         if from_context is not None:
             self._number("--classes", from_context, numbering, source_classes)
-        for path, part, parts, size in unpack(_one_payload(self._spill, TASKS, task)):
+        exchange = self._runtime.exchange
+        for path, part, parts, size in unpack(exchange.one_payload(TASKS, task)):
             for item in self._parse(path, part, parts, size, source_classes, numbering):
                 if isinstance(item, ImageRecord):
                     records.append(item)
@@ -198,7 +197,7 @@ class _ParseAnnotationFiles(PooledDoFn):
                     yield item
         self.note("parsed", len(records))
         for shard, batch in shard_batches(records, _record_join_key, self._seed, num_shards):
-            yield from send(self._spill, RECORDS, shard, [(self._source_index, pack_records(batch))])
+            yield from exchange.send(RECORDS, shard, [(self._source_index, pack_records(batch))])
         for label in sorted({box.label for record in records for box in record.boxes if box.label}):
             yield beam.pvalue.TaggedOutput(LABELS, label)
         for note in class_map_notes(source_classes, self._class_map):  # checked by the label map step
@@ -259,13 +258,6 @@ class _ParseAnnotationFiles(PooledDoFn):
                 yield _reject(item)
 
 
-def _one_payload(spill: Optional[Spill], kind: str, element) -> bytes:
-    """The payload of a (key, (tag, payload)) element whose key has one batch: a task's, a listing chunk's."""
-    key, batch = element
-    ((_, payload),) = gather(spill, kind, key, [batch])
-    return payload
-
-
 def _reject(rejection: Rejection):
     return beam.pvalue.TaggedOutput(REJECTED, rejection)
 
@@ -281,13 +273,12 @@ class ParseAnnotations(beam.PTransform):
 
     Matching happens on a worker and the parse tasks are reshuffled, so millions of small VOC files
     (in batches) or the parts of one huge COCO file are parsed in parallel rather than by whichever
-    worker listed them. Records leave already grouped by the shard that will join and write them; with
-    a spill folder (local runs) the batches go there and none is emitted.
+    worker listed them. Records leave already grouped by the shard that will join and write them; on
+    a local run they are spilled (transforms/beam/runtime.py) and none is emitted.
     """
 
     def __init__(self, fmt: AnnotationFormat, patterns: Sequence[str], context: ParseContext, class_map: ClassMap,
-                 *, source_index: int, seed: int, num_shards, progress_dir: Optional[str] = None, processes: int = 1,
-                 spill: Optional[Spill] = None):
+                 *, source_index: int, seed: int, num_shards, runtime: Runtime = REMOTE):
         super().__init__()
         self._format = fmt
         self._patterns = list(patterns)
@@ -296,19 +287,15 @@ class ParseAnnotations(beam.PTransform):
         self._source_index = source_index
         self._seed = seed
         self._num_shards = num_shards  # a singleton PCollection
-        self._progress_dir = progress_dir
-        self._processes = processes
-        self._spill = spill
+        self._runtime = runtime
 
     def expand(self, pbegin):
-        parse = _ParseAnnotationFiles(
-            self._format, self._context, self._class_map, self._source_index, self._seed, self._progress_dir,
-            self._processes, self._spill,
-        )
+        parse = _ParseAnnotationFiles(self._format, self._context, self._class_map, self._source_index, self._seed,
+                                      self._runtime)
         return (
             pbegin
             | "Patterns" >> beam.Create([self._patterns])
-            | "PlanTasks" >> beam.ParDo(_PlanParsing(self._format, self._source_index, self._spill))
+            | "PlanTasks" >> beam.ParDo(_PlanParsing(self._format, self._source_index, self._runtime.exchange))
             | "Spread" >> beam.Reshuffle()
             | "Parse" >> beam.ParDo(parse, beam.pvalue.AsSingleton(self._num_shards)).with_outputs(
                 REJECTED, LABELS, TALLY, main="records"
@@ -317,14 +304,14 @@ class ParseAnnotations(beam.PTransform):
 
 
 class _ListImageFiles(beam.DoFn):
-    def __init__(self, source_index: int, spill: Optional[Spill]):
+    def __init__(self, source_index: int, exchange: Exchange):
         self._source_index = source_index
-        self._spill = spill
+        self._exchange = exchange
 
     def process(self, root: str):
         for number, chunk in enumerate(_image_chunks(root)):
             yield beam.pvalue.TaggedOutput(IMAGE_TOTALS, (len(chunk), sum(size for _, size in chunk)))
-            yield from send(self._spill, LISTING, f"{self._source_index}-{number}", [(0, pack(chunk))], marker=True)
+            yield from self._exchange.send(LISTING, f"{self._source_index}-{number}", [(0, pack(chunk))], marker=True)
 
 
 def _image_chunks(root: str):
@@ -344,37 +331,37 @@ class ListImages(beam.PTransform):
     """Every image file under --images: listing chunks (chunk id, (0, packed [(path relative to it, size in
     bytes)])), or markers of spilled ones, and each chunk's (images, image bytes) (`image_totals`)."""
 
-    def __init__(self, images_root: str, source_index: int = 0, spill: Optional[Spill] = None):
+    def __init__(self, images_root: str, source_index: int = 0, runtime: Runtime = REMOTE):
         super().__init__()
         self._root = images_root
         self._source_index = source_index
-        self._spill = spill
+        self._exchange = runtime.exchange
 
     def expand(self, pbegin):
         return pbegin | "Root" >> beam.Create([self._root]) | "List" >> beam.ParDo(
-            _ListImageFiles(self._source_index, self._spill)
+            _ListImageFiles(self._source_index, self._exchange)
         ).with_outputs(IMAGE_TOTALS, main="chunks")
 
 
 class ShardImages(beam.PTransform):
-    """Listing chunks -> (shard, (source index, packed image files)), sharded by the source's join key; with a
-    spill folder (local runs) the chunks are read from it and the batches go there, and none is emitted."""
+    """Listing chunks -> (shard, (source index, packed image files)), sharded by the source's join key; on a
+    local run the chunks are read from the spill folder and the batches go there, and none is emitted."""
 
-    def __init__(self, rule: JoinRule, *, source_index: int, seed: int, num_shards, spill: Optional[Spill] = None):
+    def __init__(self, rule: JoinRule, *, source_index: int, seed: int, num_shards, runtime: Runtime = REMOTE):
         super().__init__()
         self._rule = rule
         self._source_index = source_index
         self._seed = seed
         self._num_shards = num_shards
-        self._spill = spill
+        self._exchange = runtime.exchange
 
     def expand(self, image_lists):
         join_key = lambda image: self._rule.image_join_key(image[0])
-        index, seed, spill = self._source_index, self._seed, self._spill
+        index, seed, exchange = self._source_index, self._seed, self._exchange
 
         def by_shard(chunk, num_shards):
-            images = unpack(_one_payload(spill, LISTING, chunk))
+            images = unpack(exchange.one_payload(LISTING, chunk))
             for shard, batch in shard_batches(images, join_key, seed, num_shards):
-                yield from send(spill, IMAGES, shard, [(index, pack(batch))])
+                yield from exchange.send(IMAGES, shard, [(index, pack(batch))])
 
         return image_lists | "ByShard" >> beam.FlatMap(by_shard, beam.pvalue.AsSingleton(self._num_shards))

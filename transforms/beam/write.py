@@ -25,12 +25,11 @@ from transforms import paths
 from transforms.records.encode import ImagePolicy, encode_record, unlabeled_rejection
 from transforms.records.example import tfrecord_frame
 from transforms.images.probe import ImageProblem
-from transforms.join import join_shard
-from transforms.local.pool import PooledDoFn
+from transforms.join import JoinRule, join_shard
+from transforms.beam.runtime import REMOTE, HandlingDoFn, Runtime
 from transforms.model import ImageRecord, Rejection, box_rejections
 from transforms.beam.read import REJECTED, read_record_image
 from transforms.beam.content_groups import content_batches
-from transforms.local.spill import Spill, send, shard_inputs
 from transforms.splits import Splits, assign_split
 from transforms.beam.tally import TALLY
 
@@ -95,18 +94,27 @@ class _Written:
     boxes: int
 
 
-class _WriteShard(PooledDoFn):
-    def __init__(self, staging_dir: str, name: str, seed: int, splits: Splits, policy: ImagePolicy, rules,
-                 progress_dir: Optional[str], incremental: Optional[IncrementalPlan] = None, processes: int = 1,
-                 spill: Optional[Spill] = None):
-        super().__init__(processes, progress_dir)
-        self._spill = spill
-        self._policy = policy
-        self._staging_dir = staging_dir
-        self._name = name
-        self._seed = seed
-        self._splits = splits
-        self._rules = rules
+@dataclasses.dataclass(frozen=True)
+class ShardLayout:
+    """What every shard writer writes by: where, under which name, with which splits, seed and image checks."""
+
+    staging_dir: str
+    name: str
+    seed: int
+    splits: Splits
+    policy: ImagePolicy
+    rules: Tuple[JoinRule, ...]  # one per source: how its annotations meet its image files
+
+
+class _WriteShard(HandlingDoFn):
+    def __init__(self, layout: ShardLayout, incremental: Optional[IncrementalPlan] = None, runtime: Runtime = REMOTE):
+        super().__init__(runtime)
+        self._policy = layout.policy
+        self._staging_dir = layout.staging_dir
+        self._name = layout.name
+        self._seed = layout.seed
+        self._splits = layout.splits
+        self._rules = layout.rules
         self._incremental = incremental
 
     def portable(self, element):
@@ -115,7 +123,8 @@ class _WriteShard(PooledDoFn):
 
     def handle(self, element, label_ids: Dict[str, int], num_shards: int):
         shard, grouped = element
-        joined = join_shard(*shard_inputs(self._spill, shard, grouped), self._rules)
+        exchange = self._runtime.exchange
+        joined = join_shard(*exchange.shard_inputs(shard, grouped), self._rules)
         self.count("images_read", joined.images_read)
         for rejection in joined.rejections:
             yield beam.pvalue.TaggedOutput(REJECTED, rejection)
@@ -150,7 +159,7 @@ class _WriteShard(PooledDoFn):
         finally:
             files.close()
         for group, batches in content_batches(files.hashes):
-            for element in send(self._spill, CONTENT, group, batches, marker=True):
+            for element in exchange.send(CONTENT, group, batches, marker=True):
                 yield beam.pvalue.TaggedOutput(CONTENT, element)
         changes = list(self._new_files(shard, files, plan))
         if plan:
@@ -300,19 +309,17 @@ def _class_texts(data: bytes):
 class WriteShards(beam.PTransform):
     """{"records", "images"[, "dropped", "shards"]} sharded metadata -> shard files in the staging folder.
 
-    With a spill folder (local runs) the records and image files are read from it, and the "shards"
+    On a local run the records and image files are read from the spill folder, and the "shards"
     markers make every shard's writer run. Outputs rejections, tallies, the paths of the writers' parts
     of FileChange reports (transforms/incremental/manifest.py) and, for the duplicate search,
     (group, (second hex digit, packed [(sha256, key)])) batches (transforms/beam/content_groups.py), or one
     marker per group of the spilled ones.
     """
 
-    def __init__(self, *, staging_dir, name, seed, splits, policy, rules, num_shards, label_ids, progress_dir=None,
-                 incremental: Optional[IncrementalPlan] = None, processes: int = 1, spill: Optional[Spill] = None):
+    def __init__(self, layout: ShardLayout, *, num_shards, label_ids, incremental: Optional[IncrementalPlan] = None,
+                 runtime: Runtime = REMOTE):
         super().__init__()
-        self._writer = _WriteShard(
-            staging_dir, name, seed, splits, policy, tuple(rules), progress_dir, incremental, processes, spill
-        )
+        self._writer = _WriteShard(layout, incremental, runtime)
         self._num_shards = num_shards  # singleton PCollections: they depend on the data
         self._label_ids = label_ids
 

@@ -45,3 +45,26 @@ def shard_markers(num_shards: int, plan: Optional[IncrementalPlan] = None):
 def index_part_path(grouped) -> Optional[str]:
     """The index part path a shard's markers carry (see `shard_markers`)."""
     return next((marker for marker in grouped.get(ALL_SHARDS, ()) if isinstance(marker, str)), None)
+
+
+@dataclasses.dataclass(frozen=True)
+class IncrementalRun:
+    """What an incremental run's graph needs of the published state, read by the command under the lock."""
+
+    plan: IncrementalPlan  # what the writers and the duplicate hasher get
+    index_shards: Optional[int]  # the published index's shard count, which never changes (None: a first run, --resplit)
+    seed: int
+    run_log: str  # where publish writes this run's summary, also when nothing changed
+
+    @property
+    def run(self) -> int:
+        return self.plan.run
+
+    @property
+    def previous_run(self) -> Optional[int]:
+        """The published manifest's run this one extends: publish reads it again and checks it still is."""
+        return self.plan.previous_run
+
+    @property
+    def update_changed(self) -> bool:
+        return self.plan.update_changed

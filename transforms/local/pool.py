@@ -2,14 +2,14 @@
 
 Beam's DirectRunner runs a job in one Python process by default, so the parse and write steps use
 one core. Its multi_processing mode starts fresh worker interpreters that import Beam and talk to the
-runner over gRPC; measured here, that costs more than the second core gives back (see the README's
-performance section). A PooledDoFn instead hands each element to a small pool of processes forked
-from the running one: they start in milliseconds with everything already imported, each handles
-whole elements (a batch of annotation files, a shard), and their outputs and counts come back to the
-DoFn, which emits them as if it had done the work itself.
+runner over gRPC; measured here, that costs more than the second core gives back (see docs/performance.md).
+ForkedWorkers instead hand each element of a HandlingDoFn (transforms/beam/runtime.py) to a small pool
+of processes forked from the running one: they start in milliseconds with everything already imported,
+each handles whole elements (a batch of annotation files, a shard), and their outputs and counts come
+back to the DoFn, which emits them as if it had done the work itself.
 
-With `processes` <= 1 (the default, and what Dataflow and other distributed runners get: they already
-run one worker per core) the work runs inline and nothing is forked.
+A local run with one process, and every other runner (they already run one worker per core), handle
+elements in place and fork nothing.
 
 The workers die with the process that forked them, even when it is killed outright (SIGKILL, the OOM
 killer): left alive, they would go on burning a core and holding the run's spill folder (its flock,
@@ -28,7 +28,7 @@ import sys
 import tempfile
 import threading
 from concurrent.futures import Future, ProcessPoolExecutor
-from typing import Any, Dict, Iterator, Optional, Tuple
+from typing import Dict, Iterator, Optional, Tuple
 
 import apache_beam as beam
 from apache_beam.transforms.window import GlobalWindow
@@ -36,10 +36,8 @@ from apache_beam.utils.windowed_value import WindowedValue
 
 from transforms import storage
 from transforms.local import spill
-from transforms.local.progress import ProgressNotes
-from transforms.beam.tally import CountingDoFn
 
-_DOFNS: Dict[int, "PooledDoFn"] = {}  # what a forked worker finds in its copy of the parent's memory
+_WORKERS: Dict[int, "ForkedWorkers"] = {}  # what a forked worker finds in its copy of the parent's memory
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
 SPOOL_PREFIX = "od-tfrecords-pool-"  # $TMPDIR folders where forked workers leave their outputs
 
@@ -104,68 +102,41 @@ def _handle_in_child(dofn_id: int, element, side_inputs):
     millions of them (a batch of label files full of bad lines rejects every line), and the parent then
     reads them back one at a time.
     """
-    dofn = _DOFNS[dofn_id]
+    workers = _WORKERS[dofn_id]
+    dofn = workers.dofn
     dofn.start_bundle()  # this element's counts only, not whatever the parent had counted when it forked
-    descriptor, path = tempfile.mkstemp(prefix="outputs-", dir=dofn._spool_dir)
+    descriptor, path = tempfile.mkstemp(prefix="outputs-", dir=workers.spool_dir)
     with open(descriptor, "wb") as spool:
         for output in dofn.handle(element, *side_inputs):
             pickle.dump(output, spool, protocol=pickle.HIGHEST_PROTOCOL)
-    dofn._progress.flush()
-    return path, dofn._counts
+    dofn.flush_notes()
+    return path, dofn.counts
 
 
-class PooledDoFn(CountingDoFn):
-    """A CountingDoFn whose elements `processes` forked workers may handle; subclasses implement `handle`.
+class ForkedWorkers:
+    """A HandlingDoFn's elements handed to `processes` workers forked from this process (the runtime's
+    `workers` on a local run); their outputs and counts come back to the DoFn, which emits them as if it
+    had done the work itself."""
 
-    `handle(element, *side_inputs)` yields outputs as `process` would, and may note progress a person
-    watches with `self.note(kind, n)` (written to `progress_dir`, see transforms.local.progress). Elements
-    should be coarse (a shard, a batch of files): each costs a round trip to a worker and back.
-    """
-
-    def __init__(self, processes: int = 1, progress_dir: Optional[str] = None):
+    def __init__(self, dofn, processes: int):
+        self.dofn = dofn
+        # a run killed outright leaves the folder; the next run removes it (nobody holds it then)
+        self.spool_dir, self._spool_hold = spill.new_held_folder(SPOOL_PREFIX)
+        _WORKERS[id(dofn)] = self
         self._processes = processes
-        self._progress_dir = progress_dir
-
-    def handle(self, element, *side_inputs) -> Iterator[Any]:
-        raise NotImplementedError
-
-    def portable(self, element):
-        """The element as plain Python values a worker can be sent (e.g. a GroupByKey's lazy iterables as lists)."""
-        return element
-
-    def note(self, kind: str, n: int = 1) -> None:
-        self._progress.add(kind, n)
-
-    def setup(self):
-        super().setup()
-        self._progress = ProgressNotes(self._progress_dir)
-        self._pool = None
-        if self._processes > 1:
-            # a run killed outright leaves the folder; the next run removes it (nobody holds it then)
-            self._spool_dir, self._spool_hold = spill.new_held_folder(SPOOL_PREFIX)
-            _DOFNS[id(self)] = self
-            self._pool = ProcessPoolExecutor(
-                self._processes,
-                mp_context=multiprocessing.get_context("fork"),
-                initializer=_started_in_child,
-                initargs=_lifeline(),
-            )
-
-    def start_bundle(self):
-        super().start_bundle()
+        self._pool = ProcessPoolExecutor(
+            processes, mp_context=multiprocessing.get_context("fork"), initializer=_started_in_child, initargs=_lifeline(),
+        )
         self._pending: collections.deque = collections.deque()
 
-    def process(self, element, *side_inputs):
-        if self._pool is None:
-            yield from self.handle(element, *side_inputs)
-            return
-        self._pending.append(self._pool.submit(_handle_in_child, id(self), self.portable(element), side_inputs))
+    def process(self, element, side_inputs) -> Iterator:
+        self._pending.append(self._pool.submit(_handle_in_child, id(self.dofn), self.dofn.portable(element), side_inputs))
         while len(self._pending) > 2 * self._processes:  # bounded: finished work does not pile up in memory
             yield from self._collect(self._pending.popleft())
 
     def _collect(self, future: Future):
         path, counts = future.result()
-        self._counts.update(counts)
+        self.dofn.counts.update(counts)
         try:
             with open(path, "rb") as spool:
                 while True:
@@ -177,7 +148,8 @@ class PooledDoFn(CountingDoFn):
         finally:
             os.remove(path)
 
-    def finish_bundle(self):
+    def finish(self) -> Iterator:
+        """What is still pending, as windowed values: finish_bundle's outputs carry their window."""
         window = GlobalWindow()
         while self._pending:
             for output in self._collect(self._pending.popleft()):
@@ -185,13 +157,9 @@ class PooledDoFn(CountingDoFn):
                     yield beam.pvalue.TaggedOutput(output.tag, WindowedValue(output.value, window.max_timestamp(), [window]))
                 else:
                     yield WindowedValue(output, window.max_timestamp(), [window])
-        yield from super().finish_bundle()
-        self._progress.flush()
 
-    def teardown(self):
-        if getattr(self, "_pool", None) is not None:
-            self._pool.shutdown()
-            _DOFNS.pop(id(self), None)
-            shutil.rmtree(self._spool_dir, ignore_errors=True)
-            os.close(self._spool_hold)
-
+    def stop(self) -> None:
+        self._pool.shutdown()
+        _WORKERS.pop(id(self.dofn), None)
+        shutil.rmtree(self.spool_dir, ignore_errors=True)
+        os.close(self._spool_hold)

@@ -23,18 +23,13 @@ import shutil
 import struct
 import tempfile
 import threading
-from typing import Iterable, Iterator, List, Optional, Tuple
+from typing import Iterable, Iterator, List, Tuple
 
-TASKS = "tasks"  # parse tasks: packed annotation file names, by task
-LISTING = "listing"  # packed image file names and sizes, by listing chunk
-RECORDS = "records"  # packed records, by shard
-IMAGES = "images"  # packed image file names and sizes, by shard
+from transforms.beam.runtime import Batch, Exchange
 
 _HEADER = struct.Struct(">IQ")  # tag (a source index, a hash digit, or 0), payload length
 FOLDER_PREFIX = "od-tfrecords-spill-"
 OWNER = "owner"  # the file a living run holds an flock on
-
-Batch = Tuple[int, Optional[bytes]]  # (tag, packed payload); None: a marker, the payload is in the spill folder
 
 
 def new_folder() -> str:
@@ -80,11 +75,24 @@ def _held(owner: str) -> bool:
     return False
 
 
-class Spill:
+class Spill(Exchange):
     """A local folder of framed (tag, payload) batches, by kind and key; every worker of the run can reach it."""
+
+    spilled = True
 
     def __init__(self, folder: str):
         self.folder = folder
+
+    def send(self, kind: str, key, batches: Iterable[Tuple[int, bytes]], marker: bool = False) -> List:
+        """Appends a key's batches to the folder at once; emits only a marker (key, (0, None)), if `marker`,
+        so the key still reaches its reader."""
+        for tag, payload in batches:
+            self.append(kind, key, tag, payload)
+        return [(key, (0, None))] if marker else []
+
+    def gather(self, kind: str, key, batches: Iterable[Batch]) -> List[Tuple[int, bytes]]:
+        """A key's batches: those that travelled as elements, then those in the folder."""
+        return super().gather(kind, key, batches) + list(self.read(kind, key))
 
     def _key_folder(self, kind: str, key) -> str:
         return os.path.join(self.folder, kind, str(key))
@@ -121,27 +129,3 @@ class Spill:
                     raise OSError(f"spill file {path} is cut short")
                 yield tag, data[position : position + length]
                 position += length
-
-
-def send(spill: Optional[Spill], kind: str, key, batches: Iterable[Tuple[int, bytes]], marker: bool = False) -> List:
-    """The elements a step emits for a key's packed (tag, payload) batches: (key, (tag, payload)) each; on a
-    local run they are appended to the spill folder at once instead, and only one marker (key, (0, None))
-    is emitted, if `marker`, so the key still reaches its reader."""
-    if spill is None:
-        return [(key, batch) for batch in batches]
-    for tag, payload in batches:
-        spill.append(kind, key, tag, payload)
-    return [(key, (0, None))] if marker else []
-
-
-def gather(spill: Optional[Spill], kind: str, key, batches: Iterable[Batch]) -> List[Tuple[int, bytes]]:
-    """A key's (tag, payload) batches: those that travelled as elements, then those in the spill folder."""
-    gathered = [(tag, payload) for tag, payload in batches if payload is not None]
-    if spill is not None:
-        gathered.extend(spill.read(kind, key))
-    return gathered
-
-
-def shard_inputs(spill: Optional[Spill], shard: int, grouped) -> Tuple[list, list]:
-    """A shard's (source index, packed) batches of records and of image files: grouped by the shuffle, or spilled."""
-    return gather(spill, RECORDS, shard, grouped[RECORDS]), gather(spill, IMAGES, shard, grouped[IMAGES])

@@ -35,7 +35,7 @@ def od_example(
     label_ids: Mapping[str, int],
     masks: Optional[Sequence[bytes]] = None,
 ) -> bytes:
-    """A serialized tf.train.Example in the OD API schema (DESIGN.md section 3)."""
+    """A serialized tf.train.Example in the OD API schema (docs/design.md section 3)."""
     features = {
         "image/encoded": bytes_feature([encoded]),
         "image/format": bytes_feature([info.format.encode()]),

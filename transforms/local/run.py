@@ -1,0 +1,30 @@
+"""A run on this machine: the runtime (transforms/beam/runtime.py) that the local runner's steps get."""
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional
+
+from transforms.beam.runtime import Runtime
+from transforms.local.pool import ForkedWorkers
+from transforms.local.progress import ProgressNotes
+from transforms.local.spill import Spill
+
+
+@dataclasses.dataclass(frozen=True)
+class LocalRun(Runtime):
+    """Metadata spilled to `spill_dir`, the parse and write steps on `processes` forked workers (1: in
+    place), progress noted in `progress_dir` for the launcher's progress line."""
+
+    spill_dir: str
+    progress_dir: Optional[str] = None
+    processes: int = 1
+
+    @property
+    def exchange(self) -> Spill:
+        return Spill(self.spill_dir)
+
+    def workers(self, dofn):
+        return ForkedWorkers(dofn, self.processes) if self.processes > 1 else super().workers(dofn)
+
+    def notes(self) -> ProgressNotes:
+        return ProgressNotes(self.progress_dir)
