@@ -15,6 +15,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Dict, Iterator
 
+REPO = Path(__file__).resolve().parents[1]
+
 HOST = "127.0.0.1"
 
 
@@ -42,6 +44,8 @@ class GcsEmulator:
             GCE_METADATA_IP="127.0.0.1:9",
             CLOUDSDK_CONFIG=str(Path(env.get("TMPDIR", "/tmp")) / "no-gcloud-config"),
             GOOGLE_CLOUD_PROJECT="test-project",
+            # the repository, and a sitecustomize that keeps Beam from looking up credentials
+            PYTHONPATH=os.pathsep.join([str(REPO), str(Path(__file__).resolve().parent / "emulator_site")]),
         )
         return env
 
@@ -72,6 +76,18 @@ class GcsEmulator:
         return self.client.bucket(self.bucket).blob(name).download_as_bytes()
 
 
+def beam_without_credentials() -> None:
+    """Tell Beam there are no credentials to look for: an emulator accepts anonymous requests, and
+    without this Beam's lookup on a machine without Google credentials retries `google.auth.default()`
+    for about 20 seconds before it connects anonymously anyway, once per process."""
+    from apache_beam.internal.gcp import auth
+
+    credentials = auth._Credentials
+    with credentials._credentials_lock:
+        credentials._credentials = None
+        credentials._credentials_init = True
+
+
 @contextmanager
 def running_emulator(bucket: str = "od-test") -> Iterator[GcsEmulator]:
     """Start the emulator in memory on a free 127.0.0.1 port with `bucket` created; stop it afterwards."""
@@ -82,6 +98,8 @@ def running_emulator(bucket: str = "od-test") -> Iterator[GcsEmulator]:
     server = create_server(HOST, port, in_memory=True, default_bucket=bucket)
     server.start()
     saved = os.environ.get("STORAGE_EMULATOR_HOST")
+    os.environ["STORAGE_EMULATOR_HOST"] = f"http://{HOST}:{port}"
+    beam_without_credentials()  # for this process's own gs:// calls
     try:
         yield GcsEmulator(port, bucket)
     finally:

@@ -44,7 +44,7 @@ def _run_cli_on_gcs(gcs, tmp_path, *args):
     work, temp = tmp_path / "cwd", tmp_path / "tmp"
     work.mkdir()
     temp.mkdir()
-    env = {**gcs.env(), "TMPDIR": str(temp), "PYTHONPATH": str(REPO)}
+    env = {**gcs.env(), "TMPDIR": str(temp)}
     started = time.monotonic()
     result = subprocess.run([sys.executable, "-m", "pipeline", *map(str, args)], cwd=work, env=env,
                             capture_output=True, text=True, timeout=300)
@@ -173,7 +173,7 @@ def test_yolo_with_gcs_classes_file(gcs, tmp_path):
 
 
 def test_missing_gcs_paths_are_one_line_usage_errors(gcs, tmp_path):
-    env = {**gcs.env(), "PYTHONPATH": str(REPO)}
+    env = gcs.env()
     result = subprocess.run(
         [sys.executable, "-m", "pipeline", "convert", "--annotations", f"gs://{BUCKET}/nothing/here",
          "--images", f"gs://{BUCKET}/raccoon/images", "--output", f"gs://{BUCKET}/x"],

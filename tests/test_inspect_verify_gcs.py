@@ -16,7 +16,7 @@ pytestmark = pytest.mark.slow
 
 
 def _cli(gcs, *args):
-    env = {**gcs.env(), "PYTHONPATH": str(REPO)}
+    env = gcs.env()
     return subprocess.run([sys.executable, "-m", "pipeline", *map(str, args)], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=300)
 

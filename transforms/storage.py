@@ -8,21 +8,16 @@ on gs://, which a worker repeats for every image and every staged file:
   TLS handshake) and sends two metadata requests before the download for every file;
 - writing a small object is one upload.
 
-Both retry transient errors (429, 5xx, dropped connections, timeouts) with exponential backoff and full
-jitter, and count the retries in the Beam counter `od_tfrecords:gcs_retries`; a missing object or a
-refused permission is not transient and is raised at once.
-
-When STORAGE_EMULATOR_HOST is set (a GCS emulator, in tests) no credentials are looked up: the storage
-client is anonymous, as google-cloud-storage's own default for an emulator, and Beam is told so too.
-Without that, Beam's credential lookup on a machine without Google credentials retries
-`google.auth.default()` with exponential backoff for about 20 seconds before it gives up and connects
-anonymously anyway, once per process.
+Both retry transient errors (429, 5xx, dropped connections, timeouts) with Beam's exponential backoff,
+and count the retries in the Beam counter `od_tfrecords:gcs_retries`; a missing object or a refused
+permission is not transient and is raised at once. When STORAGE_EMULATOR_HOST names a GCS emulator,
+the storage client is anonymous, as google-cloud-storage's own default for an emulator.
 """
 from __future__ import annotations
 
+import logging
 import os
 import posixpath
-import random
 import re
 import shutil
 import threading
@@ -33,6 +28,7 @@ from typing import Callable, Iterator, List, Optional, Sequence, Tuple, TypeVar
 from apache_beam.io.filesystem import CompressionTypes, FileSystem
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
+from apache_beam.utils import retry
 
 T = TypeVar("T")
 EMULATOR_ENV = "STORAGE_EMULATOR_HOST"
@@ -93,43 +89,29 @@ def is_transient(error: BaseException) -> bool:
 
 
 def with_retries(action: Callable[[], T], *, attempts: int = RETRY_ATTEMPTS, sleep=time.sleep) -> T:
-    """`action()`, retried on transient errors with exponential backoff and full jitter."""
-    for attempt in range(attempts):
-        try:
-            return action()
-        except Exception as error:
-            if attempt == attempts - 1 or not is_transient(error):
-                raise
-            _RETRIES.inc()
-            sleep(random.uniform(0, min(RETRY_MAX_SECONDS, RETRY_INITIAL_SECONDS * 2 ** attempt)))
-    raise AssertionError("unreachable")
+    """`action()`, retried on transient errors with Beam's exponential backoff (each wait jittered)."""
+    retrying = retry.with_exponential_backoff(
+        num_retries=attempts - 1, initial_delay_secs=RETRY_INITIAL_SECONDS, max_delay_secs=RETRY_MAX_SECONDS,
+        retry_filter=is_transient, logger=_retrying, clock=_Sleeper(sleep),
+    )
+    return retrying(action)()
+
+
+class _Sleeper:
+    """The clock Beam's backoff waits with."""
+
+    def __init__(self, sleep):
+        self.sleep = sleep
+
+
+def _retrying(message: str, *args) -> None:
+    """Beam's backoff reports each retry here, just before its wait: counted, and logged quietly."""
+    _RETRIES.inc()
+    logging.getLogger(__name__).debug(message, *args)
 
 
 # ---------------------------------------------------------------------------------------------------
 # one storage client per worker thread
-
-
-def use_emulator_without_credentials() -> bool:
-    """With STORAGE_EMULATOR_HOST set, tell Beam there are no credentials to look for (anonymous).
-
-    An emulator accepts anonymous requests, and google-cloud-storage uses anonymous credentials for
-    it by default; Beam would otherwise retry its credential lookup for ~20 s first. Returns whether
-    an emulator is in use. Never called with a real GCS endpoint, where credentials are looked up
-    as usual.
-    """
-    if not os.environ.get(EMULATOR_ENV):
-        return False
-    try:
-        from apache_beam.internal.gcp import auth
-    except ImportError:
-        return True
-    credentials = getattr(auth, "_Credentials", None)
-    if credentials is not None and hasattr(credentials, "_credentials_init"):
-        with credentials._credentials_lock:
-            if not credentials._credentials_init:
-                credentials._credentials = None
-                credentials._credentials_init = True
-    return True
 
 
 def _pipeline_options():
@@ -153,7 +135,7 @@ def gcs_client():
     if client is None:
         from google.cloud import storage
 
-        if use_emulator_without_credentials():
+        if os.environ.get(EMULATOR_ENV):  # an emulator takes anonymous requests, as google-cloud-storage's default for one
             client = storage.Client.create_anonymous_client()
         else:
             from apache_beam.io.gcp.gcsio import create_storage_client
@@ -358,9 +340,6 @@ def remove_empty_folder(folder: str) -> None:
             os.rmdir(folder)
         except OSError:
             pass  # not empty (another run is staging there) or already gone
-
-
-use_emulator_without_credentials()  # at import: before the first FileSystems call asks Beam for credentials
 
 
 def open_records(path: str):
