@@ -1,4 +1,6 @@
-"""Shared fixtures: the real raccoon dataset, the real CLI, and TFRecords read back with TensorFlow."""
+"""Shared fixtures: the real raccoon dataset, the real CLI, and TFRecords read back with TensorFlow; and
+`--fast`, the edit-test cycle (`make test-fast`): no test marked slow, no test module that reads records
+with TensorFlow, few hypothesis examples. `make test` runs everything."""
 from __future__ import annotations
 
 import glob
@@ -9,10 +11,42 @@ import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 RACCOON = SHARED / "datasets" / "raccoon"
+
+# Property tests: 200 examples each in a full run; 15 in the edit-test cycle. Parsing a generated
+# document can take longer than hypothesis's default deadline on a busy machine: no deadline.
+settings.register_profile("thorough", max_examples=200, deadline=None)
+settings.register_profile("dev", max_examples=15, deadline=None)
+settings.load_profile("thorough")
+
+
+def pytest_addoption(parser):
+    parser.addoption("--fast", action="store_true",
+                     help="the edit-test cycle: no slow test, no TensorFlow, few hypothesis examples")
+
+
+def pytest_configure(config):
+    if config.getoption("--fast"):
+        settings.load_profile("dev")
+        config.option.markexpr = " and ".join(f"({expr})" for expr in (config.option.markexpr, "not slow") if expr)
+
+
+def pytest_ignore_collect(collection_path, config):
+    """In a fast run, a test module that loads TensorFlow (directly, or through read_examples) is not collected."""
+    if config.getoption("--fast") and collection_path.suffix == ".py" and collection_path.name.startswith("test_"):
+        text = collection_path.read_text()
+        return "tensorflow" in text or "read_examples" in text
+    return None
+
+
+def pytest_sessionfinish(session):
+    if session.config.getoption("--fast") and "tensorflow" in sys.modules:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        print("\n--fast loaded TensorFlow: mark the test that did slow, or keep TensorFlow out of it", file=sys.stderr)
 
 
 @pytest.fixture(scope="session")

@@ -2,7 +2,7 @@
 import math
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from transforms.boxes import NormalizedBox, describe_rejected, normalize_boxes
@@ -188,7 +188,6 @@ def _image_and_boxes(draw):
     return units, width, height, boxes
 
 
-@settings(max_examples=200, deadline=None)
 @given(_image_and_boxes())
 def test_every_kept_box_is_a_proper_box_inside_the_unit_square(case):
     units, width, height, boxes = case
@@ -199,7 +198,6 @@ def test_every_kept_box_is_a_proper_box_inside_the_unit_square(case):
         assert kept.box.label
 
 
-@settings(max_examples=200, deadline=None)
 @given(_image_and_boxes())
 def test_every_box_is_either_kept_or_rejected(case):
     units, width, height, boxes = case

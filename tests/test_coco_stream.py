@@ -11,7 +11,7 @@ import json
 from collections import Counter, defaultdict
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.test_formats import _COCO, _COCO_ANNOTATION, _coco_document
@@ -179,7 +179,6 @@ def _text(document, order, indent):
     return json.dumps(document, indent=indent).encode()
 
 
-@settings(max_examples=150, deadline=None)
 @given(
     _ANY_COCO,
     st.permutations(["images", "annotations", "categories"]),
@@ -194,7 +193,6 @@ def test_parts_together_are_the_whole_file_parse(document, order, indent):
         assert _multiset(_merged_ignored(items)) == expected, parts
 
 
-@settings(max_examples=100, deadline=None)
 @given(st.binary(max_size=200) | st.text(max_size=60).map(lambda text: text.encode("utf-8", "surrogatepass")))
 def test_bytes_that_are_not_coco_are_rejected_once_as_parse_rejects_them(data):
     expected = _multiset(_oracle(SOURCE, data))

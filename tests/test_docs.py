@@ -37,6 +37,7 @@ BEAM_OPTIONS = {
 # Flags of other tools that the docs name in prose.
 OTHER_TOOLS = {
     "dask_client_address", "dask_*",  # Beam's DaskRunner: defined only once apache-beam[dask] is installed
+    "fast",  # pytest: the edit-test cycle's option, added by tests/conftest.py
 }
 # Programs whose command lines in the docs' code blocks are left unchecked: their flags are their own.
 OTHER_PROGRAMS = ("gcloud ", "pip ", "python -m apache_beam.", "python3 -m apache_beam.")

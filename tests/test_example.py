@@ -5,7 +5,7 @@ import struct
 
 import pytest
 import tensorflow as tf  # imported once for the module: it takes seconds
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from transforms.boxes import NormalizedBox, normalize_boxes
@@ -119,7 +119,6 @@ _FEATURE = st.one_of(
 _ENCODERS = {"bytes_list": bytes_feature, "float_list": float_feature, "int64_list": int64_feature}
 
 
-@settings(max_examples=200, deadline=None)
 @given(st.dictionaries(_KEY, _FEATURE, max_size=6))
 def test_random_features_round_trip_through_tf_train_example(intended):
     serialized = encode_example({key: _ENCODERS[kind](values) for key, (kind, values) in intended.items()})

@@ -3,7 +3,7 @@ import json
 import math
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.conftest import voc_boxes
@@ -369,7 +369,6 @@ def _checked_both_ways(data: bytes):
     return list(flattened(items))
 
 
-@settings(max_examples=200, deadline=None)
 @given(st.binary(max_size=300))
 def test_random_bytes_never_raise(data):
     _checked_both_ways(data)
@@ -384,7 +383,6 @@ _JSON = st.recursive(
 )
 
 
-@settings(max_examples=200, deadline=None)
 @given(_JSON)
 def test_random_json_values_never_raise(value):
     _checked_both_ways(json.dumps(value).encode())
@@ -409,7 +407,6 @@ _ITEM = st.fixed_dictionaries(
 )
 
 
-@settings(max_examples=200, deadline=None)
 @given(st.lists(st.one_of(_ITEM, _ITEM, _JSON), max_size=4))
 def test_random_createml_documents_never_raise_and_lose_nothing(document):
     items = _checked_both_ways(json.dumps(document).encode())

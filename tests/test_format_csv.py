@@ -3,7 +3,7 @@ import csv
 import io
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.conftest import voc_boxes
@@ -330,7 +330,6 @@ def _check(items):
                 assert item.detail and "\n" not in item.detail
 
 
-@settings(max_examples=200, deadline=None)
 @given(st.binary(max_size=300))
 def test_random_bytes_never_raise(data):
     _check(list(csv_format.parse(SOURCE, data)))
@@ -338,7 +337,6 @@ def test_random_bytes_never_raise(data):
     assert isinstance(csv_format.sniff("a.csv", data), bool)
 
 
-@settings(max_examples=200, deadline=None)
 @given(st.text(max_size=300))
 def test_random_text_never_raises(text):
     data = text.encode("utf-8", "surrogatepass")
@@ -366,7 +364,6 @@ def _random_csv(draw):
     return out.getvalue()
 
 
-@settings(max_examples=200, deadline=None)
 @given(_random_csv())
 def test_random_csv_documents_never_raise(text):
     data = text.encode("utf-8", "surrogatepass")
@@ -379,7 +376,6 @@ def test_random_csv_documents_never_raise(text):
 _NUMBER = st.one_of(st.integers(-10, 5000).map(str), st.floats(-1e6, 1e6).map(repr), st.sampled_from(["", "x", "1,5", " 7 "]))
 
 
-@settings(max_examples=200, deadline=None)
 @given(
     st.lists(
         st.tuples(st.sampled_from(["a.jpg", "b.jpg", "c/d.jpg"]), st.sampled_from(["dog", "cat"]), st.tuples(*[_NUMBER] * 4)),

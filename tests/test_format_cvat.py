@@ -4,7 +4,7 @@ import xml.etree.ElementTree as ElementTree
 from xml.sax.saxutils import quoteattr
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from transforms.formats import AnnotationFormat, flattened, parse_annotation_file
@@ -615,7 +615,6 @@ def _check(items):
             assert item.reason and item.item in (ITEM_ANNOTATION, ITEM_BOX, ITEM_IMAGE)
 
 
-@settings(max_examples=200, deadline=None)
 @given(st.binary(max_size=300))
 def test_random_bytes_never_raise(data):
     _check(list(cvat.parse(SOURCE, data)))
@@ -623,7 +622,6 @@ def test_random_bytes_never_raise(data):
     assert isinstance(cvat.sniff("a.xml", data), bool)
 
 
-@settings(max_examples=200, deadline=None)
 @given(st.text(max_size=200))
 def test_random_text_never_raises(text):
     _check(list(cvat.parse(SOURCE, text.encode("utf-8", "surrogatepass"))))
@@ -653,7 +651,6 @@ _IMAGE = st.builds(
 )
 
 
-@settings(max_examples=200, deadline=None)
 @given(st.lists(st.one_of(_IMAGE, _SHAPE.map(lambda shape: f"<track>{shape}</track>")), max_size=4))
 def test_random_cvat_documents_never_raise(elements):
     data = _annotations("".join(elements))
@@ -668,7 +665,6 @@ def test_random_cvat_documents_never_raise(elements):
             assert item.source_split is None or item.source_split.replace("_", "").isalnum()
 
 
-@settings(max_examples=200, deadline=None)
 @given(st.lists(st.lists(_SHAPE, max_size=6), min_size=1, max_size=3))
 def test_every_shape_but_a_tag_becomes_a_box_or_a_box_rejection(images):
     data = _annotations("".join(_image("".join(shapes), name=f"{index}.jpg") for index, shapes in enumerate(images)))

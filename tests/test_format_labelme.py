@@ -5,7 +5,7 @@ import json
 import math
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from tests import image_factory as make
@@ -383,7 +383,6 @@ def _checked_both_ways(data: bytes):
     return list(flattened(items))
 
 
-@settings(max_examples=200, deadline=None)
 @given(st.binary(max_size=300))
 def test_random_bytes_never_raise(data):
     _checked_both_ways(data)
@@ -397,7 +396,6 @@ _JSON = st.recursive(
 )
 
 
-@settings(max_examples=200, deadline=None)
 @given(_JSON)
 def test_random_json_values_never_raise(value):
     _checked_both_ways(json.dumps(value).encode())
@@ -433,7 +431,6 @@ _DOCUMENT = st.fixed_dictionaries(
 )
 
 
-@settings(max_examples=200, deadline=None)
 @given(_DOCUMENT)
 def test_random_labelme_documents_never_raise(document):
     data = json.dumps(document).encode()

@@ -3,7 +3,7 @@ import json
 from xml.sax.saxutils import escape as xml_escape
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from transforms.formats import FORMATS, AnnotationFormat, flattened, parse_annotation_file
@@ -386,7 +386,6 @@ def _coco_with_repeated_ids(draw):
     return {"images": images, "annotations": annotations, "categories": categories}
 
 
-@settings(max_examples=200, deadline=None)
 @given(_coco_with_repeated_ids())
 def test_coco_ids_given_twice_never_mislabel_and_every_box_is_counted_once(document):
     items = list(flattened(coco.parse(COCO_SOURCE, json.dumps(document).encode())))
@@ -612,7 +611,6 @@ def _check(items):
             assert item.reason and item.item in (ITEM_ANNOTATION, ITEM_BOX, ITEM_IMAGE)
 
 
-@settings(max_examples=200, deadline=None)
 @given(st.binary(max_size=300))
 def test_random_bytes_never_raise(data):
     _check(list(voc.parse(SOURCE, data)))
@@ -680,7 +678,6 @@ _VOC_DOCUMENT = _concat(
 )
 
 
-@settings(max_examples=200, deadline=None)
 @given(_VOC_DOCUMENT)
 def test_random_voc_documents_never_raise(document):
     items = list(voc.parse(SOURCE, document.encode("utf-8")))
@@ -691,7 +688,6 @@ def test_random_voc_documents_never_raise(document):
     assert not any(getattr(item, "reason", None) == "annotation_unreadable" for item in checked)
 
 
-@settings(max_examples=200, deadline=None)
 @given(_XML, st.booleans())
 def test_random_xml_never_raises(xml, annotation_root):
     text = f"<annotation>{xml}</annotation>" if annotation_root else xml
@@ -699,7 +695,6 @@ def test_random_xml_never_raises(xml, annotation_root):
     _check(list(parse_annotation_file(voc.FORMAT, SOURCE, text.encode("utf-8"))))
 
 
-@settings(max_examples=200, deadline=None)
 @given(st.text(max_size=200))
 def test_random_text_as_xml_never_raises(text):
     _check(list(voc.parse(SOURCE, text.encode("utf-8", "surrogatepass"))))
@@ -767,7 +762,6 @@ _COCO = st.one_of(
 )
 
 
-@settings(max_examples=200, deadline=None)
 @given(_COCO)
 def test_random_coco_documents_never_raise(document):
     data = json.dumps(document).encode()
@@ -802,7 +796,6 @@ def _valid_coco(draw):
     return {"images": images, "annotations": annotations, "categories": [{"id": 1, "name": "dog"}, {"id": 2, "name": "cat"}]}
 
 
-@settings(max_examples=200, deadline=None)
 @given(_valid_coco())
 def test_every_coco_annotation_becomes_a_box_or_a_box_rejection(document):
     items = list(coco.parse(COCO_SOURCE, json.dumps(document).encode()))
@@ -828,13 +821,11 @@ def test_every_coco_annotation_becomes_a_box_or_a_box_rejection(document):
         assert got == expected.get(record.key, [])
 
 
-@settings(max_examples=200, deadline=None)
 @given(_JSON)
 def test_random_json_values_never_raise(value):
     _check(list(coco.parse(COCO_SOURCE, json.dumps(value).encode())))
 
 
-@settings(max_examples=200, deadline=None)
 @given(st.text(max_size=200))
 def test_random_text_as_json_never_raises(text):
     _check(list(coco.parse(COCO_SOURCE, text.encode("utf-8", "surrogatepass"))))

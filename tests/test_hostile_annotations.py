@@ -11,7 +11,7 @@ import textwrap
 import tracemalloc
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.conftest import REPO
@@ -106,7 +106,6 @@ def test_lines_are_split_as_bytes_splitlines_splits_them_and_nothing_is_lost():
     assert list(_text.lines(data)) == [(1, 3, b"a\r\n"), (2, 6, b"b\r"), (3, 8, b"c\n"), (4, 10, b"\n"), (5, 11, b"d")]
 
 
-@settings(max_examples=300, deadline=None)
 @given(st.lists(st.sampled_from([b"a", b"\xff", b" ", b"\r", b"\n", b"\r\n", b"1 0.5"]), max_size=30).map(b"".join))
 def test_lines_join_back_into_the_file(data):
     found = list(_text.lines(data))
@@ -178,6 +177,7 @@ _PEAK = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow  # measures a process's peak memory on a 50 MB file
 @pytest.mark.parametrize("fmt, header, line", [("yolo", b"", b"0 0.5 0.5 0.2 0.2 "), ("csv", HEADER, b"a.jpg,")])
 def test_a_50_mb_single_line_file_costs_its_bytes_not_a_multiple_of_them(tmp_path, fmt, header, line):
     """Peak RSS of a child that holds the file's 50 MB and parses it: at most 64 MB above what it had then.
@@ -199,6 +199,7 @@ def test_a_50_mb_single_line_file_costs_its_bytes_not_a_multiple_of_them(tmp_pat
     assert "annotation_line_too_long" in reasons
 
 
+@pytest.mark.slow  # measures a process's peak memory on a million bad lines
 def test_a_file_of_bad_lines_holds_little_more_than_its_rejections():
     """2 MB of `x y z` lines: one rejection per line, and the parser's peak beyond those rejections (and the
     file's bytes) is a few pointers per rejection: no decoded copy of the text, no list of its lines."""

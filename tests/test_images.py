@@ -3,7 +3,7 @@ import io
 import struct
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from PIL import Image
 
@@ -314,7 +314,6 @@ def test_declared_size_comes_from_the_headers(kind, data, size):
     assert declared_size(data, kind) == size
 
 
-@settings(max_examples=200, deadline=None)
 @given(st.binary(max_size=200))
 def test_gif_walk_of_arbitrary_bytes_gives_a_size_or_image_problem(rest):
     try:
@@ -342,13 +341,11 @@ def _check_probe(data: bytes):
     assert 1 <= info.orientation <= 8
 
 
-@settings(max_examples=200, deadline=None)
 @given(st.binary(max_size=512))
 def test_arbitrary_bytes_never_raise_anything_but_image_problem(data):
     _check_probe(data)
 
 
-@settings(max_examples=200, deadline=None)
 @given(st.sampled_from([JPEG_SIGNATURE, PNG_SIGNATURE]), st.binary(max_size=512))
 def test_signature_then_arbitrary_bytes_never_raise_anything_but_image_problem(signature, rest):
     _check_probe(signature + rest)
@@ -358,7 +355,6 @@ _SMALL_JPEG = _encode(Image.new("RGB", (8, 8), (9, 9, 9)), "JPEG", exif=Image.Ex
 _SMALL_PNG = _encode(Image.new("RGBA", (8, 8)), "PNG")
 
 
-@settings(max_examples=200, deadline=None)
 @given(
     st.sampled_from([_SMALL_JPEG, _SMALL_PNG]),
     st.data(),

@@ -1,7 +1,7 @@
 """transforms/label_map.py: reading, extending and writing label_map.pbtxt."""
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from transforms.label_map import LabelMapError, extend_label_map, format_label_map, parse_label_map
@@ -131,14 +131,12 @@ _NAME = st.text(
 )
 
 
-@settings(max_examples=200, deadline=None)
 @given(st.sets(_NAME, max_size=8), st.integers(1, 1000))
 def test_format_then_parse_is_identity(names, first_id):
     ids = {name: first_id + index for index, name in enumerate(sorted(names))}
     assert parse_label_map(format_label_map(ids)) == ids
 
 
-@settings(max_examples=200, deadline=None)
 @given(st.dictionaries(_NAME, st.integers(1, 50), max_size=6), st.lists(_NAME, max_size=6))
 def test_extend_then_round_trip(seed_names, new_names):
     seed = {}
@@ -285,7 +283,6 @@ _DECLARATION = st.tuples(st.integers(0, 2), st.sampled_from(["a", "b"]), st.inte
                          st.sampled_from(["ant", "bee", "cat", "dog", "eel", "fox"]))
 
 
-@settings(max_examples=300, deadline=None)
 @given(
     st.dictionaries(st.sampled_from(["cat", "dog", "gnu", "yak"]), st.integers(1, 12), max_size=3),
     st.lists(st.sampled_from(["ant", "cat", "hen", "yak"]), max_size=4),

@@ -6,7 +6,7 @@ from xml.sax.saxutils import escape, quoteattr
 
 import defusedxml.ElementTree as SafeElementTree
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from transforms.formats import _xml
@@ -40,7 +40,6 @@ def _documents(draw, depth=0):
     return f"<{opening}>{inner}</{tag}>"
 
 
-@settings(max_examples=200, deadline=None)
 @given(_documents(), st.sampled_from(["", '<?xml version="1.0"?>', '<?xml version="1.0" encoding="UTF-8"?>\n']),
        st.booleans())
 def test_the_fast_path_builds_the_tree_defusedxml_builds(document, declaration, bom):
