@@ -265,6 +265,33 @@ class _Publish(beam.DoFn):
 INCREMENTAL_COUNTS = ("new", "changed", "deleted", "unchanged", "removed")
 
 
+def incremental_summary(run_summary: dict, manifest: dict, split_names: Sequence[str], counts: Mapping[str, int],
+                        published: bool, update_changed: bool) -> dict:
+    """An incremental run's summary.json: this run's counts, the whole dataset's images and boxes per split
+    and boxes per class (from the manifest it publishes), and what this run changed. Pure."""
+    live_by_class = manifest.get("class_boxes", {})
+    return dict(
+        run_summary,
+        splits=state.split_counts(manifest, split_names),
+        classes=[dict(entry, boxes=live_by_class.get(entry["name"], 0)) for entry in run_summary["classes"]],
+        incremental={
+            "run": manifest["run"],
+            "published": published,
+            **counts,
+            "update_changed": update_changed,
+            "class_boxes_written": {entry["name"]: entry["boxes"] for entry in run_summary["classes"] if entry["boxes"]},
+            "dataset_images": sum(entry["records"] for entry in manifest["files"]),
+            "live_shards": len(manifest["files"]),
+        },
+    )
+
+
+def dataset_totals(summary: dict) -> dict:
+    """What the output folder's README counts for an incremental dataset: the whole dataset, not this run."""
+    boxes = sum(split["boxes"] for split in summary["splits"].values())
+    return dict(summary, images_written=summary["incremental"]["dataset_images"], boxes=dict(summary["boxes"], written=boxes))
+
+
 class _PublishIncremental(_Publish):
     """An incremental run's publish: new and rewritten shards, index parts and metadata moved into place
     through the journal, manifest.json last; nothing but a run log when nothing changed."""
@@ -304,20 +331,7 @@ class _PublishIncremental(_Publish):
             )
         else:
             manifest, moves = previous, []
-        summary["splits"] = state.split_counts(manifest, names)
-        written_by_class = {entry["name"]: entry["boxes"] for entry in summary["classes"]}
-        live_by_class = manifest.get("class_boxes", {})
-        for entry in summary["classes"]:  # the whole dataset's boxes, as for the splits
-            entry["boxes"] = live_by_class.get(entry["name"], 0)
-        summary["incremental"] = {
-            "run": manifest["run"],
-            "published": published,
-            **counts,
-            "update_changed": self._update_changed,
-            "class_boxes_written": {name: n for name, n in written_by_class.items() if n},
-            "dataset_images": sum(entry["records"] for entry in manifest["files"]),
-            "live_shards": len(manifest["files"]),
-        }
+        summary = incremental_summary(summary, manifest, names, counts, published, self._update_changed)
         summary["durations"] = {"total_seconds": round(time.time() - self._started_at, 3)}
         previous_images = sum(entry["records"] for entry in (previous or {}).get("files", []))
         self._refuse_if_wrong(
@@ -325,10 +339,8 @@ class _PublishIncremental(_Publish):
             deleted=counts["deleted"] if self._update_changed else 0, published_images=previous_images,
         )
         if published:
-            totals = dict(summary, images_written=summary["incremental"]["dataset_images"],
-                          boxes=dict(summary["boxes"], written=sum(split["boxes"] for split in summary["splits"].values())))
             dataset_info = dataset_info_json(self._name, state.tfds_shards(manifest), state.INCREMENTAL_TEMPLATE)
-            metadata = self._stage_metadata(label_ids, rejection_parts, dataset_info, summary, totals)
+            metadata = self._stage_metadata(label_ids, rejection_parts, dataset_info, summary, dataset_totals(summary))
             self._stage(state.MANIFEST, json.dumps(manifest, indent=1) + "\n")
             moves = moves + [(paths.join(self._staging_dir, file_name), file_name) for file_name in metadata + [state.MANIFEST]]
             if previous is None:  # a first run or --resplit replaces the dataset there
