@@ -159,31 +159,23 @@ class _Publish(beam.DoFn):
     """A plain run's publish: the dataset replaces the one OUTPUT held (the files its manifest names)."""
 
     def __init__(self, target: PublishTarget):
-        self._limits = target.limits
-        self._output = target.output
-        self._staging_dir = target.staging_dir
-        self._name = target.name
-        self._splits = target.splits
-        self._config = target.config
-        self._started_at = target.started_at
-        self._replaces = target.replaces
-        self._lock_token = target.lock_token
+        self._target = target
 
     def process(self, _, tallies, rejection_parts, duplicates, label_ids, num_shards, change_parts):
         try:
             yield self._publish(tallies, rejection_parts, duplicates, label_ids, num_shards, change_parts)
         finally:
-            if self._lock_token:
-                lock.release(self._output, self._lock_token)
+            if self._target.lock_token:
+                lock.release(self._target.output, self._target.lock_token)
 
     def _summary(self, tallies, duplicates, label_ids, num_shards):
-        summary = build_summary(tallies, duplicates, label_ids, self._splits, num_shards)
-        summary["config"] = self._config
+        summary = build_summary(tallies, duplicates, label_ids, self._target.splits, num_shards)
+        summary["config"] = self._target.config
         return summary
 
     def _stage(self, file_name: str, text: str) -> None:
         # backslashreplace: a lone surrogate from a crafted JSON escape becomes \udXXX, still valid JSON
-        storage.write_bytes(paths.join(self._staging_dir, file_name), text.encode("utf-8", "backslashreplace"))
+        storage.write_bytes(paths.join(self._target.staging_dir, file_name), text.encode("utf-8", "backslashreplace"))
 
     def _stage_metadata(self, label_ids, rejection_parts, dataset_info: str, summary, readme_summary) -> List[str]:
         """The files beside the shards: label map, rejections, TFDS metadata, hand-off README, summary; returns
@@ -193,50 +185,51 @@ class _Publish(beam.DoFn):
         so no shard is read back.
         """
         self._stage(LABEL_MAP, format_label_map(label_ids))
-        merge_parts(rejection_parts, paths.join(self._staging_dir, REJECTED_FILE),
-                    paths.join(self._staging_dir, PARTS_FOLDER))
+        merge_parts(rejection_parts, paths.join(self._target.staging_dir, REJECTED_FILE),
+                    paths.join(self._target.staging_dir, PARTS_FOLDER))
         self._stage(DATASET_INFO, dataset_info)
         self._stage(FEATURES, features_json())
-        self._stage(HANDOFF_README, handoff_readme(readme_summary, self._output, self._name))
+        self._stage(HANDOFF_README, handoff_readme(readme_summary, self._target.output, self._target.name))
         self._stage(SUMMARY, json.dumps(summary, indent=2) + "\n")
         return [LABEL_MAP, REJECTED_FILE, DATASET_INFO, FEATURES, HANDOFF_README, SUMMARY]
 
     def _refuse_if_wrong(self, summary: dict, rejection_parts, **context) -> None:
         """Publish nothing when the result is obviously wrong (transforms/guards.py): this run's summary and
         rejections go to OUTPUT/.refused/ for the user to read, the staging is removed, and the run ends."""
-        reason = refusal(summary, self._limits, **context)
+        reason = refusal(summary, self._target.limits, **context)
         if reason is None:
             return
-        refused = paths.join(self._output, REFUSED)
+        refused = paths.join(self._target.output, REFUSED)
         storage.remove_tree(refused)
-        merge_parts(rejection_parts, paths.join(refused, REJECTED_FILE), paths.join(self._staging_dir, PARTS_FOLDER))
+        merge_parts(rejection_parts, paths.join(refused, REJECTED_FILE),
+                    paths.join(self._target.staging_dir, PARTS_FOLDER))
         storage.write_bytes(paths.join(refused, SUMMARY),
                             (json.dumps(dict(summary, refused=reason), indent=2) + "\n").encode("utf-8", "backslashreplace"))
-        storage.remove_tree(self._staging_dir)
-        storage.remove_empty_folder(self._staging_dir.rsplit("/", 1)[0])
+        storage.remove_tree(self._target.staging_dir)
+        storage.remove_empty_folder(self._target.staging_dir.rsplit("/", 1)[0])
         raise PublishRefused(f"{reason}; this run's summary and rejections are in {refused}/, the published dataset "
                              "is unchanged")
 
     def _replaced(self) -> Iterator[str]:
         """The paths of the replaced dataset's files."""
-        if self._replaces:
-            for name in storage.read_bytes(self._replaces).decode("utf-8").splitlines():
-                yield paths.join(self._output, name)
+        if self._target.replaces:
+            for name in storage.read_bytes(self._target.replaces).decode("utf-8").splitlines():
+                yield paths.join(self._target.output, name)
 
     def _publish(self, tallies, rejection_parts, duplicates, label_ids, num_shards, change_parts):
         check_staged(state.read_changes(change_parts))
         summary = self._summary(tallies, duplicates, label_ids, num_shards)
-        summary["durations"] = {"total_seconds": round(time.time() - self._started_at, 3)}
+        summary["durations"] = {"total_seconds": round(time.time() - self._target.started_at, 3)}
         self._refuse_if_wrong(summary, rejection_parts)
 
         reported = {(change.split, change.shard): change for change in state.read_changes(change_parts)}
         files, moves = [], []
-        for split in split_names(self._splits, tallies):
+        for split in split_names(self._target.splits, tallies):
             for index in range(num_shards):
-                file_name = shard_file_name(self._name, split, index, num_shards)
+                file_name = shard_file_name(self._target.name, split, index, num_shards)
                 change = reported.get((split, index))
                 if change is None:  # no image of this split in this shard: an empty file keeps the -of-N set whole
-                    staged = paths.join(self._staging_dir, file_name)
+                    staged = paths.join(self._target.staging_dir, file_name)
                     storage.write_bytes(staged, b"")
                     change = state.FileChange("new", index, staged, split)
                 files.append({"file": file_name, "split": split, "records": change.records, "bytes": change.bytes,
@@ -245,21 +238,22 @@ class _Publish(beam.DoFn):
         shard_lengths = {}
         for entry in files:
             shard_lengths.setdefault(entry["split"], []).append((entry["records"], entry["bytes"]))
-        metadata = self._stage_metadata(label_ids, rejection_parts, dataset_info_json(self._name, shard_lengths),
+        metadata = self._stage_metadata(label_ids, rejection_parts, dataset_info_json(self._target.name, shard_lengths),
                                         summary, summary)
-        manifest = state.plain_manifest(name=self._name, seed=self._config["seed"], splits=self._config["splits"],
-                                        label_ids=label_ids, files=files, config=self._config)
+        manifest = state.plain_manifest(name=self._target.name, seed=self._target.config["seed"],
+                                        splits=self._target.config["splits"],
+                                        label_ids=label_ids, files=files, config=self._target.config)
         self._stage(state.MANIFEST, json.dumps(manifest, indent=1) + "\n")
-        new_paths = {paths.join(self._output, file_name) for _, file_name in moves}
-        moves += [(paths.join(self._staging_dir, file_name), file_name) for file_name in metadata + [state.MANIFEST]]
+        new_paths = {paths.join(self._target.output, file_name) for _, file_name in moves}
+        moves += [(paths.join(self._target.staging_dir, name), name) for name in metadata + [state.MANIFEST]]
         deletes = [path for path in self._replaced() if path not in new_paths]
-        state.publish(self._output, self._staging_dir, moves, deletes=deletes)  # manifest.json last
+        state.publish(self._target.output, self._target.staging_dir, moves, deletes=deletes)  # manifest.json last
         self._published()
         return summary
 
     def _published(self) -> None:
-        storage.remove_empty_folder(self._staging_dir.rsplit("/", 1)[0])
-        storage.remove_tree(paths.join(self._output, REFUSED))  # an earlier refusal's report no longer applies
+        storage.remove_empty_folder(self._target.staging_dir.rsplit("/", 1)[0])
+        storage.remove_tree(paths.join(self._target.output, REFUSED))  # an earlier refusal's report no longer applies
 
 
 INCREMENTAL_COUNTS = ("new", "changed", "deleted", "unchanged", "removed")
@@ -289,7 +283,8 @@ def incremental_summary(run_summary: dict, manifest: dict, split_names: Sequence
 def dataset_totals(summary: dict) -> dict:
     """What the output folder's README counts for an incremental dataset: the whole dataset, not this run."""
     boxes = sum(split["boxes"] for split in summary["splits"].values())
-    return dict(summary, images_written=summary["incremental"]["dataset_images"], boxes=dict(summary["boxes"], written=boxes))
+    return dict(summary, images_written=summary["incremental"]["dataset_images"],
+                boxes=dict(summary["boxes"], written=boxes))
 
 
 class _PublishIncremental(_Publish):
@@ -300,19 +295,15 @@ class _PublishIncremental(_Publish):
         if incremental.previous_run is not None:  # the replaced dataset's files matter only to a run that starts over
             target = dataclasses.replace(target, replaces=None)
         super().__init__(target)
-        # The published manifest's run this one extends (None: a first run, or --resplit, which publishes even
-        # an empty dataset). The manifest itself is read here, on the worker: it grows with the dataset.
-        self._previous_run = incremental.previous_run
-        self._run = incremental.run
-        self._seed = incremental.seed
-        self._update_changed = incremental.update_changed
-        self._run_log = incremental.run_log
+        # The published manifest's run this one extends (previous_run; None: a first run, or --resplit, which
+        # publishes even an empty dataset). The manifest itself is read here, on the worker: it grows with the dataset.
+        self._incremental = incremental
 
     def _previous(self) -> Optional[dict]:
-        if self._previous_run is None:
+        if self._incremental.previous_run is None:
             return None
         try:
-            return state.read_published(self._output, self._previous_run)
+            return state.read_published(self._target.output, self._incremental.previous_run)
         except state.StateMoved as error:
             raise PublishFailed(str(error)) from None
 
@@ -321,37 +312,41 @@ class _PublishIncremental(_Publish):
         check_staged(state.read_changes(change_parts))
         summary = self._summary(tallies, duplicates, label_ids, num_shards)
         counts = {key: tallies.get(f"incremental_{key}", 0) for key in INCREMENTAL_COUNTS}
-        names = split_names(self._splits, tallies)
+        names = split_names(self._target.splits, tallies)
         published = previous is None or bool(change_parts)  # a writer with no change writes no part
         if published:
             manifest, moves = state.next_manifest(
-                previous, run=self._run, name=self._name, seed=self._seed, splits=self._config["splits"],
-                index_shards=num_shards, label_ids=label_ids, changes=state.read_changes(change_parts), config=self._config,
+                previous, run=self._incremental.run, name=self._target.name, seed=self._incremental.seed,
+                splits=self._target.config["splits"], index_shards=num_shards, label_ids=label_ids,
+                changes=state.read_changes(change_parts), config=self._target.config,
                 class_boxes=state.class_boxes(previous, tallies),
             )
         else:
             manifest, moves = previous, []
-        summary = incremental_summary(summary, manifest, names, counts, published, self._update_changed)
-        summary["durations"] = {"total_seconds": round(time.time() - self._started_at, 3)}
+        summary = incremental_summary(summary, manifest, names, counts, published, self._incremental.update_changed)
+        summary["durations"] = {"total_seconds": round(time.time() - self._target.started_at, 3)}
         previous_images = sum(entry["records"] for entry in (previous or {}).get("files", []))
         self._refuse_if_wrong(
             summary, rejection_parts, new_images_expected=previous is None,
-            deleted=counts["deleted"] if self._update_changed else 0, published_images=previous_images,
+            deleted=counts["deleted"] if self._incremental.update_changed else 0, published_images=previous_images,
         )
         if published:
-            dataset_info = dataset_info_json(self._name, state.tfds_shards(manifest), state.INCREMENTAL_TEMPLATE)
+            dataset_info = dataset_info_json(self._target.name, state.tfds_shards(manifest), state.INCREMENTAL_TEMPLATE)
             metadata = self._stage_metadata(label_ids, rejection_parts, dataset_info, summary, dataset_totals(summary))
             self._stage(state.MANIFEST, json.dumps(manifest, indent=1) + "\n")
-            moves = moves + [(paths.join(self._staging_dir, file_name), file_name) for file_name in metadata + [state.MANIFEST]]
+            moves = moves + [(paths.join(self._target.staging_dir, name), name) for name in metadata + [state.MANIFEST]]
             if previous is None:  # a first run or --resplit replaces the dataset there
                 deletes, garbage = list(self._replaced()), []
             else:
-                deletes, garbage = [], [paths.join(self._output, name) for name in state.superseded_names(previous, manifest)]
-            state.publish(self._output, self._staging_dir, moves, deletes=deletes, garbage=garbage)  # manifest.json last
+                superseded = state.superseded_names(previous, manifest)
+                deletes, garbage = [], [paths.join(self._target.output, name) for name in superseded]
+            # manifest.json last
+            state.publish(self._target.output, self._target.staging_dir, moves, deletes=deletes, garbage=garbage)
         else:
-            storage.remove_tree(self._staging_dir)
+            storage.remove_tree(self._target.staging_dir)
         self._published()
-        storage.write_bytes(self._run_log, (json.dumps(summary, indent=2) + "\n").encode("utf-8", "backslashreplace"))
+        log = json.dumps(summary, indent=2) + "\n"
+        storage.write_bytes(self._incremental.run_log, log.encode("utf-8", "backslashreplace"))
         return summary
 
 

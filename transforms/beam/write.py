@@ -109,12 +109,7 @@ class ShardLayout:
 class _WriteShard(HandlingDoFn):
     def __init__(self, layout: ShardLayout, incremental: Optional[IncrementalPlan] = None, runtime: Runtime = REMOTE):
         super().__init__(runtime)
-        self._policy = layout.policy
-        self._staging_dir = layout.staging_dir
-        self._name = layout.name
-        self._seed = layout.seed
-        self._splits = layout.splits
-        self._rules = layout.rules
+        self._layout = layout
         self._incremental = incremental
 
     def portable(self, element):
@@ -124,12 +119,12 @@ class _WriteShard(HandlingDoFn):
     def handle(self, element, label_ids: Dict[str, int], num_shards: int):
         shard, grouped = element
         exchange = self._runtime.exchange
-        joined = join_shard(*exchange.shard_inputs(shard, grouped), self._rules)
+        joined = join_shard(*exchange.shard_inputs(shard, grouped), self._layout.rules)
         self.count("images_read", joined.images_read)
         for rejection in joined.rejections:
             yield beam.pvalue.TaggedOutput(REJECTED, rejection)
         dropped = {tuple(item) for batch in grouped.get(DROPPED, ()) for item in batch}
-        files = _ShardFiles(self._staging_dir, self._name, shard, num_shards)
+        files = _ShardFiles(self._layout.staging_dir, self._layout.name, shard, num_shards)
         plan = self._incremental
         ingested = read_index_part(index_part_path(grouped)) if plan else {}
         seen, remove, entries = set(), set(), {}
@@ -142,7 +137,7 @@ class _WriteShard(HandlingDoFn):
                     yield from _rejected(box_rejections(record))
                     continue
                 if plan:
-                    ident, fingerprint = state.identity(record, len(self._rules)), state.fingerprint(record)
+                    ident, fingerprint = state.identity(record, len(self._layout.rules)), state.fingerprint(record)
                     seen.add(ident)
                     if not self._is_to_write(plan, ingested.get(ident), fingerprint):
                         yield from _rejected(box_rejections(record))  # reported every run, until fixed
@@ -165,7 +160,7 @@ class _WriteShard(HandlingDoFn):
         if plan:
             changes += self._update_state(plan, shard, ingested, seen, remove, entries)
         if changes:
-            part = state.change_part_path(self._staging_dir, shard)
+            part = state.change_part_path(self._layout.staging_dir, shard)
             state.write_changes(part, changes)
             yield beam.pvalue.TaggedOutput(FILES, part)
 
@@ -202,7 +197,7 @@ class _WriteShard(HandlingDoFn):
         self.count("incremental_removed", len(remove))
         if entries or remove:
             kept.update(entries)
-            staged = paths.join(self._staging_dir, state.index_part_name(shard))
+            staged = paths.join(self._layout.staging_dir, state.index_part_name(shard))
             with FileSystems.create(staged, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
                 handle.write(format_index(kept).encode("utf-8"))
             yield state.FileChange("index", shard, staged)
@@ -212,7 +207,7 @@ class _WriteShard(HandlingDoFn):
         under its own name."""
         file_name, live_path = live
         new_id = state.rewritten_file_id(plan.run, file_name)
-        staged = paths.join(paths.join(self._staging_dir, REWRITE), file_name)
+        staged = paths.join(paths.join(self._layout.staging_dir, REWRITE), file_name)
         by_position = {entry.position: entry for entry in kept.values() if entry.file == file_id}
         records = size = boxes = 0
         with FileSystems.create(staged, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
@@ -238,14 +233,14 @@ class _WriteShard(HandlingDoFn):
         image's own rejection (which carries the boxes the record carries) or its written record; when
         they and the checks here leave it no box, it is rejected as image_boxes_all_rejected with them all.
         """
-        if self._policy.skip_difficult and any(box.difficult for box in record.boxes):
+        if self._layout.policy.skip_difficult and any(box.difficult for box in record.boxes):
             kept = tuple(box for box in record.boxes if not box.difficult)
             self.count("boxes_dropped_difficult", len(record.boxes) - len(kept))
             record = dataclasses.replace(record, boxes=kept)
         image_path = record.source if record.embedded_format else paths.join(record.images_root, record.key)
         rejected = lambda rejection: (
             itertools.chain([dataclasses.replace(rejection, boxes=len(record.boxes))], box_rejections(record)), None)
-        if self._splits is None and record.source_split is None:
+        if self._layout.splits is None and record.source_split is None:
             detail = "--splits source, but neither the image's path nor its annotation file names a split"
             return rejected(Rejection(image_path, "split_unknown", detail))
         if record.image_bytes > MAX_IMAGE_BYTES:
@@ -258,18 +253,18 @@ class _WriteShard(HandlingDoFn):
         except Exception as error:  # gone since the listing, permissions, a flaky store: one rejection
             return rejected(Rejection(image_path, "image_unreadable", str(error)))
         try:
-            encoded = encode_record(record, data, self._policy, label_ids)
+            encoded = encode_record(record, data, self._layout.policy, label_ids)
         except ImageProblem as problem:
             return rejected(problem.rejection(image_path))
         except Exception as error:  # a decoder's surprise costs this image, not the run
             return rejected(Rejection(image_path, "image_unprocessable", f"{type(error).__name__}: {error}"))
-        unlabeled = unlabeled_rejection(record, encoded.boxes, self._policy, image_path)
+        unlabeled = unlabeled_rejection(record, encoded.boxes, self._layout.policy, image_path)
         if unlabeled is not None:  # nothing of it is written, hashed or tallied; its boxes go with it
             return [unlabeled], None
-        if self._splits is None:
+        if self._layout.splits is None:
             split = record.source_split
         else:
-            split = assign_split(encoded.sha256, self._seed, self._splits)
+            split = assign_split(encoded.sha256, self._layout.seed, self._layout.splits)
         size, boxes = sum(len(chunk) for chunk in encoded.example), len(encoded.boxes.kept)
         position = files.write(split, tfrecord_frame(encoded.example), size, boxes)
         files.hashes.append((encoded.sha256, record.key, split))
