@@ -393,3 +393,17 @@ def test_keep_unlabeled_writes_an_image_its_parser_left_no_box_with_its_box_reje
         duplicates=[],
         files=[("train", 3, 1)],
     )
+
+
+def test_only_the_last_read_of_an_image_releases_its_cached_pages(tmp_path, monkeypatch):
+    """The writer's read is the run's last of an image (the duplicate search reads it first)."""
+    import os
+
+    from transforms.beam.read import read_record_image
+
+    (tmp_path / "a.jpg").write_bytes(b"jpeg bytes")
+    record = ImageRecord(key="a.jpg", source="a.xml", images_root=str(tmp_path))
+    advice = []
+    monkeypatch.setattr(os, "posix_fadvise", lambda descriptor, offset, length, what: advice.append(what))
+    assert read_record_image(record) == b"jpeg bytes" and advice == []
+    assert read_record_image(record, last_read=True) == b"jpeg bytes" and advice == [os.POSIX_FADV_DONTNEED]

@@ -247,7 +247,7 @@ class _WriteShard(HandlingDoFn):
             detail = f"{record.image_bytes} bytes; images over {MAX_IMAGE_BYTES} bytes are not read"
             return rejected(Rejection(image_path, "image_too_large", detail))
         try:
-            data = read_record_image(record)
+            data = read_record_image(record, last_read=True)
         except ImageProblem as problem:
             return rejected(problem.rejection(image_path))
         except Exception as error:  # gone since the listing, permissions, a flaky store: one rejection
