@@ -122,12 +122,13 @@ def _convert(given: dict, beam_args: List[str]) -> int:
     from pipeline.local_runner import is_local_runner, local_engine, local_options, local_processes, local_run
     from pipeline.options import is_dry_run, resolve_convert
     from pipeline.console import print_output
-    from transforms import paths
+    from transforms import paths, storage
     from transforms.beam.publish import SUMMARY
     from transforms.beam.read import read_file
 
     job = resolve_convert(given, beam_args)
     options = local_options(job.beam_args)
+    storage.use_pipeline_options(options)
     runner = options.view_as(StandardOptions).runner
     if is_dry_run(job.beam_args):  # nothing runs, so nothing is locked, staged or published
         from pipeline.dry_run import describe_dry_run

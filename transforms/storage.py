@@ -1,7 +1,8 @@
 """The few file operations the pipeline needs, the same for local folders and gs:// prefixes.
 
-Everything goes through Beam's FileSystems (so any scheme Beam knows works), except the two hot paths
-on gs://, which a worker repeats for every image and every staged file:
+Everything goes through Beam's FileSystems (so any scheme Beam knows works), except three paths on
+gs://: a listing, which streams the bucket page by page (Beam's match lists a prefix whole first), and
+the two hot paths, which a worker repeats for every image and every staged file:
 
 - reading a whole object (or its first bytes) is one ranged GET with a storage client made once per
   worker thread, instead of Beam's GcsIO.open, which builds a new client (a new connection pool, a new
@@ -114,13 +115,23 @@ def _retrying(message: str, *args) -> None:
 # one storage client per worker thread
 
 
+_options = None  # the run's pipeline options, given by the command that builds the pipeline
+
+
+def use_pipeline_options(options) -> None:
+    """Make this process's storage clients with the run's options (credentials, impersonation), as Beam's
+    own GCS filesystem does; clients made before are dropped. On a remote worker Beam's runtime options
+    serve instead."""
+    global _options
+    _options = options
+    forget_clients()
+
+
 def _pipeline_options():
     from apache_beam.options.pipeline_options import PipelineOptions
     from apache_beam.options.value_provider import RuntimeValueProvider
 
-    # The same options Beam's own GCSFileSystem uses: the pipeline's on the DirectRunner, the
-    # runtime options on a remote worker.
-    return FileSystems._pipeline_options or RuntimeValueProvider.runtime_options or PipelineOptions([])
+    return _options or RuntimeValueProvider.runtime_options or PipelineOptions([])
 
 
 def forget_clients() -> None:
@@ -252,13 +263,20 @@ def _listing(pattern: str, matches: Callable) -> Iterator[Tuple[str, int]]:
         deepest = None if "**" in pattern else pattern.count("/")
         yield from ((path, size) for path, size in _local_files(os.path.dirname(prefix), deepest) if matches(path))
         return
-    if filesystem.has_dirs():  # e.g. hdfs://: the folder is listed; object stores list by prefix
-        prefix = posixpath.dirname(prefix)
-    # _list is the streaming half of FileSystem.match (a generator on every Beam filesystem, paged on
-    # object stores), which has no public streaming form.
-    for metadata in filesystem._list(prefix):  # pylint: disable=protected-access
-        if matches(metadata.path):
-            yield metadata.path, metadata.size_in_bytes
+    if is_gcs(pattern):  # page by page: a bucket may hold millions of images
+        bucket, _, name = prefix[len("gs://"):].partition("/")
+        for blob in gcs_client().list_blobs(bucket, prefix=name):
+            path = f"gs://{bucket}/{blob.name}"
+            if matches(path):
+                yield path, blob.size
+        return
+    if filesystem.has_dirs():  # e.g. hdfs://: the folder is listed; other object stores list by prefix
+        prefix = posixpath.dirname(prefix) + "/"
+    # any other filesystem Beam knows: its own match, which lists the prefix whole before it returns
+    for result in FileSystems.match([literal(prefix) + "**"]):
+        for metadata in result.metadata_list:
+            if matches(metadata.path):
+                yield metadata.path, metadata.size_in_bytes
 
 
 def _local_files(folder: str, deepest: Optional[int] = None) -> Iterator[Tuple[str, int]]:
