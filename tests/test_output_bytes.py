@@ -5,7 +5,7 @@ change of output is made visible by regenerating the lists:
     OD_UPDATE_GOLDEN=1 python -m pytest tests/test_output_bytes.py
 
 Only what depends on where and when the run happened is taken out: the run's durations, and the
-temporary folder's path, which is replaced by ROOT.
+paths of the temporary folder and of the raccoon set, which become ROOT and RACCOON.
 """
 from __future__ import annotations
 
@@ -37,11 +37,11 @@ def _coco_json(raccoon: Path, target: Path) -> Path:
     return target
 
 
-def _normalized(path: Path, root: Path) -> bytes:
+def _normalized(path: Path, root: Path, raccoon: Path) -> bytes:
     data = path.read_bytes()
     if path.suffix == ".tfrecord" or ".tfrecord-" in path.name:
         return data
-    text = data.decode("utf-8").replace(str(root), "ROOT")
+    text = data.decode("utf-8").replace(str(root), "ROOT").replace(str(raccoon), "RACCOON")
     if path.suffix == ".json":
         record = json.loads(text)
         if isinstance(record, dict):
@@ -50,8 +50,8 @@ def _normalized(path: Path, root: Path) -> bytes:
     return text.encode()
 
 
-def _digests(output: Path, root: Path) -> str:
-    lines = [f"{hashlib.sha256(_normalized(path, root)).hexdigest()}  {path.relative_to(output)}"
+def _digests(output: Path, root: Path, raccoon: Path) -> str:
+    lines = [f"{hashlib.sha256(_normalized(path, root, raccoon)).hexdigest()}  {path.relative_to(output)}"
              for path in sorted(output.rglob("*")) if path.is_file()]
     return "\n".join(lines) + "\n"
 
@@ -64,7 +64,7 @@ def test_published_bytes_match_the_checked_in_sha256(raccoon, tmp_path, case):
     else:
         source = ["--annotations", _coco_json(raccoon, tmp_path / "instances.json")]
     run_cli("convert", *source, "--images", raccoon / "images", "--output", output, "--num_shards", "2", check_exit=0)
-    got = _digests(output, tmp_path)
+    got = _digests(output, tmp_path, raccoon)
     golden = GOLDEN / f"{case}.sha256"
     if os.environ.get("OD_UPDATE_GOLDEN"):
         golden.write_text(got)
