@@ -594,6 +594,19 @@ def importtime(data: Path, output: Path, project_args: list[str], log: Path, top
             "top_cumulative_s": {name: round(c / 1e6, 3) for _, c, _, name in sorted(outer, key=lambda e: -e[1])[:top]}}
 
 
+
+def _print_top(stats, key: str, title: str, top: int):
+    """Prints the profile's `top` rows by `key`; returns the header and rows, paths shortened as printed."""
+    stream = io.StringIO()
+    stats.stream = stream
+    stats.sort_stats(key).print_stats(top)
+    text = stream.getvalue()
+    lines = text[text.index("ncalls"):].splitlines() if "ncalls" in text else []
+    print(f"top by {title}:")
+    for line in lines[:top + 1]:
+        print("  " + _shorten_path(line))
+    return lines
+
 def cprofiled(data: Path, output: Path, project_args: list[str], log: Path, whole: bool, top: int) -> dict:
     shutil.rmtree(output, ignore_errors=True)
     stats_path = output.parent / f"{output.name}.pstats"
@@ -612,20 +625,8 @@ def cprofiled(data: Path, output: Path, project_args: list[str], log: Path, whol
     what = "the whole run (all work in the launcher)" if whole else "the launcher's start-up, until the first stage"
     print(f"\ncProfile of {what}: run {wall:.2f} s wall under the profiler (slower than without); "
           f"{stats.total_tt:.2f} s profiled")
-    stats.sort_stats("cumulative").print_stats(top)
-    text = stream.getvalue()
-    lines = text[text.index("ncalls"):].splitlines() if "ncalls" in text else []
-    print("top by cumulative time:")
-    for line in lines[:top + 1]:
-        print("  " + _shorten_path(line))
-    stream = io.StringIO()
-    stats.stream = stream
-    stats.sort_stats("tottime").print_stats(top)
-    text = stream.getvalue()
-    own = text[text.index("ncalls"):].splitlines() if "ncalls" in text else []
-    print("top by own time:")
-    for line in own[:top + 1]:
-        print("  " + _shorten_path(line))
+    lines = _print_top(stats, "cumulative", "cumulative time", top)
+    own = _print_top(stats, "tottime", "own time", top)
     return {"profiled_s": round(stats.total_tt, 2), "wall_s": round(wall, 2), "stats": str(stats_path),
             "top_cumulative": [_shorten_path(l) for l in lines[1:top + 1]], "top_own": [_shorten_path(l) for l in own[1:top + 1]]}
 
