@@ -5,13 +5,12 @@ import dataclasses
 import math
 import struct
 from collections import Counter
-from typing import Iterable, List, Sequence, Tuple
+from typing import Iterable, List, NamedTuple, Sequence, Tuple
 
 from transforms.model import ITEM_BOX, PIXELS, Box, Rejection
 
 
-@dataclasses.dataclass(frozen=True)
-class NormalizedBox:
+class NormalizedBox(NamedTuple):  # a tuple: made for every box of every image written, 4x cheaper than a frozen dataclass
     box: Box  # the source box, for its label and flags
     xmin: float
     ymin: float
@@ -38,16 +37,15 @@ def normalize_boxes(
     scale_x, scale_y = (width, height) if units == PIXELS else (1.0, 1.0)
     kept, rejected, clipped = [], [], 0
     for index, box in enumerate(boxes):
-        where = f"box {index} ({box.label or 'no label'})"
         corners = (box.xmin, box.ymin, box.xmax, box.ymax)
         if not box.label:
-            rejected.append(Rejection(source, "box_no_label", f"{where}: empty class name", ITEM_BOX))
+            rejected.append(Rejection(source, "box_no_label", f"{_where(index, box)}: empty class name", ITEM_BOX))
             continue
-        if not all(math.isfinite(value) for value in corners):
-            rejected.append(Rejection(source, "box_not_finite", f"{where}: coordinates {corners}", ITEM_BOX))
+        if not (math.isfinite(box.xmin) and math.isfinite(box.ymin) and math.isfinite(box.xmax) and math.isfinite(box.ymax)):
+            rejected.append(Rejection(source, "box_not_finite", f"{_where(index, box)}: coordinates {corners}", ITEM_BOX))
             continue
         if box.xmin > box.xmax or box.ymin > box.ymax:
-            rejected.append(Rejection(source, "box_inverted", f"{where}: min > max in {corners}", ITEM_BOX))
+            rejected.append(Rejection(source, "box_inverted", f"{_where(index, box)}: min > max in {corners}", ITEM_BOX))
             continue
         (xmin, xmax), x_clipped = _clip(box.xmin, box.xmax, scale_x)
         (ymin, ymax), y_clipped = _clip(box.ymin, box.ymax, scale_y)
@@ -55,12 +53,16 @@ def normalize_boxes(
         # Records store float32: a box must still have width and height once rounded to it.
         if _float32(xmax) <= _float32(xmin) or _float32(ymax) <= _float32(ymin):
             rejected.append(
-                Rejection(source, "box_empty", f"{where}: no area inside the {width}x{height} image", ITEM_BOX)
+                Rejection(source, "box_empty", f"{_where(index, box)}: no area inside the {width}x{height} image", ITEM_BOX)
             )
             continue
         clipped += x_clipped or y_clipped
         kept.append(NormalizedBox(box, xmin, ymin, xmax, ymax))
     return BoxOutcome(kept, rejected, clipped)
+
+
+def _where(index: int, box: Box) -> str:
+    return f"box {index} ({box.label or 'no label'})"
 
 
 def describe_rejected(rejected: Iterable[Tuple[str, str]]) -> str:
@@ -78,8 +80,11 @@ def describe_rejected(rejected: Iterable[Tuple[str, str]]) -> str:
     return f"all {total} boxes rejected: {reasons} (first: {first[1]})"
 
 
+_FLOAT32 = struct.Struct("<f")
+
+
 def _float32(value: float) -> float:
-    return struct.unpack("<f", struct.pack("<f", value))[0]
+    return _FLOAT32.unpack(_FLOAT32.pack(value))[0]
 
 
 def _clip(low: float, high: float, limit: float) -> Tuple[Tuple[float, float], bool]:
