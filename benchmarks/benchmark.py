@@ -32,6 +32,9 @@ its tree, sampled with psutil every 0.1 s (the largest single process, and the l
 tree; RSS sums count shared pages once per process); and the kernel's ru_maxrss from wait4 (the top
 process and the descendants it waited for). After each run the TFRecords it wrote are counted from
 their framing (no TensorFlow) and the benchmark fails unless there are exactly N.
+Before the runs and after them, the cost of writing into the page cache is probed (fresh pages, then the
+pages just freed; see page_cache_write_cost): it moves the floor's time, as much as anything, from one
+spell of a virtual machine to the next.
 MB are 10^6 bytes, RSS is in MiB.
 
 Prints a table (times relative to the floor, the plain loop and Datumaro: >1 is slower) and, when
@@ -308,6 +311,32 @@ def machine_facts(datumaro: dict | None, project_dir: Path) -> dict:
     }
 
 
+PAGE_PROBE_MIB = 512
+
+
+def page_cache_write_cost(folder: Path) -> list[float]:
+    """Seconds to write PAGE_PROBE_MIB into a new file's page cache, twice: the second time into the pages
+    the first file's removal just freed.
+
+    Every converter here writes as many bytes as it reads, and where those bytes land decides much of its
+    system time. On a virtual machine whose host takes back the guest's idle memory, a page touched for
+    the first time in a while costs a fault on the host too: writing 1.7 GB took 6.0 s of system time on
+    fresh pages and 0.45-0.9 s on reused ones, on this machine. The floor and the project both pay it,
+    in proportions that vary from run to run; a first figure far above the second says the machine was
+    in that state, and the x floor ratios of that run should be read with it.
+    """
+    block, seconds = b"\0" * 2**20, []
+    for _ in range(2):
+        path = folder / "page-probe.bin"
+        started = time.perf_counter()
+        with open(path, "wb") as handle:
+            for _ in range(PAGE_PROBE_MIB):
+                handle.write(block)
+        seconds.append(round(time.perf_counter() - started, 2))
+        path.unlink()
+    return seconds
+
+
 def print_table(n: int, image_bytes: int, results: dict, repeat: int) -> None:
     plain = results[PLAIN]["seconds"] if PLAIN in results else None
     datumaro = results[DATUMARO]["seconds"] if DATUMARO in results else None
@@ -498,6 +527,10 @@ def main() -> None:
         commands.pop(PLAIN)
     cwd_of = lambda name: Path(args.project_dir) if name == PROJECT else REPO
 
+    output.mkdir(parents=True, exist_ok=True)
+    report["machine"]["page_cache_write_s_at_start"] = page_cache_write_cost(output)
+    print(f"writing {PAGE_PROBE_MIB} MiB into the page cache: {report['machine']['page_cache_write_s_at_start'][0]} s "
+          f"on fresh pages, {report['machine']['page_cache_write_s_at_start'][1]} s on the pages just freed", flush=True)
     for name in commands:  # untimed, once: interpreter, libraries and code in the page cache
         destination = output_folder(output, name)
         warm_up(warm_ups[name], logs / f"{destination.name}-warm-up.log", cwd=cwd_of(name))
@@ -548,6 +581,7 @@ def main() -> None:
     report["image_mb"] = round(image_bytes / 1e6, 1)
     report["finished_at"] = time.strftime("%Y-%m-%d %H:%M:%S")
     report["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    report["machine"]["page_cache_write_s_at_end"] = page_cache_write_cost(output)
     plain = report["results"][PLAIN]["seconds"] if PLAIN in report["results"] else None
     for result in report["results"].values():
         if plain:
@@ -555,6 +589,9 @@ def main() -> None:
         if DATUMARO in report["results"]:
             result["time_x_datumaro"] = round(result["seconds"] / report["results"][DATUMARO]["seconds"], 3)
     print_table(args.n, image_bytes, report["results"], repeat)
+    at_start, at_end = report["machine"]["page_cache_write_s_at_start"], report["machine"]["page_cache_write_s_at_end"]
+    print(f"writing {PAGE_PROBE_MIB} MiB into the page cache (fresh pages / pages just freed): {at_start[0]} / {at_start[1]} s "
+          f"before the runs, {at_end[0]} / {at_end[1]} s after (see page_cache_write_cost)")
     report["marginal"] = print_marginal(report, results_folder)
 
     json_path = results_folder / f"benchmark-{args.n}.json"
