@@ -1,4 +1,5 @@
-"""How many processes a local run forks: one per core for big local jobs, unless the user chose."""
+"""How many processes a local run forks (one per core for big local jobs, unless the user chose), its engine and
+its options, and when the launcher collects garbage."""
 from __future__ import annotations
 
 from apache_beam.options.pipeline_options import PipelineOptions
@@ -53,3 +54,36 @@ def test_a_local_run_skips_construction_type_inference_unless_asked():
     assert local_options([]).view_as(TypeOptions).pipeline_type_check is False
     assert local_options(["--pipeline_type_check"]).view_as(TypeOptions).pipeline_type_check is True
     assert local_options(["--runner=DataflowRunner"]).view_as(TypeOptions).pipeline_type_check is True
+
+
+def test_start_up_runs_without_the_cyclic_collector_and_the_run_with_it(tmp_path, monkeypatch):
+    """Start-up allocates what lives until exit, so collecting then is wasted (pipeline/cli.py main); the run
+    itself frees as it goes and needs the collector, and main() leaves it as it found it."""
+    import gc
+
+    import apache_beam as beam
+
+    from pipeline import cli, graph
+    from tests.small_datasets import voc_dataset
+
+    annotations, images = voc_dataset(tmp_path, 3)
+    seen, during_run = {}, tmp_path / "collector-during-run"
+    build = graph.build_convert_pipeline
+
+    def watched_build(p, *args, **kwargs):
+        seen["building"] = gc.isenabled()
+        # the step's function is pickled for the runner: it reports through a file, not this dict
+        _ = p | "WatchCollector" >> beam.Create([str(during_run)]) | beam.Map(
+            lambda path: open(path, "w").write(str(__import__("gc").isenabled())))
+        return build(p, *args, **kwargs)
+
+    monkeypatch.setattr(graph, "build_convert_pipeline", watched_build)
+    assert gc.isenabled()
+    status = cli.main(["convert", "--format", "voc", "--annotations", str(annotations), "--images", str(images),
+                       "--output", str(tmp_path / "out")])
+    assert status == 0
+    seen["running"] = during_run.read_text() == "True"
+    assert seen == {"building": False, "running": True}
+    assert gc.isenabled()
+    assert cli.main(["convert", "--images", "/no/such/folder"]) == 2  # an early exit restores it too
+    assert gc.isenabled()
