@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import operator
 import pickle
 import zlib
 from typing import Iterable, Iterator, List, Optional, Tuple
@@ -93,6 +94,9 @@ def boxes_given(record: ImageRecord) -> int:
 _BOX_FIELDS = tuple(field.name for field in dataclasses.fields(Box))
 _RECORD_FIELDS = tuple(field.name for field in dataclasses.fields(ImageRecord))
 _BOXES = _RECORD_FIELDS.index("boxes")
+# every field of a box (a record) as a tuple, in one C call: a getattr per field was a tenth of the parse step
+_BOX_ROW = operator.attrgetter(*_BOX_FIELDS)
+_RECORD_ROW = operator.attrgetter(*_RECORD_FIELDS)
 
 
 def pack(values: list) -> bytes:
@@ -115,8 +119,8 @@ def pack_records(records: Iterable[ImageRecord]) -> bytes:
     """A batch of records, packed as tuples of plain values: pickling dataclasses costs a call per object."""
     rows = []
     for record in records:
-        row = [getattr(record, name) for name in _RECORD_FIELDS]
-        row[_BOXES] = tuple(tuple(getattr(box, name) for name in _BOX_FIELDS) for box in record.boxes)
+        row = list(_RECORD_ROW(record))
+        row[_BOXES] = tuple(map(_BOX_ROW, record.boxes))
         rows.append(tuple(row))
     return pack(rows)
 
