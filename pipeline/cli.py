@@ -335,15 +335,15 @@ def _run_reader(args: argparse.Namespace) -> int:
 
 def main(argv: Optional[List[str]] = None) -> int:
     # Start-up (imports, options, the graph) allocates what lives until exit, so the cyclic collector would
-    # only walk the growing heap again and again: 0.2-0.3 s of the 1.2 s of imports here, on the one core a
-    # run's start-up uses. It is back on as the run starts (_convert, _run_reader), and when main returns.
+    # only walk the growing heap again and again, on the one core a run's start-up uses: without it the
+    # first stage starts at 1.6 s instead of 2.4 s here (docs/performance.md). It is back on as the run
+    # starts (_convert, _run_reader), and main leaves it as it found it.
     collecting = gc.isenabled()
     gc.disable()
     try:
         return _main(argv)
     finally:
-        if collecting:
-            gc.enable()
+        (gc.enable if collecting else gc.disable)()
 
 
 def _main(argv: Optional[List[str]]) -> int:
