@@ -10,7 +10,7 @@ from typing import Iterable, List, NamedTuple, Sequence, Tuple
 from transforms.model import ITEM_BOX, PIXELS, Box, Rejection
 
 
-class NormalizedBox(NamedTuple):  # a tuple: made for every box of every image written, 4x cheaper than a frozen dataclass
+class NormalizedBox(NamedTuple):  # made for every box written: a tuple is made in a third of a frozen dataclass's time
     box: Box  # the source box, for its label and flags
     xmin: float
     ymin: float
@@ -41,7 +41,7 @@ def normalize_boxes(
         if not box.label:
             rejected.append(Rejection(source, "box_no_label", f"{_where(index, box)}: empty class name", ITEM_BOX))
             continue
-        if not (math.isfinite(box.xmin) and math.isfinite(box.ymin) and math.isfinite(box.xmax) and math.isfinite(box.ymax)):
+        if not all(map(math.isfinite, corners)):
             rejected.append(Rejection(source, "box_not_finite", f"{_where(index, box)}: coordinates {corners}", ITEM_BOX))
             continue
         if box.xmin > box.xmax or box.ymin > box.ymax:
