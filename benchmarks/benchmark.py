@@ -329,11 +329,13 @@ def page_cache_write_cost(folder: Path) -> list[float]:
     for _ in range(2):
         path = folder / "page-probe.bin"
         started = time.perf_counter()
-        with open(path, "wb") as handle:
-            for _ in range(PAGE_PROBE_MIB):
-                handle.write(block)
-        seconds.append(round(time.perf_counter() - started, 2))
-        path.unlink()
+        try:  # a full disk ends the benchmark, but never leaves the probe's file behind
+            with open(path, "wb") as handle:
+                for _ in range(PAGE_PROBE_MIB):
+                    handle.write(block)
+            seconds.append(round(time.perf_counter() - started, 2))
+        finally:
+            path.unlink(missing_ok=True)
     return seconds
 
 
