@@ -2,6 +2,7 @@
 its options, and when the launcher collects garbage."""
 from __future__ import annotations
 
+import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline import local_runner
@@ -87,3 +88,37 @@ def test_start_up_runs_without_the_cyclic_collector_and_the_run_with_it(tmp_path
     assert gc.isenabled()
     assert cli.main(["convert", "--images", "/no/such/folder"]) == 2  # an early exit restores it too
     assert gc.isenabled()
+
+
+_WORKERS_CHOSEN = """
+import sys, tempfile
+import apache_beam as beam
+from apache_beam.testing.test_pipeline import TestPipeline
+from transforms.beam.runtime import HandlingDoFn
+from transforms.local.pool import grpc_threads_alive
+from transforms.local.run import LocalRun
+
+if sys.argv[1] == "grpc":  # Beam's DirectRunner tries Prism first, which starts gRPC's threads
+    with TestPipeline() as p:
+        _ = p | beam.Create([1]) | beam.Map(lambda x: x)
+workers = LocalRun(tempfile.mkdtemp(), processes=2).workers(HandlingDoFn())
+print(grpc_threads_alive(), type(workers).__name__)
+workers.stop()
+"""
+
+
+@pytest.mark.parametrize("threads, expected", [("grpc", "True InProcess"), ("none", "False ForkedWorkers")])
+def test_a_process_running_grpc_threads_handles_elements_in_place_rather_than_fork(threads, expected):
+    """A fork while gRPC's threads run can hang the worker in gRPC's fork handler; the launcher of a local
+    run starts none (it names the FnApiRunner), so it forks, but a process that has them must not."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    done = subprocess.run([sys.executable, "-c", _WORKERS_CHOSEN, threads], cwd=REPO, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == expected
+    if threads == "grpc":
+        assert "runs in place, on one core" in done.stderr

@@ -77,7 +77,9 @@ def _dataset_files(output: Path) -> dict:
 @pytest.mark.parametrize("drop_duplicates", [False, True])
 def test_a_spilled_run_writes_the_same_dataset_as_a_shuffled_one(raccoon, tmp_path, drop_duplicates):
     """Two sources, a duplicate image, an orphan image and an annotation without its image; the spilled run
-    parses and writes in two forked processes, as a local run on this machine does."""
+    asks for two forked processes, as a local run on this machine does (handled in place if an earlier
+    TestPipeline left gRPC's threads in this process: transforms/local/pool.py grpc_threads_alive; forks
+    themselves are compared byte for byte through the command in test_convert_e2e.py)."""
     second = tmp_path / "second"
     (second / "annotations").mkdir(parents=True)
     (second / "images").mkdir()

@@ -89,6 +89,28 @@ def _started_in_child(parent: int, parent_main_thread: int, lifeline_read: int, 
     storage.forget_clients()  # a storage client's connections belong to the parent
 
 
+GRPC_THREADS = ("event_engine", "grpc_global_tim")  # gRPC's own threads, by name (Linux truncates names to 15)
+
+
+def grpc_threads_alive() -> bool:
+    """Does this process run gRPC's event-engine threads? A process forked then runs gRPC's post-fork handler,
+    which can wait forever on a lock one of those threads held: seen as a hung worker in a process where an
+    earlier Beam pipeline had started gRPC (Beam's DirectRunner does when it tries Prism). A local run's
+    launcher names the FnApiRunner and starts none. Read from /proc; elsewhere: False."""
+    try:
+        tasks = os.listdir("/proc/self/task")
+    except OSError:
+        return False
+    for task in tasks:
+        try:
+            with open(f"/proc/self/task/{task}/comm") as handle:
+                if handle.read().strip() in GRPC_THREADS:
+                    return True
+        except OSError:  # the thread ended meanwhile
+            continue
+    return False
+
+
 def _die_when_closed(lifeline_read: int) -> None:
     while os.read(lifeline_read, 1):  # nothing is ever written: this returns b"" when the parent is gone
         pass

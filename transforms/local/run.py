@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 from typing import Optional
 
 from transforms.beam.runtime import Runtime
-from transforms.local.pool import ForkedWorkers
+from transforms.local.pool import ForkedWorkers, grpc_threads_alive
 from transforms.local.progress import ProgressNotes
 from transforms.local.spill import Spill
 
@@ -24,6 +25,11 @@ class LocalRun(Runtime):
         return Spill(self.spill_dir)
 
     def workers(self, dofn):
+        if self.processes > 1 and grpc_threads_alive():
+            logging.getLogger(__name__).warning(
+                "gRPC runs threads in this process, and a fork could hang in its fork handler: %s runs in place, "
+                "on one core", type(dofn).__name__)
+            return super().workers(dofn)
         return ForkedWorkers(dofn, self.processes) if self.processes > 1 else super().workers(dofn)
 
     def notes(self) -> ProgressNotes:
