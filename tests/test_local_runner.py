@@ -90,6 +90,43 @@ def test_start_up_runs_without_the_cyclic_collector_and_the_run_with_it(tmp_path
     assert gc.isenabled()
 
 
+
+_START_UP_IMPORTS = """
+import importlib.util, sys
+if sys.argv[1] == "preloaded":
+    import IPython
+    before = IPython
+from pipeline import cli
+assert cli.main([]) == 2  # prints the help, after the start-up's imports
+assert "apache_beam" in sys.modules
+installed = importlib.util.find_spec("IPython") is not None
+if sys.argv[1] == "preloaded":
+    assert sys.modules["IPython"] is before
+else:
+    assert "IPython" not in sys.modules  # neither loaded nor left hidden
+    if installed:
+        import IPython  # still there for whoever asks later
+print("installed" if installed else "absent")
+"""
+
+
+@pytest.mark.parametrize("case", ["fresh", "preloaded"])
+def test_start_up_leaves_ipython_unloaded_yet_importable_and_a_loaded_one_alone(case):
+    """Beam's BigQuery connector would load IPython for notebook progress bars (pipeline/cli.py)."""
+    import importlib.util
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    if case == "preloaded" and importlib.util.find_spec("IPython") is None:
+        pytest.skip("IPython is not installed")
+    done = subprocess.run([sys.executable, "-c", _START_UP_IMPORTS, case], cwd=REPO, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
+
 _WORKERS_CHOSEN = """
 import sys, tempfile
 import apache_beam as beam
