@@ -349,6 +349,8 @@ def main(argv: Optional[List[str]] = None) -> int:
 # Libraries Beam's connectors load wherever they are installed, for features a command never uses. Beam
 # guards these imports without a word, so while it loads they count as not installed; afterwards they import
 # as usual. Measured here, of every command's start-up: IPython 0.24 s and 20 MiB, Pub/Sub's client 0.12 s.
+# Only for the command itself (main() reading sys.argv): Beam's Pub/Sub connector, loaded meanwhile, stays
+# without its client, which a notebook that calls main(argv) and then reads Pub/Sub would miss.
 # (MongoDB's client is left alone: Beam warns when it cannot import it.)
 _UNUSED_BY_COMMANDS = (
     "IPython",  # notebook progress bars: Beam's BigQuery connector -> google-cloud-bigquery -> tqdm.notebook
@@ -357,9 +359,9 @@ _UNUSED_BY_COMMANDS = (
 
 
 @contextlib.contextmanager
-def _unused_libraries_hidden():
+def _unused_libraries_hidden(command_line: bool):
     """While Beam loads, _UNUSED_BY_COMMANDS count as not installed; a process that already has one keeps it."""
-    hidden = [name for name in _UNUSED_BY_COMMANDS if name not in sys.modules]
+    hidden = [name for name in _UNUSED_BY_COMMANDS if command_line and name not in sys.modules]
     for name in hidden:
         sys.modules[name] = None  # what `import name` then raises ImportError for
     try:
@@ -376,7 +378,7 @@ def _main(argv: Optional[List[str]]) -> int:
     # line (or shows the traceback of what it cannot explain).
     logging.getLogger("apache_beam.runners.common").setLevel(logging.CRITICAL)
     try:
-        with _unused_libraries_hidden():
+        with _unused_libraries_hidden(command_line=argv is None):
             parser = _build_parser()  # imports Beam
         args, extra = parser.parse_known_args(underscored(sys.argv[1:] if argv is None else argv))
         if args.command is None:

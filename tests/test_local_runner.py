@@ -93,26 +93,34 @@ def test_start_up_runs_without_the_cyclic_collector_and_the_run_with_it(tmp_path
 
 _START_UP_IMPORTS = """
 import importlib.util, sys
+case = sys.argv[1]
 from pipeline import cli  # imports no more than the standard library
 unused = cli._UNUSED_BY_COMMANDS
 assert "IPython" in unused
 installed = [name for name in unused if importlib.util.find_spec(name) is not None]
 preloaded = {}
-if sys.argv[1] == "preloaded":
+if case == "preloaded":
     for name in installed:
         preloaded[name] = importlib.import_module(name)
-assert cli.main([]) == 2  # prints the help, after the start-up's imports
+sys.argv = ["od-tfrecords"]  # the command, run with no arguments, prints its help
+assert cli.main() == 2
 assert "apache_beam" in sys.modules
 from apache_beam.io.filesystems import FileSystems
 assert type(FileSystems.get_filesystem("gs://bucket/x")).__name__ == "GCSFileSystem"  # gs:// still served
 for name in installed:
-    if sys.argv[1] == "preloaded":
+    if case == "preloaded":
         assert sys.modules[name] is preloaded[name], name
     else:
         assert name not in sys.modules, name  # neither loaded nor left hidden
 for name in installed:
     importlib.import_module(name)  # still there for whoever asks later
 print(installed)
+"""
+_CALLED_WITH_ARGUMENTS = """
+import importlib.util, sys
+from pipeline import cli
+assert cli.main([]) == 2
+print([name for name in cli._UNUSED_BY_COMMANDS if name not in sys.modules and importlib.util.find_spec(name)])
 """
 
 
@@ -128,6 +136,19 @@ def test_start_up_leaves_unused_libraries_unloaded_yet_importable_and_loaded_one
                           timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stderr == ""  # not a warning about what was hidden
+
+
+def test_main_called_with_arguments_hides_nothing():
+    """A notebook that calls main(argv) keeps every Beam connector whole (pipeline/cli.py)."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    done = subprocess.run([sys.executable, "-c", _CALLED_WITH_ARGUMENTS], cwd=REPO, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "[]"  # every one of them installed here was loaded
 
 
 _WORKERS_CHOSEN = """
