@@ -73,9 +73,9 @@ def read_record_image(record: ImageRecord, last_read: bool = False) -> bytes:
 
     `last_read`: the run reads this image no more (the writer's read), so a local file's pages leave the
     page cache at once. A conversion reads gigabytes once each: their pages would push out what the
-    machine had cached, and the records written next take fresh pages instead of reusing these
-    (measured at 50,000 images here: system CPU 12.2 s -> 8.0 s, wall x0.92). The next run reads the
-    images from disk again.
+    machine had cached. Speed neither gains nor loses by it here once the benchmark stopped favouring it
+    (back to back, page cache warm: 5.4 s released against 5.3 s kept at 10,000 images, 23.7 against
+    24.3 s at 50,000, medians of 3-6 runs). The next run reads the images from disk again.
 
     Raises ImageProblem("path_outside_images") when a link leads the file out of --images (see the
     module's docstring), ImageProblem("image_missing") when an annotation embeds no image after all;
