@@ -38,9 +38,12 @@ pages just freed; see page_cache_write_cost): it moves the floor's time, as much
 spell of a virtual machine to the next.
 MB are 10^6 bytes, RSS is in MiB.
 
-Prints a table (times relative to the floor, the plain loop and Datumaro: >1 is slower) and, when
---results holds a run of a smaller N, each converter's fixed and marginal cost from the two (wall and CPU
-ms per image between the two N, and the wall time left at N=0 by that line). Writes
+Prints a table (times relative to the floor, the plain loop and Datumaro: >1 is slower) and each
+converter's fixed and marginal cost (wall and CPU ms per image between two N, and the time left at N=0 by
+that line): with --also-n M, M images run in the same rounds and every round gives its own line (each
+converter's slope over the floor's of the same round; medians over the rounds), otherwise from the
+medians of this run and of the largest smaller N in --results, which may come from another spell of the
+machine. Writes
 --results/benchmark-N.json (with machine facts, versions and every run) and --results/benchmark-N.png
 (wall and CPU seconds and peak RSS per converter; images/s against N when results for several N are in
 --results).
@@ -286,6 +289,38 @@ def output_folder(output: Path, name: str) -> Path:
     return output / {FLOOR: "floor", PROJECT: "project", PLAIN: "plain", DATUMARO: "datumaro"}[name]
 
 
+def timed_run(name: str, command: list[str], destination: Path, data: Path, n: int, label: str, log: Path,
+              cwd: Path, args: argparse.Namespace) -> dict:
+    """One timed run of one converter on one dataset, its output's records counted (exactly n, or the benchmark
+    fails)."""
+    # Read first, then remove: the pages the last run's output frees are then left for this run's
+    # writes, whichever converter ran last. The project releases the images' pages as it goes, so a
+    # read after the removal re-read them into those freed pages: the floor took 3.2-3.8 s after the
+    # project and 1.9-2.6 s after itself (10,000 images), a bias in the project's favour.
+    input_bytes = warm_page_cache(data)
+    shutil.rmtree(destination, ignore_errors=True)
+    os.sync()  # earlier writes (another converter's output, the dataset) are not flushed during this run
+    waited = wait_for_quiet(args.quiet_wait)
+    load_before = [round(x, 2) for x in os.getloadavg()]
+    print(f"{label}: {name} ({input_bytes / 1e6:.0f} MB of input read to warm the cache, "
+          f"load average {load_before[0]}) ...", flush=True)
+    result = run_measured(command, log, cwd)
+    result["load_average_before"] = load_before  # the machine may be shared: other CPU use slows runs
+    result["waited_for_quiet_s"] = waited
+    result["other_cpu_s"] = round(max(0.0, result["machine_busy_s"] - result["cpu_s"]), 2)
+    records, files = count_tfrecords(destination)
+    if records != n:
+        raise SystemExit(f"{name} wrote {records} records in {files} files under {destination}, "
+                         f"expected {n}; log: {result['log']}")
+    result.update(records=records, tfrecord_files=files,
+                  output_mb=round(sum(p.stat().st_size for p in destination.rglob("*") if p.is_file()) / 1e6, 1))
+    print(f"  {result['seconds']} s wall, {result['cpu_s']} s CPU, {result['other_cpu_s']} s other CPU, "
+          f"{records} records in {files} file(s) verified", flush=True)
+    if not args.keep_outputs:
+        shutil.rmtree(destination, ignore_errors=True)
+    return result
+
+
 # --- facts, table, chart -------------------------------------------------------------------------------
 
 def machine_facts(datumaro: dict | None, project_dir: Path) -> dict:
@@ -403,6 +438,39 @@ def print_marginal(report: dict, results_folder: Path) -> dict:
     return costs
 
 
+def print_paired_marginal(runs: dict, small_runs: dict, n: int, m: int) -> dict:
+    """Fixed and marginal cost of each converter from the two N run in the same rounds: a slope and a fixed
+    cost per round, each converter's over the floor's of the same round, and their medians."""
+    print(f"\nfixed and marginal cost from N={m:,} -> N={n:,}, paired in each round (medians over the rounds):")
+    print(f"{'converter':<25}{'wall ms/image':>14}{'CPU ms/image':>14}{'x floor wall':>14}{'x floor CPU':>13}"
+          f"{'fixed wall s':>14}{'fixed CPU s':>13}")
+    per_round = {}
+    for name in runs:
+        per_round[name] = [{"wall": (big["seconds"] - small["seconds"]) / (n - m),
+                            "cpu": (big["cpu_s"] - small["cpu_s"]) / (n - m), "big": big}
+                           for big, small in zip(runs[name], small_runs[name])]
+    costs = {}
+    for name, rounds in per_round.items():
+        median = lambda values: statistics.median(list(values))
+        floor_rounds = per_round[FLOOR]
+        c = {"from_n": m, "paired_rounds": len(rounds),
+             "wall_ms_per_image": round(median(r["wall"] for r in rounds) * 1e3, 3),
+             "cpu_ms_per_image": round(median(r["cpu"] for r in rounds) * 1e3, 3),
+             "x_floor_wall": round(median(r["wall"] / f["wall"] for r, f in zip(rounds, floor_rounds)), 2),
+             "x_floor_cpu": round(median(r["cpu"] / f["cpu"] for r, f in zip(rounds, floor_rounds)), 2),
+             "fixed_wall_s": round(median(r["big"]["seconds"] - r["wall"] * n for r in rounds), 2),
+             "fixed_cpu_s": round(median(r["big"]["cpu_s"] - r["cpu"] * n for r in rounds), 2),
+             "x_floor_cpu_rounds": [round(r["cpu"] / f["cpu"], 2) for r, f in zip(rounds, floor_rounds)],
+             "fixed_wall_s_rounds": [round(r["big"]["seconds"] - r["wall"] * n, 2) for r in rounds]}
+        costs[name] = c
+        print(f"{name:<25}{c['wall_ms_per_image']:>14.3f}{c['cpu_ms_per_image']:>14.3f}{c['x_floor_wall']:>14.2f}"
+              f"{c['x_floor_cpu']:>13.2f}{c['fixed_wall_s']:>14.2f}{c['fixed_cpu_s']:>13.2f}")
+        print(f"{'':<25}rounds: x floor CPU {' '.join(map(str, c['x_floor_cpu_rounds']))}; "
+              f"fixed wall {' '.join(map(str, c['fixed_wall_s_rounds']))}")
+    print("ms/image: the slope between the two N in each round; fixed: where that line meets N=0.")
+    return costs
+
+
 def write_chart(path: Path, report: dict, results_folder: Path) -> None:
     """Wall and CPU seconds and peak RSS per converter for this N; images/s against N if several N were run."""
     import matplotlib
@@ -490,6 +558,9 @@ def write_chart(path: Path, report: dict, results_folder: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=2000, help="number of images (default 2000)")
+    parser.add_argument("--also-n", type=int, default=None,
+                        help="a smaller number of images run in the same rounds, for fixed and marginal costs "
+                             "paired round by round (default: from --results, see the module's docstring)")
     parser.add_argument("--repeat", type=int, default=1,
                         help="rounds of paired runs (one run of each converter per round); medians are reported")
     parser.add_argument("--workdir", default="/tmp/od-tfrecords-bench",
@@ -506,6 +577,8 @@ def main() -> None:
                         help="before each run, wait up to this many seconds for the machine to be idle (other jobs "
                              f"below {QUIET_CORES} core over {QUIET_WINDOW} s); 0: do not wait (default 120)")
     args = parser.parse_args()
+    if args.also_n is not None and not 0 < args.also_n < args.n:
+        parser.error(f"--also-n must be between 0 and --n ({args.n}), not {args.also_n}")
 
     workdir, results_folder = Path(args.workdir), Path(args.results)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -543,37 +616,26 @@ def main() -> None:
         warm_up(warm_ups[name], logs / f"{destination.name}-warm-up.log", cwd=cwd_of(name))
 
     image_bytes = sum(p.stat().st_size for p in (data / "images").iterdir())
-    runs = {name: [] for name in commands}
+    datasets = {args.n: (data, commands)}
+    if args.also_n:  # a smaller N in the same rounds: each round gives a slope of its own (paired_marginal)
+        small = workdir / f"voc-{args.also_n}"
+        generate_voc(small, args.also_n)
+        small_commands = converter_commands(small, write_coco(small), output, datumaro and datumaro["python"],
+                                            project_args)
+        datasets[args.also_n] = (small, {name: small_commands[name] for name in commands})
+    runs = {n: {name: [] for name in commands} for n in datasets}
     for round_ in range(repeat):
         order = list(commands) if round_ % 2 == 0 else list(reversed(commands))
-        for name in order:
-            command, destination = commands[name], output_folder(output, name)
-            # Read first, then remove: the pages the last run's output frees are then left for this run's
-            # writes, whichever converter ran last. The project releases the images' pages as it goes, so a
-            # read after the removal re-read them into those freed pages: the floor took 3.2-3.8 s after the
-            # project and 1.9-2.6 s after itself (10,000 images), a bias in the project's favour.
-            input_bytes = warm_page_cache(data)
-            shutil.rmtree(destination, ignore_errors=True)
-            os.sync()  # earlier writes (another converter's output, the dataset) are not flushed during this run
-            waited = wait_for_quiet(args.quiet_wait)
-            load_before = [round(x, 2) for x in os.getloadavg()]
-            print(f"round {round_ + 1}/{repeat}: {name} ({input_bytes / 1e6:.0f} MB of input read to warm the cache, "
-                  f"load average {load_before[0]}) ...", flush=True)
-            result = run_measured(command, logs / f"{destination.name}-{args.n}-{round_}.log", cwd_of(name))
-            result["load_average_before"] = load_before  # the machine may be shared: other CPU use slows runs
-            result["waited_for_quiet_s"] = waited
-            result["other_cpu_s"] = round(max(0.0, result["machine_busy_s"] - result["cpu_s"]), 2)
-            records, files = count_tfrecords(destination)
-            if records != args.n:
-                raise SystemExit(f"{name} wrote {records} records in {files} files under {destination}, "
-                                 f"expected {args.n}; log: {result['log']}")
-            result.update(records=records, tfrecord_files=files,
-                          output_mb=round(sum(p.stat().st_size for p in destination.rglob("*") if p.is_file()) / 1e6, 1))
-            print(f"  {result['seconds']} s wall, {result['cpu_s']} s CPU, {result['other_cpu_s']} s other CPU, "
-                  f"{records} records in {files} file(s) verified", flush=True)
-            runs[name].append(result)
-            if not args.keep_outputs:
-                shutil.rmtree(destination, ignore_errors=True)
+        sizes = sorted(datasets) if round_ % 2 == 0 else sorted(datasets, reverse=True)
+        for n in sizes:
+            folder, commands_n = datasets[n]
+            for name in order:
+                result = timed_run(name, commands_n[name], output_folder(output, name), folder, n,
+                                   f"round {round_ + 1}/{repeat}" + (f", N={n}" if args.also_n else ""),
+                                   logs / f"{output_folder(output, name).name}-{n}-{round_}.log", cwd_of(name), args)
+                runs[n][name].append(result)
+    small_runs = runs.get(args.also_n)
+    runs = runs[args.n]
 
     for name, measured in runs.items():
         for round_, run in enumerate(measured):
@@ -603,7 +665,11 @@ def main() -> None:
     at_start, at_end = report["machine"]["page_cache_write_s_at_start"], report["machine"]["page_cache_write_s_at_end"]
     print(f"writing {PAGE_PROBE_MIB} MiB into the page cache (fresh pages / pages just freed): {at_start[0]} / {at_start[1]} s "
           f"before the runs, {at_end[0]} / {at_end[1]} s after (see page_cache_write_cost)")
-    report["marginal"] = print_marginal(report, results_folder)
+    if small_runs:
+        report["marginal"] = print_paired_marginal(runs, small_runs, args.n, args.also_n)
+        report["also_n_runs"] = small_runs
+    else:
+        report["marginal"] = print_marginal(report, results_folder)
 
     json_path = results_folder / f"benchmark-{args.n}.json"
     json_path.write_text(json.dumps(report, indent=2) + "\n")
