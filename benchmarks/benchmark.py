@@ -413,62 +413,62 @@ def print_marginal(report: dict, results_folder: Path) -> dict:
             smaller = loaded
     if smaller is None:
         return {}
-    m, costs = smaller["n"], {}
-    print(f"\nfixed and marginal cost from N={m:,} (results of {smaller.get('finished_at', '?')}) -> N={n:,}:")
-    print(f"{'converter':<25}{'wall ms/image':>14}{'CPU ms/image':>14}{'x floor wall':>14}{'x floor CPU':>13}"
-          f"{'fixed wall s':>14}{'fixed CPU s':>13}")
-    floor = None
-    for name, r in report["results"].items():
-        if name not in smaller["results"]:
-            continue
-        s = smaller["results"][name]
-        wall = (r["seconds"] - s["seconds"]) / (n - m)
-        cpu = (r["cpu_s"] - s["cpu_s"]) / (n - m)
-        costs[name] = {"from_n": m, "wall_ms_per_image": round(wall * 1e3, 3), "cpu_ms_per_image": round(cpu * 1e3, 3),
-                       "fixed_wall_s": round(r["seconds"] - wall * n, 2), "fixed_cpu_s": round(r["cpu_s"] - cpu * n, 2)}
-        if name == FLOOR:
-            floor = costs[name]
-    for name, c in costs.items():
-        x_wall = c["wall_ms_per_image"] / floor["wall_ms_per_image"] if floor else float("nan")
-        x_cpu = c["cpu_ms_per_image"] / floor["cpu_ms_per_image"] if floor else float("nan")
-        c.update(x_floor_wall=round(x_wall, 2), x_floor_cpu=round(x_cpu, 2))
-        print(f"{name:<25}{c['wall_ms_per_image']:>14.3f}{c['cpu_ms_per_image']:>14.3f}{x_wall:>14.2f}{x_cpu:>13.2f}"
-              f"{c['fixed_wall_s']:>14.2f}{c['fixed_cpu_s']:>13.2f}")
-    print("ms/image: the slope between the two N (medians); fixed: where that line meets N=0.")
+    m = smaller["n"]
+    lines = {name: _line(r, smaller["results"][name], n, m) for name, r in report["results"].items()
+             if name in smaller["results"]}
+    costs = {}
+    for name, line in lines.items():
+        floor = lines.get(FLOOR)
+        costs[name] = {"from_n": m, "wall_ms_per_image": round(line["wall"] * 1e3, 3),
+                       "cpu_ms_per_image": round(line["cpu"] * 1e3, 3),
+                       "x_floor_wall": round(line["wall"] / floor["wall"], 2) if floor else float("nan"),
+                       "x_floor_cpu": round(line["cpu"] / floor["cpu"], 2) if floor else float("nan"),
+                       "fixed_wall_s": round(line["fixed_wall"], 2), "fixed_cpu_s": round(line["fixed_cpu"], 2)}
+    _print_costs(f"from N={m:,} (results of {smaller.get('finished_at', '?')}) -> N={n:,}", costs,
+                 "the slope between the two N (medians)")
     return costs
 
 
 def print_paired_marginal(runs: dict, small_runs: dict, n: int, m: int) -> dict:
-    """Fixed and marginal cost of each converter from the two N run in the same rounds: a slope and a fixed
-    cost per round, each converter's over the floor's of the same round, and their medians."""
-    print(f"\nfixed and marginal cost from N={m:,} -> N={n:,}, paired in each round (medians over the rounds):")
+    """Fixed and marginal cost of each converter from the two N run in the same rounds: a line per round,
+    each converter's slope over the floor's of the same round, and their medians over the rounds."""
+    lines = {name: [_line(big, small, n, m) for big, small in zip(runs[name], small_runs[name])] for name in runs}
+    median = lambda values: statistics.median(list(values))
+    costs = {}
+    for name, rounds in lines.items():
+        x_cpu = [round(r["cpu"] / f["cpu"], 2) for r, f in zip(rounds, lines[FLOOR])]
+        costs[name] = {"from_n": m, "paired_rounds": len(rounds),
+                       "wall_ms_per_image": round(median(r["wall"] for r in rounds) * 1e3, 3),
+                       "cpu_ms_per_image": round(median(r["cpu"] for r in rounds) * 1e3, 3),
+                       "x_floor_wall": round(median(r["wall"] / f["wall"] for r, f in zip(rounds, lines[FLOOR])), 2),
+                       "x_floor_cpu": round(median(x_cpu), 2),
+                       "fixed_wall_s": round(median(r["fixed_wall"] for r in rounds), 2),
+                       "fixed_cpu_s": round(median(r["fixed_cpu"] for r in rounds), 2),
+                       "x_floor_cpu_rounds": x_cpu,
+                       "fixed_wall_s_rounds": [round(r["fixed_wall"], 2) for r in rounds]}
+    _print_costs(f"from N={m:,} -> N={n:,}, paired in each round (medians over the rounds)", costs,
+                 "the slope between the two N in each round")
+    return costs
+
+
+def _line(big: dict, small: dict, n: int, m: int) -> dict:
+    """The line through a converter's results at N and M images: seconds per image, and where it meets N=0."""
+    wall = (big["seconds"] - small["seconds"]) / (n - m)
+    cpu = (big["cpu_s"] - small["cpu_s"]) / (n - m)
+    return {"wall": wall, "cpu": cpu, "fixed_wall": big["seconds"] - wall * n, "fixed_cpu": big["cpu_s"] - cpu * n}
+
+
+def _print_costs(title: str, costs: dict, slope: str) -> None:
+    print(f"\nfixed and marginal cost {title}:")
     print(f"{'converter':<25}{'wall ms/image':>14}{'CPU ms/image':>14}{'x floor wall':>14}{'x floor CPU':>13}"
           f"{'fixed wall s':>14}{'fixed CPU s':>13}")
-    per_round = {}
-    for name in runs:
-        per_round[name] = [{"wall": (big["seconds"] - small["seconds"]) / (n - m),
-                            "cpu": (big["cpu_s"] - small["cpu_s"]) / (n - m), "big": big}
-                           for big, small in zip(runs[name], small_runs[name])]
-    costs = {}
-    for name, rounds in per_round.items():
-        median = lambda values: statistics.median(list(values))
-        floor_rounds = per_round[FLOOR]
-        c = {"from_n": m, "paired_rounds": len(rounds),
-             "wall_ms_per_image": round(median(r["wall"] for r in rounds) * 1e3, 3),
-             "cpu_ms_per_image": round(median(r["cpu"] for r in rounds) * 1e3, 3),
-             "x_floor_wall": round(median(r["wall"] / f["wall"] for r, f in zip(rounds, floor_rounds)), 2),
-             "x_floor_cpu": round(median(r["cpu"] / f["cpu"] for r, f in zip(rounds, floor_rounds)), 2),
-             "fixed_wall_s": round(median(r["big"]["seconds"] - r["wall"] * n for r in rounds), 2),
-             "fixed_cpu_s": round(median(r["big"]["cpu_s"] - r["cpu"] * n for r in rounds), 2),
-             "x_floor_cpu_rounds": [round(r["cpu"] / f["cpu"], 2) for r, f in zip(rounds, floor_rounds)],
-             "fixed_wall_s_rounds": [round(r["big"]["seconds"] - r["wall"] * n, 2) for r in rounds]}
-        costs[name] = c
+    for name, c in costs.items():
         print(f"{name:<25}{c['wall_ms_per_image']:>14.3f}{c['cpu_ms_per_image']:>14.3f}{c['x_floor_wall']:>14.2f}"
               f"{c['x_floor_cpu']:>13.2f}{c['fixed_wall_s']:>14.2f}{c['fixed_cpu_s']:>13.2f}")
-        print(f"{'':<25}rounds: x floor CPU {' '.join(map(str, c['x_floor_cpu_rounds']))}; "
-              f"fixed wall {' '.join(map(str, c['fixed_wall_s_rounds']))}")
-    print("ms/image: the slope between the two N in each round; fixed: where that line meets N=0.")
-    return costs
+        if "x_floor_cpu_rounds" in c:
+            print(f"{'':<25}rounds: x floor CPU {' '.join(map(str, c['x_floor_cpu_rounds']))}; "
+                  f"fixed wall {' '.join(map(str, c['fixed_wall_s_rounds']))}")
+    print(f"ms/image: {slope}; fixed: where that line meets N=0.")
 
 
 def write_chart(path: Path, report: dict, results_folder: Path) -> None:
@@ -617,7 +617,7 @@ def main() -> None:
 
     image_bytes = sum(p.stat().st_size for p in (data / "images").iterdir())
     datasets = {args.n: (data, commands)}
-    if args.also_n:  # a smaller N in the same rounds: each round gives a slope of its own (paired_marginal)
+    if args.also_n:  # a smaller N in the same rounds: each round gives a line of its own (print_paired_marginal)
         small = workdir / f"voc-{args.also_n}"
         generate_voc(small, args.also_n)
         small_commands = converter_commands(small, write_coco(small), output, datumaro and datumaro["python"],

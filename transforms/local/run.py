@@ -25,12 +25,14 @@ class LocalRun(Runtime):
         return Spill(self.spill_dir)
 
     def workers(self, dofn):
-        if self.processes > 1 and grpc_threads_alive():
+        if self.processes <= 1:
+            return super().workers(dofn)
+        if grpc_threads_alive():
             logging.getLogger(__name__).warning(
                 "gRPC runs threads in this process, and a fork could hang in its fork handler: %s runs in place, "
                 "on one core", type(dofn).__name__)
             return super().workers(dofn)
-        return ForkedWorkers(dofn, self.processes) if self.processes > 1 else super().workers(dofn)
+        return ForkedWorkers(dofn, self.processes)
 
     def notes(self) -> ProgressNotes:
         return ProgressNotes(self.progress_dir)
