@@ -119,7 +119,9 @@ def _convert(given: dict, beam_args: List[str]) -> int:
     from apache_beam.options.pipeline_options import StandardOptions
 
     from pipeline.graph import build_convert_pipeline
-    from pipeline.local_runner import is_local_runner, local_engine, local_options, local_processes, local_run
+    from pipeline.local_runner import (
+        is_local_runner, local_engine, local_options, local_processes, local_run, parse_ahead,
+    )
     from pipeline.options import is_dry_run, resolve_convert
     from pipeline.console import print_output
     from transforms import paths, storage
@@ -137,7 +139,7 @@ def _convert(given: dict, beam_args: List[str]) -> int:
         return 0
     processes = local_processes(options, [source.images for source in job.sources])
     with _output_taken(job, is_local_runner(runner), runner) as (job, publication):
-        with local_run(runner, processes) as local:
+        with local_run(runner, processes) as local, parse_ahead(job, options, local):
             with beam.Pipeline(runner=local_engine(options), options=options) as p:
                 build_convert_pipeline(p, job, publication, local)
                 # What is imported and built so far lives until exit: out of the collector's sight, collections

@@ -30,8 +30,10 @@ from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions,
 
 from pipeline.errors import UsageError
 from transforms import storage
-from transforms.beam.read import IMAGE_EXTENSIONS
+from transforms.beam.read import IMAGE_EXTENSIONS, ParseSettings
 from transforms.local import spill
+from transforms.local.ahead import AheadSource, ParseAhead, ShardSizing
+from transforms.local.pool import grpc_threads_alive
 from transforms.local.run import LocalRun
 
 PARALLEL_FROM_IMAGES = 10_000  # where forked workers win by a quarter or more (see above)
@@ -158,3 +160,31 @@ def local_run(runner, processes: int) -> Iterator[Optional[LocalRun]]:
             yield LocalRun(spill_dir, line.folder, processes)
     finally:
         shutil.rmtree(spill_dir, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def parse_ahead(job, options: PipelineOptions, local: Optional[LocalRun], cores: Optional[int] = None) -> Iterator[None]:
+    """The run's annotation files parsed while the graph is built (transforms/local/ahead.py), on the processes
+    the parse step forks, or on one when it forks none but the machine has a core to spare.
+
+    Not for remote runs, nor for gs:// sources (their listing costs time of its own), nor for incremental runs
+    (their shard count may come from the published dataset); nor where gRPC runs threads (see LocalRun.workers).
+    """
+    chosen = options.view_as(LocalOptions).local_processes
+    spare = 1 if chosen is None and (cores or os.cpu_count() or 1) >= 2 else 0
+    processes = local.processes if local is not None and local.processes > 1 else spare
+    everything_local = all(storage.is_local(path) for source in job.sources for path in (*source.patterns, source.images))
+    if local is None or not processes or job.incremental or not everything_local or grpc_threads_alive():
+        yield
+        return
+    sources = [
+        AheadSource(ParseSettings(source.format.name, source.context, dict(job.class_map), index, job.seed),
+                    tuple(source.patterns), source.images)
+        for index, source in enumerate(job.sources)
+    ]
+    sizing = ShardSizing(job.num_shards, job.splits, tuple(source.images for source in job.sources))
+    ahead = ParseAhead(local.spill_dir, local.progress_dir, sources, sizing, processes)
+    try:
+        yield
+    finally:
+        ahead.stop()

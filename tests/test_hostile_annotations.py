@@ -48,7 +48,7 @@ def _plan(fmt, path):
 
 def _parse_step(fmt, context, tasks):
     """The parse step's outputs for planned tasks, as a local run makes them (one process, no spill folder)."""
-    parse = read._ParseAnnotationFiles(fmt, context, {}, 0, 0, REMOTE)
+    parse = read.ParseAnnotationFiles(fmt, context, {}, 0, 0, REMOTE)
     parse.setup()
     parse.start_bundle()
     return [output for task in tasks for output in parse.handle(task, 1)]

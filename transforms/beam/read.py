@@ -18,7 +18,7 @@ import os
 import posixpath
 import stat
 from collections import defaultdict
-from typing import Callable, Iterable, Iterator, List, Sequence, Tuple
+from typing import Callable, Iterable, Iterator, List, NamedTuple, Sequence, Tuple
 
 import apache_beam as beam
 from apache_beam.io.filesystem import CompressionTypes
@@ -126,6 +126,15 @@ IMAGE_LIST_CHUNK = 4096  # image files per element of a listing
 PART_BYTES = 128 * 1024 * 1024  # a streamable annotation file larger than this is parsed in parts, in parallel
 
 
+class ParseSettings(NamedTuple):
+    """What decides the result of a source's parse tasks, besides each task's files and the shard count."""
+
+    format_name: str
+    context: ParseContext
+    class_map: dict
+    source_index: int
+    seed: int
+
 
 def shard_batches(items: Iterable, join_key: Callable, seed: int, num_shards: int) -> Iterator[Tuple[int, List]]:
     """Items grouped by the shard of their join key: one (shard, items) batch per shard, not one per item."""
@@ -144,43 +153,53 @@ def files_per_task(files: int) -> int:
     return min(TASK_FILES_MAX, max(TASK_FILES_MIN, math.ceil(files / PARSE_TASKS)))
 
 
-class _PlanParsing(beam.DoFn):
-    """Patterns -> parse tasks (task id, (0, packed [(path, part, parts, size)]), or a marker of a spilled one); a
-    huge streamable file becomes many parts.
+def parse_tasks(fmt: AnnotationFormat, patterns: Sequence[str]) -> Iterator[List[Tuple[str, int, int, int]]]:
+    """A source's parse tasks, each a list of (path, part, parts, size); a huge streamable file becomes many
+    one-part tasks.
 
     The listing is streamed twice, first only to count the files (the task size depends on it), so no
     list of every file is ever held. Which files share a task changes nothing in the output: the writer
     sorts each shard's records.
     """
+    task_files = files_per_task(sum(1 for _ in storage.matching_files(patterns)))
+    streamable = fmt.parse_part is not None
+    batch = []
+    for path, size in storage.matching_files(patterns):
+        parts = math.ceil(size / PART_BYTES) if streamable and size > PART_BYTES else 1
+        if parts > 1:
+            for part in range(parts):
+                yield [(path, part, parts, size)]
+            continue
+        batch.append((path, 0, 1, size))
+        if len(batch) == task_files:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def task_key(source_index: int, number: int) -> str:
+    """A parse task's key, unique across the run's sources."""
+    return f"{source_index}-{number}"
+
+
+class _PlanParsing(beam.DoFn):
+    """Patterns -> parse tasks (task key, (0, packed [(path, part, parts, size)]), or a marker of a spilled one)."""
 
     def __init__(self, fmt: AnnotationFormat, source_index: int, exchange: Exchange):
-        self._streamable = fmt.parse_part is not None
+        self._format = fmt
         self._source_index = source_index
         self._exchange = exchange
 
     def process(self, patterns: Sequence[str]):
-        task_files = files_per_task(sum(1 for _ in storage.matching_files(patterns)))
-        tasks = self._tasks(storage.matching_files(patterns), task_files)
-        for number, task in enumerate(tasks):
-            yield from self._exchange.send(TASKS, f"{self._source_index}-{number}", [(0, pack(task))], marker=True)
-
-    def _tasks(self, files, task_files: int):
-        batch = []
-        for path, size in files:
-            parts = math.ceil(size / PART_BYTES) if self._streamable and size > PART_BYTES else 1
-            if parts > 1:
-                for part in range(parts):
-                    yield [(path, part, parts, size)]
-                continue
-            batch.append((path, 0, 1, size))
-            if len(batch) == task_files:
-                yield batch
-                batch = []
-        if batch:
-            yield batch
+        for number, task in enumerate(parse_tasks(self._format, patterns)):
+            yield from self._exchange.send(TASKS, task_key(self._source_index, number), [(0, pack(task))], marker=True)
 
 
-class _ParseAnnotationFiles(HandlingDoFn):
+class ParseAnnotationFiles(HandlingDoFn):
+    """Parse tasks -> (shard, (source index, packed records)) batches, rejections, class names and tallies (see
+    ParseAnnotations)."""
+
     def __init__(self, fmt: AnnotationFormat, context: ParseContext, class_map: ClassMap, source_index: int,
                  seed: int, runtime: Runtime):
         super().__init__(runtime)
@@ -189,6 +208,11 @@ class _ParseAnnotationFiles(HandlingDoFn):
         self._class_map = class_map
         self._source_index = source_index
         self._seed = seed
+
+    @property
+    def settings(self) -> ParseSettings:
+        """Everything but the task and the shard count that decides what a task's parse gives."""
+        return ParseSettings(self._format.name, self._context, self._class_map, self._source_index, self._seed)
 
     def handle(self, task, num_shards: int):
         records = []
@@ -299,7 +323,7 @@ class ParseAnnotations(beam.PTransform):
         self._runtime = runtime
 
     def expand(self, pbegin):
-        parse = _ParseAnnotationFiles(self._format, self._context, self._class_map, self._source_index, self._seed,
+        parse = ParseAnnotationFiles(self._format, self._context, self._class_map, self._source_index, self._seed,
                                       self._runtime)
         return (
             pbegin
@@ -318,12 +342,13 @@ class _ListImageFiles(beam.DoFn):
         self._exchange = exchange
 
     def process(self, root: str):
-        for number, chunk in enumerate(_image_chunks(root)):
+        for number, chunk in enumerate(image_chunks(root)):
             yield beam.pvalue.TaggedOutput(IMAGE_TOTALS, (len(chunk), sum(size for _, size in chunk)))
             yield from self._exchange.send(LISTING, f"{self._source_index}-{number}", [(0, pack(chunk))], marker=True)
 
 
-def _image_chunks(root: str):
+def image_chunks(root: str) -> Iterator[List[Tuple[str, int]]]:
+    """The image files under --images, as (path relative to it, size in bytes), in chunks of IMAGE_LIST_CHUNK."""
     chunk = []
     for path, size in storage.matching_files([paths.join(storage.literal(root), "**")]):
         relative = paths.relative_to(root, path)

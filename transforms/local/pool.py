@@ -118,21 +118,47 @@ def _die_when_closed(lifeline_read: int) -> None:
 
 
 def _handle_in_child(dofn_id: int, element, side_inputs):
-    """Handles one element; returns (the file its outputs were written to, one pickle each; its counts).
+    """Handles one element; returns (the file its outputs were written to, one pickle each; its counts)."""
+    workers = _WORKERS[dofn_id]
+    return handle_to_spool(workers.dofn, element, side_inputs, workers.spool_dir)
+
+
+def handle_to_spool(dofn, element, side_inputs, spool_dir: str):
+    """Handles one element with a set-up HandlingDoFn; returns (the file in `spool_dir` its outputs were
+    written to, one pickle each; its counts).
 
     The outputs go through a file, not back through the pool's pipe as one list: an element may have
     millions of them (a batch of label files full of bad lines rejects every line), and the parent then
-    reads them back one at a time.
+    reads them back one at a time (`spooled_outputs`).
     """
-    workers = _WORKERS[dofn_id]
-    dofn = workers.dofn
     dofn.start_bundle()  # this element's counts only, not whatever the parent had counted when it forked
-    descriptor, path = tempfile.mkstemp(prefix="outputs-", dir=workers.spool_dir)
+    descriptor, path = tempfile.mkstemp(prefix="outputs-", dir=spool_dir)
     with open(descriptor, "wb") as spool:
         for output in dofn.handle(element, *side_inputs):
             pickle.dump(output, spool, protocol=pickle.HIGHEST_PROTOCOL)
     dofn.flush_notes()
     return path, dofn.counts
+
+
+def spooled_outputs(path: str) -> Iterator:
+    """The outputs `handle_to_spool` wrote to `path`, one at a time; the file is removed after."""
+    try:
+        with open(path, "rb") as spool:
+            while True:
+                try:
+                    yield pickle.load(spool)
+                except EOFError:
+                    return
+    finally:
+        os.remove(path)
+
+
+def forked_pool(processes: int) -> ProcessPoolExecutor:
+    """A pool of `processes` workers forked from this process, which die with it (`_started_in_child`).
+    Call its first `submit` from the main thread: that is where the pool forks all its workers."""
+    return ProcessPoolExecutor(
+        processes, mp_context=multiprocessing.get_context("fork"), initializer=_started_in_child, initargs=_lifeline(),
+    )
 
 
 class ForkedWorkers:
@@ -146,9 +172,7 @@ class ForkedWorkers:
         self.spool_dir, self._spool_hold = spill.new_held_folder(SPOOL_PREFIX)
         _WORKERS[id(dofn)] = self
         self._processes = processes
-        self._pool = ProcessPoolExecutor(
-            processes, mp_context=multiprocessing.get_context("fork"), initializer=_started_in_child, initargs=_lifeline(),
-        )
+        self._pool = forked_pool(processes)
         self._pending: collections.deque = collections.deque()
 
     def process(self, element, side_inputs) -> Iterator:
@@ -159,16 +183,7 @@ class ForkedWorkers:
     def _collect(self, future: Future):
         path, counts = future.result()
         self.dofn.counts.update(counts)
-        try:
-            with open(path, "rb") as spool:
-                while True:
-                    try:
-                        output = pickle.load(spool)
-                    except EOFError:
-                        break
-                    yield output
-        finally:
-            os.remove(path)
+        yield from spooled_outputs(path)
 
     def finish(self) -> Iterator:
         """What is still pending, as windowed values: finish_bundle's outputs carry their window."""
