@@ -167,14 +167,18 @@ def parse_ahead(job, options: PipelineOptions, local: Optional[LocalRun], cores:
     """The run's annotation files parsed while the graph is built (transforms/local/ahead.py), on the processes
     the parse step forks, or on one when it forks none but the machine has a core to spare.
 
-    Not for remote runs, nor for gs:// sources (their listing costs time of its own), nor for incremental runs
-    (their shard count may come from the published dataset); nor where gRPC runs threads (see LocalRun.workers).
+    Not for remote runs, nor for Beam's multi-process local modes (the steps run in other interpreters, which
+    could claim nothing), nor for gs:// sources (their listing costs time of its own), nor for incremental
+    runs (their shard count may come from the published dataset), nor where gRPC runs threads (see
+    LocalRun.workers).
     """
     chosen = options.view_as(LocalOptions).local_processes
     spare = 1 if chosen is None and (cores or os.cpu_count() or 1) >= 2 else 0
     processes = local.processes if local is not None and local.processes > 1 else spare
+    in_this_process = options.view_as(DirectOptions).direct_running_mode in (None, "in_memory")  # where claims are
     everything_local = all(storage.is_local(path) for source in job.sources for path in (*source.patterns, source.images))
-    if local is None or not processes or job.incremental or not everything_local or grpc_threads_alive():
+    if (local is None or not processes or not in_this_process or job.incremental or not everything_local
+            or grpc_threads_alive()):
         yield
         return
     sources = [

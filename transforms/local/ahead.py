@@ -82,10 +82,12 @@ class ParseAhead:
     def __init__(self, spill_dir: str, progress_dir: Optional[str], sources: Sequence[AheadSource],
                  sizing: ShardSizing, processes: int):
         self._spill_dir = spill_dir
+        self._progress_dir = progress_dir
         self._folder = os.path.join(spill_dir, AHEAD)
         os.makedirs(self._folder)
         self._sources = {source.settings.source_index: source for source in sources}
         self._tasks: Dict[str, Future] = {}
+        self.claimed = 0  # tasks the graph's parse steps took as they were parsed ahead
         self._num_shards: Optional[int] = None
         self._planned = threading.Event()
         self._pool = forked_pool(processes)
@@ -94,7 +96,6 @@ class ParseAhead:
         plans = [(source, self._pool.submit(_plan, source, self._folder)) for source in sources]
         self._feeder = threading.Thread(target=self._feed, args=(shards, plans), name="parse-ahead", daemon=True)
         self._feeder.start()
-        self._progress_dir = progress_dir
         _AHEAD[spill_dir] = self
 
     def _feed(self, shards: Future, plans: List[Tuple[AheadSource, Future]]) -> None:
@@ -123,6 +124,8 @@ class ParseAhead:
         self._planned.wait()
         key = element[0]
         future = self._tasks.pop(key, None)
+        if not self._tasks:  # the workers' last task is taken: they exit, and hold no memory while the run writes
+            self._pool.shutdown(wait=False)
         if future is None:
             return None
         same_task = Spill(self._spill_dir).one_payload(TASKS, element) == Spill(self._folder).one_payload(TASKS, element)
@@ -137,9 +140,11 @@ class ParseAhead:
             destination = os.path.join(self._spill_dir, RECORDS, str(shard))
             os.makedirs(destination, exist_ok=True)
             os.rename(os.path.join(self._folder, RECORDS, str(shard), key), os.path.join(destination, CLAIMED_PREFIX + key))
+        self.claimed += 1
         return outputs, counts
 
     def stop(self) -> None:
+        logging.getLogger(__name__).debug("%d parse tasks claimed as parsed ahead, %d left", self.claimed, len(self._tasks))
         _AHEAD.pop(self._spill_dir, None)
         self._pool.shutdown(wait=True, cancel_futures=True)
         self._feeder.join()

@@ -1,0 +1,217 @@
+"""Parsing ahead (transforms/local/ahead.py): the parse step takes a task parsed ahead only when it is the
+task it would parse, and then gets exactly what parsing it in place gives; anything else it parses itself."""
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from pipeline.local_runner import parse_ahead
+from pipeline.options import resolve_convert
+from tests.conftest import REPO
+from tests.small_datasets import VOC, digest, voc_dataset
+from transforms.beam.read import ParseAnnotationFiles, _PlanParsing
+from transforms.beam.runtime import RECORDS
+from transforms.formats import FORMATS, NO_CONTEXT
+from transforms.local.ahead import AHEAD, AheadSource, ParseAhead, ShardSizing, ahead_for
+from transforms.local.pool import handle_to_spool, spooled_outputs
+from transforms.local.run import LocalRun
+from transforms.local.spill import Spill
+
+FILES = 200  # four parse tasks: 64, 64, 64 and 8 files
+SHARDS = 3
+
+
+@pytest.fixture
+def voc(tmp_path):
+    annotations, images = voc_dataset(tmp_path / "data", FILES)
+    # a rejected file and a second class: every kind of output is compared
+    (annotations / "img0.xml").write_text("<annotation><filename>img0.jpg</filename>")
+    (annotations / "img1.xml").write_text(VOC.format(name="img1.jpg", label="dog"))
+    return annotations, images
+
+
+def _dofn(spill_dir):
+    return ParseAnnotationFiles(FORMATS["voc"], NO_CONTEXT, {}, 0, 7, LocalRun(str(spill_dir)))
+
+
+def _start(spill_dir, annotations, images, processes=1) -> ParseAhead:
+    source = AheadSource(_dofn(spill_dir).settings, (f"{annotations}/*.xml",), str(images))
+    return ParseAhead(str(spill_dir), None, [source], ShardSizing(SHARDS, None, (str(images),)), processes)
+
+
+def _planned(spill_dir, annotations):
+    """The task elements the graph's PlanTasks step emits, their payloads spilled in spill_dir."""
+    return list(_PlanParsing(FORMATS["voc"], 0, Spill(str(spill_dir))).process([f"{annotations}/*.xml"]))
+
+
+def _in_place(spill_dir, element, num_shards=SHARDS):
+    """(outputs, counts) of the graph's parse step handling `element` itself, its records spilled in spill_dir."""
+    dofn = _dofn(spill_dir)
+    dofn.setup()
+    outputs, counts = handle_to_spool(dofn, element, (num_shards,), str(spill_dir))
+    return _comparable(spooled_outputs(outputs)), dict(counts)
+
+
+def _comparable(outputs):
+    return [(getattr(output, "tag", None), getattr(output, "value", output)) for output in outputs]
+
+
+def _records(spill_dir):
+    """{shard: every (tag, packed records) batch spilled for it}, whatever file each is in."""
+    folder = os.path.join(spill_dir, RECORDS)
+    return {shard: sorted(Spill(str(spill_dir)).read(RECORDS, shard)) for shard in sorted(os.listdir(folder))}
+
+
+def _parse_all(ahead, spill_dir, elements, num_shards=SHARDS):
+    """What the graph's parse step emits and counts for `elements`: claimed where it can, else parsed in place."""
+    results = []
+    for element in elements:
+        claimed = ahead.claim(element, num_shards)
+        if claimed is None:
+            results.append(_in_place(spill_dir, element, num_shards))
+        else:
+            outputs, counts = claimed
+            results.append((_comparable(spooled_outputs(outputs)), dict(counts)))
+    return results
+
+
+def _run_without_ahead(spill_dir, annotations, num_shards=SHARDS):
+    spill_dir.mkdir()
+    return [_in_place(spill_dir, element, num_shards) for element in _planned(spill_dir, annotations)]
+
+
+def _left_in_ahead_folder(spill_dir):
+    return sorted(name for _, _, names in os.walk(os.path.join(spill_dir, AHEAD, RECORDS)) for name in names)
+
+
+def test_every_task_parsed_ahead_is_claimed_and_gives_what_parsing_it_in_place_gives(voc, tmp_path):
+    annotations, images = voc
+    (run := tmp_path / "run").mkdir()
+    ahead = _start(run, annotations, images, processes=2)
+    try:
+        elements = _planned(run, annotations)
+        results = _parse_all(ahead, run, elements)
+    finally:
+        ahead.stop()
+    assert (len(elements), ahead.claimed) == (4, 4)
+    assert results == _run_without_ahead(tmp_path / "own", annotations)
+    tags = {tag for outputs, _ in results for tag, _ in outputs}
+    assert {"rejected", "labels"} <= tags
+    assert _records(run) == _records(tmp_path / "own")  # moved into the run's spill folder
+    assert _left_in_ahead_folder(run) == []
+
+
+def test_a_folder_that_changed_after_the_tasks_were_parsed_ahead_is_parsed_as_it_is_now(voc, tmp_path):
+    annotations, images = voc
+    (run := tmp_path / "run").mkdir()
+    ahead = _start(run, annotations, images)
+    try:
+        ahead._planned.wait(30)
+        for future in list(ahead._tasks.values()):
+            future.result(timeout=30)
+        # after the listing ahead, before the graph's: one file more, one file rewritten to another size
+        (annotations / "added.xml").write_text(VOC.format(name="img2.jpg", label="bird"))
+        (annotations / "img3.xml").write_text(VOC.format(name="img3.jpg", label="a much longer class name"))
+        elements = _planned(run, annotations)
+        results = _parse_all(ahead, run, elements)
+    finally:
+        ahead.stop()
+    assert 0 < ahead.claimed < len(elements)  # the tasks whose files are as they were are still claimed
+    assert results == _run_without_ahead(tmp_path / "own", annotations)
+    assert _records(run) == _records(tmp_path / "own")
+    assert _left_in_ahead_folder(run)  # what was parsed ahead and not claimed never reaches the run
+
+
+def test_another_shard_count_claims_nothing(voc, tmp_path):
+    annotations, images = voc
+    (run := tmp_path / "run").mkdir()
+    ahead = _start(run, annotations, images)
+    try:
+        results = _parse_all(ahead, run, _planned(run, annotations), num_shards=SHARDS + 1)
+    finally:
+        ahead.stop()
+    assert ahead.claimed == 0
+    assert results == _run_without_ahead(tmp_path / "own", annotations, num_shards=SHARDS + 1)
+    assert _records(run) == _records(tmp_path / "own")
+
+
+def test_killed_workers_leave_their_tasks_to_the_parse_step(voc, tmp_path):
+    annotations, images = voc
+    (run := tmp_path / "run").mkdir()
+    before = set(multiprocessing.active_children())
+    ahead = _start(run, annotations, images, processes=2)
+    try:
+        for worker in set(multiprocessing.active_children()) - before:
+            os.kill(worker.pid, signal.SIGKILL)
+        results = _parse_all(ahead, run, _planned(run, annotations))
+    finally:
+        ahead.stop()
+    assert results == _run_without_ahead(tmp_path / "own", annotations)
+    assert _records(run) == _records(tmp_path / "own")
+
+
+def _job(data, *flags, **given):
+    annotations, images = data
+    return resolve_convert({"annotations": [str(annotations)], "images": [str(images)], "output": "/tmp/unused",
+                            "format": "voc", **given}, list(flags))
+
+
+@pytest.mark.parametrize("flags, processes, cores, parses_ahead", [
+    ((), 1, 2, True),  # the spare core of a run in one process
+    ((), 2, 2, True),  # the processes the parse step forks
+    ((), 1, 1, False),  # no core to spare
+    (("--local_processes", "1"), 1, 8, False),  # one process, as asked
+    (("--direct_running_mode", "multi_processing"), 1, 8, False),  # the steps run in other interpreters
+])
+def test_which_local_runs_parse_ahead(voc, tmp_path, flags, processes, cores, parses_ahead):
+    job = _job(voc, *flags)
+    local = LocalRun(str(tmp_path / "spill"), None, processes)
+    os.mkdir(local.spill_dir)
+    with parse_ahead(job, PipelineOptions(list(flags)), local, cores=cores):
+        assert (ahead_for(local.spill_dir) is not None) == parses_ahead
+    assert ahead_for(local.spill_dir) is None
+
+
+def test_remote_and_incremental_runs_do_not_parse_ahead(voc, tmp_path):
+    with parse_ahead(_job(voc), PipelineOptions([]), None, cores=8):
+        pass  # nothing to claim from: no spill folder
+    local = LocalRun(str(tmp_path / "spill"))
+    os.mkdir(local.spill_dir)
+    with parse_ahead(_job(voc, incremental=True), PipelineOptions([]), local, cores=8):
+        assert ahead_for(local.spill_dir) is None
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("processes", ["1", "2"])
+def test_a_run_that_parses_ahead_writes_the_bytes_of_one_that_does_not(voc, tmp_path, processes):
+    """The command itself, parsing ahead on the spare core or on the forked processes, against one run in one
+    process (which does not parse ahead); the launcher's log says how many tasks it claimed."""
+    annotations, images = voc
+    common = ["convert", "--format", "voc", "--annotations", str(annotations), "--images", str(images),
+              "--num_shards", "2"]
+    show_claims = ("import logging, sys; logging.getLogger('transforms.local.ahead').setLevel(logging.DEBUG); "
+                   "from pipeline.cli import main; sys.exit(main(sys.argv[1:]))")
+    runs = {}
+    for name, extra in (("ahead", [] if processes == "1" else ["--local_processes", "2"]),
+                        ("in_place", ["--local_processes", "1"])):
+        result = subprocess.run([sys.executable, "-c", show_claims, *common, "--output", str(tmp_path / name), *extra],
+                                cwd=REPO, capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr[-2000:]
+        runs[name] = result.stderr
+    assert "4 parse tasks claimed as parsed ahead, 0 left" in runs["ahead"]
+    assert "claimed" not in runs["in_place"]
+    for name in runs:  # the folder's own name, in the files that name it, and the run's durations aside
+        for path in (tmp_path / name).glob("*.json"):
+            document = json.loads(path.read_text().replace(str(tmp_path / name), "OUTPUT"))
+            document.pop("durations", None)
+            path.write_text(json.dumps(document, sort_keys=True))
+        readme = tmp_path / name / "README.md"
+        readme.write_text(readme.read_text().replace(str(tmp_path / name), "OUTPUT"))
+    assert digest(tmp_path / "ahead") == digest(tmp_path / "in_place")
