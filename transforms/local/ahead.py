@@ -4,31 +4,36 @@ No image can be written before every annotation file is parsed: the label map, a
 needs them all. And no parse task can start before Beam has built and translated the graph and run the
 listing stages, about a second at 10,000 images, on one core while the other waits. So a local run forks
 its parse workers as soon as it holds OUTPUT's lock (pipeline/local_runner.py `parse_ahead`): they list
-the images to size the shards, plan the parse tasks as the graph's PlanTasks step does, and parse them,
-each task into files of its own under the spill folder, while the launcher builds the graph.
+the images to size the shards, plan the parse tasks as the graph's PlanTasks step does, and parse them
+into the ahead folder of the spill folder, while the launcher builds the graph.
 
 The graph's parse step then claims each task it gets (`ClaimingWorkers`) when the task parsed ahead is
 the one it would parse: the same settings (ParseSettings: format, context, class map, source, seed),
 the same files in the same order (the task's packed payload, compared byte for byte) and the same shard
-count. A claimed task's spilled records move into the run's spill folder, its outputs (rejections, class
-names) are emitted and its tallies counted as if the step had parsed it then. Anything else (a folder
+count. A claimed task's records are appended to the run's spill folder, its outputs (rejections, class
+names) emitted and its tallies counted, as if the step had parsed it then. Anything else (a folder
 that changed between the two listings, a worker that failed or was killed) the step parses itself, as
 it would without this: parsing ahead can cost time, never change an output.
 
-Layout under <spill folder>/ahead: tasks/<key>/<key> (each task's payload), records/<shard>/<key>
-(each task's records for a shard), outputs-* (each task's outputs, one pickle each).
+The ahead folder holds few files, since making a file costs more here than parsing a task's files
+(50-800 us on this machine's ext4, against ~5 us to append to one): tasks-<source> (every task's
+payload, as the plan packed it), and for each worker records-<pid> (its tasks' records batches, each
+framed with its shard) and outputs-<pid> (its tasks' outputs, one pickle each). A task's result names
+its byte regions in them.
 """
 from __future__ import annotations
 
 import dataclasses
 import logging
 import os
+import struct
 import threading
+from collections import Counter
 from concurrent.futures import Future
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import BinaryIO, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from transforms.beam.read import ParseAnnotationFiles, ParseSettings, image_chunks, parse_tasks, task_key
-from transforms.beam.runtime import RECORDS, TASKS, Runtime
+from transforms.beam.runtime import RECORDS, TASKS, Exchange, Runtime
 from transforms.beam.write import auto_num_shards
 from transforms.formats import FORMATS, AnnotationFormat
 from transforms.local.pool import forked_pool, handle_to_spool, spooled_outputs
@@ -40,6 +45,7 @@ from transforms.splits import Splits
 AHEAD = "ahead"  # the folder in the spill folder
 CLAIMED_PREFIX = "ahead-"  # a claimed task's records file in the run's spill folder: ahead-<key>
 
+Region = Tuple[str, int, int]  # (file, start, end): bytes a worker wrote
 _AHEAD: Dict[str, "ParseAhead"] = {}  # by the run's spill folder: what the graph's parse steps claim from
 
 
@@ -86,7 +92,8 @@ class ParseAhead:
         self._folder = os.path.join(spill_dir, AHEAD)
         os.makedirs(self._folder)
         self._sources = {source.settings.source_index: source for source in sources}
-        self._tasks: Dict[str, Future] = {}
+        self._tasks: Dict[str, Future] = {}  # by task key: (outputs, counts, records) of the task parsed ahead
+        self._payloads: Dict[str, Region] = {}  # by task key: its packed files, as the plan wrote them
         self.claimed = 0  # tasks the graph's parse steps took as they were parsed ahead
         self._num_shards: Optional[int] = None
         self._planned = threading.Event()
@@ -102,9 +109,10 @@ class ParseAhead:
         try:
             num_shards = shards.result()
             for source, plan in plans:
-                for key in plan.result():
+                for key, payload in plan.result():
+                    self._payloads[key] = payload
                     self._tasks[key] = self._pool.submit(
-                        _parse, source.settings, key, self._folder, num_shards, self._progress_dir)
+                        _parse, source.settings, key, payload, self._folder, num_shards, self._progress_dir)
             self._num_shards = num_shards
         except Exception as error:  # the graph's steps do it all, as without parsing ahead
             logging.getLogger(__name__).debug("parsing ahead stopped: %s", error)
@@ -118,9 +126,9 @@ class ParseAhead:
         source = self._sources.get(dofn.settings.source_index)
         return source is not None and source.settings == dofn.settings
 
-    def claim(self, element, num_shards: int) -> Optional[Tuple[str, dict]]:
-        """(outputs file, counts) of the parse task `element` (its key and marker), its records moved into
-        the run's spill folder, if it was parsed ahead exactly as the step would parse it; else None."""
+    def claim(self, element, num_shards: int) -> Optional[Tuple[Region, dict]]:
+        """(the region of its outputs, its counts) of the parse task `element` (its key and marker), its records
+        appended to the run's spill folder, if it was parsed ahead exactly as the step would parse it; else None."""
         self._planned.wait()
         key = element[0]
         future = self._tasks.pop(key, None)
@@ -128,18 +136,17 @@ class ParseAhead:
             self._pool.shutdown(wait=False)
         if future is None:
             return None
-        same_task = Spill(self._spill_dir).one_payload(TASKS, element) == Spill(self._folder).one_payload(TASKS, element)
+        run_spill = Spill(self._spill_dir)
+        same_task = run_spill.one_payload(TASKS, element) == _read(self._payloads[key])
         if num_shards != self._num_shards or not same_task:
             future.cancel()
             return None
         try:
-            outputs, counts, shards = future.result()
+            outputs, counts, records = future.result()
         except Exception:  # a worker that failed or died: the step parses the task itself
             return None
-        for shard in shards:
-            destination = os.path.join(self._spill_dir, RECORDS, str(shard))
-            os.makedirs(destination, exist_ok=True)
-            os.rename(os.path.join(self._folder, RECORDS, str(shard), key), os.path.join(destination, CLAIMED_PREFIX + key))
+        for shard, tag, payload in _frames(_read(records)):
+            run_spill.append(RECORDS, shard, tag, payload)
         self.claimed += 1
         return outputs, counts
 
@@ -148,6 +155,14 @@ class ParseAhead:
         _AHEAD.pop(self._spill_dir, None)
         self._pool.shutdown(wait=True, cancel_futures=True)
         self._feeder.join()
+
+
+def outputs_in(region: Region) -> Iterator:
+    """A claimed task's outputs, one at a time."""
+    path, start, end = region
+    with open(path, "rb") as spool:
+        spool.seek(start)
+        yield from spooled_outputs(spool, end)
 
 
 class ClaimingWorkers:
@@ -169,7 +184,7 @@ class ClaimingWorkers:
             return
         outputs, counts = claimed
         self._dofn.counts.update(counts)
-        yield from spooled_outputs(outputs)
+        yield from outputs_in(outputs)
 
     def finish(self):
         return self._fallback.finish() if self._fallback else iter(())
@@ -181,52 +196,108 @@ class ClaimingWorkers:
 
 # --- in the forked workers -------------------------------------------------------------------------------
 
-def _plan(source: AheadSource, folder: str) -> List[str]:
-    """Writes each of the source's parse tasks to the folder, as the graph's PlanTasks step writes them to
-    the spill folder; returns their keys."""
+# Every task's payload, records and outputs go to a few files each worker appends to, as byte regions:
+# a file made for each task (or each task and shard) costs more here than parsing the task's files.
+_FRAME = struct.Struct(">IIQ")  # a task's records batch in a worker's records file: shard, tag, payload length
+
+
+def _read(region: Region) -> bytes:
+    path, start, end = region
+    with open(path, "rb") as handle:
+        handle.seek(start)
+        return handle.read(end - start)
+
+
+def _frames(data: bytes) -> Iterator[Tuple[int, int, bytes]]:
+    position = 0
+    while position < len(data):
+        shard, tag, length = _FRAME.unpack_from(data, position)
+        position += _FRAME.size
+        yield shard, tag, data[position : position + length]
+        position += length
+
+
+def _plan(source: AheadSource, folder: str) -> List[Tuple[str, Region]]:
+    """Writes the source's parse tasks, packed as the graph's PlanTasks step packs them, to one file; returns
+    each task's key and region."""
     fmt: AnnotationFormat = FORMATS[source.settings.format_name]
-    keys = []
-    for number, task in enumerate(parse_tasks(fmt, source.patterns)):
-        key = task_key(source.settings.source_index, number)
-        Spill(folder, writer=key).send(TASKS, key, [(0, pack(task))])
-        keys.append(key)
-    return keys
+    path = os.path.join(folder, f"tasks-{source.settings.source_index}")
+    regions = []
+    with open(path, "wb") as handle:
+        for number, task in enumerate(parse_tasks(fmt, source.patterns)):
+            payload = pack(task)
+            start = handle.tell()
+            handle.write(payload)
+            regions.append((task_key(source.settings.source_index, number), (path, start, start + len(payload))))
+    return regions
 
 
-_NOTES: Dict[Optional[str], ProgressNotes] = {}  # one per worker process and folder: progress a person watches
+class _TaskExchange(Exchange):
+    """One task parsed ahead: its payload given, its records appended to the worker's records file."""
 
+    spilled = True
 
-class _TaskSpill(Spill):
-    """A task's own files in the ahead folder (named after it), and the shards it sent records to."""
+    def __init__(self, payload: bytes, records):
+        self._payload = payload
+        self._records = records
 
-    def __init__(self, folder: str, key: str):
-        super().__init__(folder, writer=key)
-        self.shards = set()
+    def gather(self, kind: str, key, batches) -> List[Tuple[int, bytes]]:
+        if kind != TASKS:
+            raise ValueError(f"a task parsed ahead reads its task, not {kind}")
+        return [(0, self._payload)]
 
-    def append(self, kind: str, key, tag: int, payload: bytes) -> None:
-        super().append(kind, key, tag, payload)
-        if kind == RECORDS:
-            self.shards.add(key)
+    def send(self, kind: str, key, batches, marker: bool = False) -> List:
+        if kind != RECORDS or marker:
+            raise ValueError(f"a task parsed ahead sends records, not {kind}")
+        for tag, payload in batches:
+            self._records.write(_FRAME.pack(key, tag, len(payload)))
+            self._records.write(payload)
+        return []
 
 
 class _TaskRun(Runtime):
-    """The runtime of one task parsed ahead: its exchange is the task's own files, its progress the worker's."""
+    """The runtime of one task parsed ahead: its exchange is the task's, its progress notes the worker's."""
 
-    def __init__(self, exchange: _TaskSpill, progress_dir: Optional[str]):
+    def __init__(self, exchange: _TaskExchange, notes: ProgressNotes):
         self.exchange = exchange
-        self.progress_dir = progress_dir
+        self._notes = notes
 
     def notes(self) -> ProgressNotes:
-        if self.progress_dir not in _NOTES:
-            _NOTES[self.progress_dir] = ProgressNotes(self.progress_dir)
-        return _NOTES[self.progress_dir]
+        return self._notes
 
 
-def _parse(settings: ParseSettings, key: str, folder: str, num_shards: int, progress_dir: Optional[str]):
-    """Parses one task as the graph's parse step would; returns (outputs file, counts, shards it sent records to)."""
-    exchange = _TaskSpill(folder, key)
+@dataclasses.dataclass
+class _WorkerState:
+    records: BinaryIO
+    outputs: BinaryIO
+    notes: ProgressNotes
+
+
+_WORKER: Dict[Tuple[int, str], _WorkerState] = {}  # by process and ahead folder
+
+
+def _worker_state(folder: str, progress_dir: Optional[str]) -> _WorkerState:
+    if (os.getpid(), folder) not in _WORKER:
+        _WORKER[os.getpid(), folder] = _WorkerState(
+            open(os.path.join(folder, f"records-{os.getpid()}"), "wb"),
+            open(os.path.join(folder, f"outputs-{os.getpid()}"), "wb"),
+            ProgressNotes(progress_dir),
+        )
+    return _WORKER[os.getpid(), folder]
+
+
+def _parse(settings: ParseSettings, key: str, payload: Region, folder: str, num_shards: int,
+           progress_dir: Optional[str]) -> Tuple[Region, Counter, Region]:
+    """Parses one task as the graph's parse step would; returns (the region of its outputs, its counts, the
+    region of its records)."""
+    state = _worker_state(folder, progress_dir)
+    exchange = _TaskExchange(_read(payload), state.records)
     dofn = ParseAnnotationFiles(FORMATS[settings.format_name], settings.context, settings.class_map,
-                                settings.source_index, settings.seed, _TaskRun(exchange, progress_dir))
+                                settings.source_index, settings.seed, _TaskRun(exchange, state.notes))
     dofn.setup()
-    outputs, counts = handle_to_spool(dofn, (key, (0, None)), (num_shards,), folder)
-    return outputs, counts, sorted(exchange.shards)
+    records_start, outputs_start = state.records.tell(), state.outputs.tell()
+    counts = handle_to_spool(dofn, (key, (0, None)), (num_shards,), state.outputs)
+    state.records.flush()
+    state.outputs.flush()
+    return ((state.outputs.name, outputs_start, state.outputs.tell()), counts,
+            (state.records.name, records_start, state.records.tell()))

@@ -118,39 +118,37 @@ def _die_when_closed(lifeline_read: int) -> None:
 
 
 def _handle_in_child(dofn_id: int, element, side_inputs):
-    """Handles one element; returns (the file its outputs were written to, one pickle each; its counts)."""
-    workers = _WORKERS[dofn_id]
-    return handle_to_spool(workers.dofn, element, side_inputs, workers.spool_dir)
-
-
-def handle_to_spool(dofn, element, side_inputs, spool_dir: str):
-    """Handles one element with a set-up HandlingDoFn; returns (the file in `spool_dir` its outputs were
-    written to, one pickle each; its counts).
+    """Handles one element; returns (the file its outputs were written to, one pickle each; its counts).
 
     The outputs go through a file, not back through the pool's pipe as one list: an element may have
     millions of them (a batch of label files full of bad lines rejects every line), and the parent then
-    reads them back one at a time (`spooled_outputs`).
+    reads them back one at a time.
     """
-    dofn.start_bundle()  # this element's counts only, not whatever the parent had counted when it forked
-    descriptor, path = tempfile.mkstemp(prefix="outputs-", dir=spool_dir)
+    workers = _WORKERS[dofn_id]
+    descriptor, path = tempfile.mkstemp(prefix="outputs-", dir=workers.spool_dir)
     with open(descriptor, "wb") as spool:
-        for output in dofn.handle(element, *side_inputs):
-            pickle.dump(output, spool, protocol=pickle.HIGHEST_PROTOCOL)
+        counts = handle_to_spool(workers.dofn, element, side_inputs, spool)
+    return path, counts
+
+
+def handle_to_spool(dofn, element, side_inputs, spool) -> collections.Counter:
+    """Handles one element with a set-up HandlingDoFn, its outputs pickled one after the other to the binary
+    file `spool`; returns its counts."""
+    dofn.start_bundle()  # this element's counts only, not whatever the parent had counted when it forked
+    for output in dofn.handle(element, *side_inputs):
+        pickle.dump(output, spool, protocol=pickle.HIGHEST_PROTOCOL)
     dofn.flush_notes()
-    return path, dofn.counts
+    return dofn.counts
 
 
-def spooled_outputs(path: str) -> Iterator:
-    """The outputs `handle_to_spool` wrote to `path`, one at a time; the file is removed after."""
-    try:
-        with open(path, "rb") as spool:
-            while True:
-                try:
-                    yield pickle.load(spool)
-                except EOFError:
-                    return
-    finally:
-        os.remove(path)
+def spooled_outputs(spool, end: Optional[int] = None) -> Iterator:
+    """The outputs `handle_to_spool` wrote, one at a time, from the binary file `spool`'s position to `end`
+    (default: the file's end)."""
+    while end is None or spool.tell() < end:
+        try:
+            yield pickle.load(spool)
+        except EOFError:
+            return
 
 
 def forked_pool(processes: int) -> ProcessPoolExecutor:
@@ -183,7 +181,11 @@ class ForkedWorkers:
     def _collect(self, future: Future):
         path, counts = future.result()
         self.dofn.counts.update(counts)
-        yield from spooled_outputs(path)
+        try:
+            with open(path, "rb") as spool:
+                yield from spooled_outputs(spool)
+        finally:
+            os.remove(path)
 
     def finish(self) -> Iterator:
         """What is still pending, as windowed values: finish_bundle's outputs carry their window."""
