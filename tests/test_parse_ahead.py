@@ -20,7 +20,7 @@ from tests.small_datasets import VOC, digest, voc_dataset
 from transforms.beam.read import ParseAnnotationFiles, _PlanParsing
 from transforms.beam.runtime import RECORDS
 from transforms.formats import FORMATS, NO_CONTEXT
-from transforms.local.ahead import AheadSource, ParseAhead, ShardSizing, ahead_for, outputs_in
+from transforms.local.ahead import AHEAD_NICENESS, AheadSource, ParseAhead, ShardSizing, ahead_for, outputs_in
 from transforms.local.pool import handle_to_spool, spooled_outputs
 from transforms.local.run import LocalRun
 from transforms.local.spill import Spill
@@ -212,3 +212,19 @@ def test_a_run_that_parses_ahead_writes_the_bytes_of_one_that_does_not(voc, tmp_
         readme = tmp_path / name / "README.md"
         readme.write_text(readme.read_text().replace(str(tmp_path / name), "OUTPUT"))
     assert digest(tmp_path / "ahead") == digest(tmp_path / "in_place")
+
+
+def test_the_workers_ahead_yield_the_cpu_to_the_launcher(voc, tmp_path):
+    """They run below the launcher's priority: its graph building is the run's critical path."""
+    annotations, images = voc
+    (run := tmp_path / "run").mkdir()
+    before = set(multiprocessing.active_children())
+    ahead = _start(run, annotations, images, processes=2)
+    try:
+        ahead._planned.wait(30)  # the workers ran their first steps
+        workers = set(multiprocessing.active_children()) - before
+        assert len(workers) == 2
+        own = os.getpriority(os.PRIO_PROCESS, 0)
+        assert {os.getpriority(os.PRIO_PROCESS, worker.pid) for worker in workers} == {min(own + AHEAD_NICENESS, 19)}
+    finally:
+        ahead.stop()

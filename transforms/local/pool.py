@@ -54,8 +54,10 @@ def _lifeline() -> Tuple[int, int, int, int]:
     return _LIFELINE
 
 
-def _started_in_child(parent: int, parent_main_thread: int, lifeline_read: int, lifeline_write: int) -> None:
-    """A forked worker's first steps: die with its parent, then drop what belongs to the parent.
+def _started_in_child(parent: int, parent_main_thread: int, lifeline_read: int, lifeline_write: int,
+                      niceness: int = 0) -> None:
+    """A forked worker's first steps: die with its parent, drop what belongs to the parent, and yield the CPU
+    to processes of normal priority when `niceness` asks for it.
 
     Two mechanisms, since neither covers every case alone:
 
@@ -87,6 +89,8 @@ def _started_in_child(parent: int, parent_main_thread: int, lifeline_read: int, 
     if os.getppid() != parent:  # the parent died before the prctl above: no signal will come
         os.kill(os.getpid(), signal.SIGKILL)
     storage.forget_clients()  # a storage client's connections belong to the parent
+    if niceness:
+        os.nice(niceness)
 
 
 GRPC_THREADS = ("event_engine", "grpc_global_tim")  # gRPC's own threads, by name (Linux truncates names to 15)
@@ -151,11 +155,13 @@ def spooled_outputs(spool, end: Optional[int] = None) -> Iterator:
             return
 
 
-def forked_pool(processes: int) -> ProcessPoolExecutor:
-    """A pool of `processes` workers forked from this process, which die with it (`_started_in_child`).
-    Call its first `submit` from the main thread: that is where the pool forks all its workers."""
+def forked_pool(processes: int, niceness: int = 0) -> ProcessPoolExecutor:
+    """A pool of `processes` workers forked from this process, which die with it (`_started_in_child`), at
+    `niceness` below this process's priority. Call its first `submit` from the main thread: that is where
+    the pool forks all its workers."""
     return ProcessPoolExecutor(
-        processes, mp_context=multiprocessing.get_context("fork"), initializer=_started_in_child, initargs=_lifeline(),
+        processes, mp_context=multiprocessing.get_context("fork"), initializer=_started_in_child,
+        initargs=(*_lifeline(), niceness),
     )
 
 
