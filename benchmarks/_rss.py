@@ -124,27 +124,67 @@ class ProcessTreeSampler(threading.Thread):
         self.samples += 1
 
 
+class FirstRecordWatcher(threading.Thread):
+    """Seconds from `started` until a file whose name holds `.tfrecord` first has bytes anywhere under
+    `folder` (hidden folders included: the project stages its files in OUTPUT/.staging), polled every
+    `interval` seconds; None if none had bytes before it was stopped."""
+
+    def __init__(self, folder: Path, started: float, interval: float = 0.01):
+        super().__init__(daemon=True)
+        self.folder, self.started, self.interval = str(folder), started, interval
+        self.stopping = threading.Event()
+        self.seconds: Optional[float] = None
+
+    def run(self) -> None:
+        while self.seconds is None and not self.stopping.is_set():
+            if self._found():
+                self.seconds = time.perf_counter() - self.started
+            else:
+                self.stopping.wait(self.interval)
+
+    def _found(self) -> bool:
+        for path, _, names in os.walk(self.folder):
+            for name in names:
+                if ".tfrecord" in name:
+                    try:
+                        if os.path.getsize(os.path.join(path, name)) > 0:
+                            return True
+                    except OSError:  # moved meanwhile (published)
+                        continue
+        return False
+
+
 def run_measured(command: List[str], log: Path, cwd: Optional[Path] = None, env: Optional[dict] = None,
-                 interval: float = SAMPLE_SECONDS) -> dict:
+                 interval: float = SAMPLE_SECONDS, output_folder: Optional[Path] = None) -> dict:
     """Runs command to completion, its output in log; exit code, wall seconds, peak RSS (MiB) of its tree, and
     CPU seconds (user and system) of its tree from wait4: the top process and every descendant it or its
     descendants waited for (a descendant never waited for is not counted). `machine_busy_s`: CPU seconds
-    all cores were busy meanwhile, from /proc/stat, so that busy minus the tree's CPU is other load."""
+    all cores were busy meanwhile, from /proc/stat, so that busy minus the tree's CPU is other load.
+    With `output_folder`: `first_record_s`, the seconds from the start until the first TFRecord bytes
+    reached a file there (FirstRecordWatcher)."""
     busy_before = _machine_busy_seconds()
     with open(log, "w") as output:
         started = time.perf_counter()
         process = subprocess.Popen(command, cwd=cwd, env=env, stdout=output, stderr=subprocess.STDOUT)
         sampler = ProcessTreeSampler(process.pid, interval)
         sampler.start()
+        watcher = FirstRecordWatcher(output_folder, started) if output_folder else None
+        if watcher:
+            watcher.start()
         _, status, usage = os.wait4(process.pid, 0)
         seconds = time.perf_counter() - started
         process.returncode = os.waitstatus_to_exitcode(status)
         sampler.stopping.set()
         sampler.join()
+        if watcher:
+            watcher.stopping.set()
+            watcher.join()
     busy = _machine_busy_seconds() - busy_before
     mib = 1 / 2**20
+    first_record = {"first_record_s": round(watcher.seconds, 2) if watcher.seconds is not None else None} if watcher else {}
     return {"exit_code": process.returncode,
             "seconds": round(seconds, 2),
+            **first_record,
             "rss_max_process_mib": round(sampler.max_process_rss * mib, 1),
             "rss_max_process_command": sampler.max_process_name,
             "rss_max_tree_sum_mib": round(sampler.max_tree_rss * mib, 1),

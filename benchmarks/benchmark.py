@@ -26,7 +26,9 @@ input file is read once (page cache warm), the output folder is removed and pend
 With --repeat K each converter runs K times, interleaved (one run of each converter per round, the
 order reversed every other round, so drifting load hits them alike) and the medians are reported;
 "x floor" is the median of the K paired ratios (each run over the floor's run of the same round).
-Each run is measured as: wall seconds; CPU seconds (user + system of the process tree, from wait4:
+Each run is measured as: wall seconds; the seconds until its first TFRecord bytes reached a file under its
+output folder (the project's fixed cost: start-up, and every annotation file parsed, since the label map
+needs them all; polled every 0.01 s); CPU seconds (user + system of the process tree, from wait4:
 every process the tree waited for); the machine's other CPU use meanwhile (all cores' busy time from
 /proc/stat minus the tree's: above ~0.1 s per second of wall another job shared the machine); images/s; MB/s of input JPEG bytes; peak RSS of every process in
 its tree, sampled with psutil every 0.1 s (the largest single process, and the largest sum over the
@@ -236,9 +238,10 @@ def ensure_datumaro_venv(workdir: Path) -> dict:
 
 # --- measuring one converter ---------------------------------------------------------------------------
 
-def run_measured(command: list[str], log: Path, cwd: Path = REPO) -> dict:
-    """Runs command in cwd to completion; wall seconds and peak RSS (MiB) of its process tree."""
-    measured = _rss.run_measured(command, log, cwd=cwd, interval=SAMPLE_SECONDS)
+def run_measured(command: list[str], log: Path, cwd: Path = REPO, output_folder: Path | None = None) -> dict:
+    """Runs command in cwd to completion; wall seconds and peak RSS (MiB) of its process tree; with
+    output_folder, the seconds until its first TFRecord bytes reached a file there."""
+    measured = _rss.run_measured(command, log, cwd=cwd, interval=SAMPLE_SECONDS, output_folder=output_folder)
     if measured.pop("exit_code") != 0:
         raise SystemExit(f"{' '.join(command[:4])} ... failed:\n{log.read_text()[-3000:]}")
     return measured
@@ -304,7 +307,8 @@ def timed_run(name: str, command: list[str], destination: Path, data: Path, n: i
     load_before = [round(x, 2) for x in os.getloadavg()]
     print(f"{label}: {name} ({input_bytes / 1e6:.0f} MB of input read to warm the cache, "
           f"load average {load_before[0]}) ...", flush=True)
-    result = run_measured(command, log, cwd)
+    destination.mkdir(parents=True)  # watched from the start for the first record written
+    result = run_measured(command, log, cwd, output_folder=destination)
     result["load_average_before"] = load_before  # the machine may be shared: other CPU use slows runs
     result["waited_for_quiet_s"] = waited
     result["other_cpu_s"] = round(max(0.0, result["machine_busy_s"] - result["cpu_s"]), 2)
@@ -381,22 +385,24 @@ def print_table(n: int, image_bytes: int, results: dict, repeat: int) -> None:
     datumaro = results[DATUMARO]["seconds"] if DATUMARO in results else None
     print(f"\nN={n} images, {image_bytes / 1e6:.0f} MB of JPEG, {os.cpu_count()} cores, page cache warm, "
           f"median of {repeat} paired run(s)")
-    print(f"{'converter':<25}{'wall s':>8}{'x floor':>9}{'CPU s':>8}{'CPU/wall':>9}{'images/s':>10}{'MB/s':>8}"
+    print(f"{'converter':<25}{'wall s':>8}{'x floor':>9}{'1st record s':>13}{'CPU s':>8}{'CPU/wall':>9}{'images/s':>10}{'MB/s':>8}"
           f"{'RSS max 1 proc':>17}{'RSS max tree':>15}{'procs':>7}{'x plain':>9}{'x Datumaro':>12}{'other CPU s':>13}")
     for name, r in results.items():
         versus_datumaro = f"{r['seconds'] / datumaro:>12.2f}" if datumaro else f"{'-':>12}"
         versus_plain = f"{r['seconds'] / plain:>9.2f}" if plain else f"{'-':>9}"
-        print(f"{name:<25}{r['seconds']:>8.2f}{r['time_x_floor']:>9.2f}{r['cpu_s']:>8.2f}{r['cpu_s'] / r['seconds']:>9.2f}"
+        first = f"{r['first_record_s']:>13.2f}" if r.get("first_record_s") is not None else f"{'-':>13}"
+        print(f"{name:<25}{r['seconds']:>8.2f}{r['time_x_floor']:>9.2f}{first}{r['cpu_s']:>8.2f}{r['cpu_s'] / r['seconds']:>9.2f}"
               f"{r['images_per_s']:>10.1f}{r['mb_per_s']:>8.1f}"
               f"{r['rss_max_process_mib']:>13.0f} MiB{r['rss_max_tree_sum_mib']:>11.0f} MiB{r['max_processes_in_tree']:>7}"
               f"{versus_plain}{versus_datumaro}{r['other_cpu_s']:>13.2f}")
         if repeat > 1:
             runs = r["runs"]
-            listed = lambda key: " ".join(f"{run[key]:.2f}" for run in runs)
-            print(f"{'':<25}runs: wall {listed('seconds')}; x floor {listed('x_floor')}; CPU {listed('cpu_s')}; "
-                  f"other CPU {listed('other_cpu_s')}")
+            listed = lambda key: " ".join(f"{run[key]:.2f}" if run.get(key) is not None else "-" for run in runs)
+            print(f"{'':<25}runs: wall {listed('seconds')}; x floor {listed('x_floor')}; 1st record {listed('first_record_s')}; "
+                  f"CPU {listed('cpu_s')}; other CPU {listed('other_cpu_s')}")
     print("x floor, x plain, x Datumaro: wall time relative to that converter (above 1 is slower; x floor is the median "
-          "of paired ratios). CPU s: user+system of the process tree. CPU/wall: cores busy on average. RSS sampled "
+          "of paired ratios). 1st record s: from the start until the first TFRecord bytes reached a file. CPU s: "
+          "user+system of the process tree. CPU/wall: cores busy on average. RSS sampled "
           f"every {SAMPLE_SECONDS} s; 'tree' sums all processes of the converter. other CPU s: the machine's busy CPU "
           "seconds during the run that were not the converter's (noise).")
 
@@ -643,6 +649,8 @@ def main() -> None:
         middle = lambda key: round(statistics.median(run[key] for run in measured), 3)
         result = {key: middle(key) for key in ("seconds", "cpu_s", "cpu_user_s", "cpu_sys_s", "other_cpu_s",
                                                 "rss_max_process_mib", "rss_max_tree_sum_mib", "ru_maxrss_mib")}
+        firsts = [run["first_record_s"] for run in measured if run.get("first_record_s") is not None]
+        result["first_record_s"] = round(statistics.median(firsts), 2) if firsts else None
         result.update(time_x_floor=middle("x_floor"), max_processes_in_tree=max(r["max_processes_in_tree"] for r in measured),
                       rss_max_process_command=max(measured, key=lambda r: r["rss_max_process_mib"])["rss_max_process_command"],
                       records=measured[0]["records"], tfrecord_files=measured[0]["tfrecord_files"],

@@ -182,7 +182,7 @@ def parse_ahead(job, options: PipelineOptions, local: Optional[LocalRun], cores:
         yield
         return
     sources = [
-        AheadSource(ParseSettings(source.format.name, source.context, dict(job.class_map), index, job.seed),
+        AheadSource(ParseSettings(source.format, source.context, dict(job.class_map), index, job.seed),
                     tuple(source.patterns), source.images)
         for index, source in enumerate(job.sources)
     ]

@@ -15,6 +15,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline.local_runner import parse_ahead
 from pipeline.options import resolve_convert
+from tests import image_factory as make
 from tests.conftest import REPO
 from tests.small_datasets import VOC, digest, voc_dataset
 from transforms.beam.read import ParseAnnotationFiles, _PlanParsing
@@ -185,14 +186,37 @@ def test_remote_and_incremental_runs_do_not_parse_ahead(voc, tmp_path):
         assert ahead_for(local.spill_dir) is None
 
 
+def _coco_naming_its_images_folder(tmp_path):
+    """A COCO file whose names repeat --images' own folder (`val2017/x.jpg`): the source's format resolves
+    its keys (transforms/source_splits.py), so a format known only by its name would parse it otherwise."""
+    images = tmp_path / "data" / "val2017"
+    images.mkdir(parents=True)
+    coco = {"images": [], "annotations": [], "categories": [{"id": 1, "name": "cat"}]}
+    for index in range(3):
+        (images / f"{index:012d}.jpg").write_bytes(make.encode(make.gradient(64 + index, 48), "JPEG"))
+        coco["images"].append({"id": index + 1, "file_name": f"val2017/{index:012d}.jpg", "width": 64 + index,
+                               "height": 48})
+        coco["annotations"].append({"id": index + 1, "image_id": index + 1, "category_id": 1, "bbox": [2, 2, 20, 20],
+                                    "area": 400, "iscrowd": 0})
+    annotations = tmp_path / "data" / "instances_val2017.json"
+    annotations.write_text(json.dumps(coco))
+    return ["--format", "coco", "--annotations", str(annotations), "--images", str(images)], 1
+
+
+def _voc_of_four_tasks(tmp_path):
+    annotations, images = voc_dataset(tmp_path / "data", FILES)
+    (annotations / "img0.xml").write_text("<annotation><filename>img0.jpg</filename>")  # a rejection too
+    return ["--format", "voc", "--annotations", str(annotations), "--images", str(images)], 4
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("processes", ["1", "2"])
-def test_a_run_that_parses_ahead_writes_the_bytes_of_one_that_does_not(voc, tmp_path, processes):
+@pytest.mark.parametrize("dataset, processes", [
+    (_voc_of_four_tasks, "1"), (_voc_of_four_tasks, "2"), (_coco_naming_its_images_folder, "1")])
+def test_a_run_that_parses_ahead_writes_the_bytes_of_one_that_does_not(tmp_path, dataset, processes):
     """The command itself, parsing ahead on the spare core or on the forked processes, against one run in one
     process (which does not parse ahead); the launcher's log says how many tasks it claimed."""
-    annotations, images = voc
-    common = ["convert", "--format", "voc", "--annotations", str(annotations), "--images", str(images),
-              "--num_shards", "2"]
+    source, tasks = dataset(tmp_path)
+    common = ["convert", *source, "--num_shards", "2"]
     show_claims = ("import logging, sys; logging.getLogger('transforms.local.ahead').setLevel(logging.DEBUG); "
                    "from pipeline.cli import main; sys.exit(main(sys.argv[1:]))")
     runs = {}
@@ -202,7 +226,7 @@ def test_a_run_that_parses_ahead_writes_the_bytes_of_one_that_does_not(voc, tmp_
                                 cwd=REPO, capture_output=True, text=True)
         assert result.returncode == 0, result.stderr[-2000:]
         runs[name] = result.stderr
-    assert "4 parse tasks claimed as parsed ahead, 0 left" in runs["ahead"]
+    assert f"{tasks} parse tasks claimed as parsed ahead, 0 left" in runs["ahead"]
     assert "claimed" not in runs["in_place"]
     for name in runs:  # the folder's own name, in the files that name it, and the run's durations aside
         for path in (tmp_path / name).glob("*.json"):

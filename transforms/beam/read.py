@@ -127,9 +127,10 @@ PART_BYTES = 128 * 1024 * 1024  # a streamable annotation file larger than this 
 
 
 class ParseSettings(NamedTuple):
-    """What decides the result of a source's parse tasks, besides each task's files and the shard count."""
+    """What decides the result of a source's parse tasks, besides each task's files and the shard count. The
+    format is the source's own (transforms/source_splits.py `resolving_keys`), not only its name."""
 
-    format_name: str
+    format: AnnotationFormat
     context: ParseContext
     class_map: dict
     source_index: int
@@ -212,7 +213,7 @@ class ParseAnnotationFiles(HandlingDoFn):
     @property
     def settings(self) -> ParseSettings:
         """Everything but the task and the shard count that decides what a task's parse gives."""
-        return ParseSettings(self._format.name, self._context, self._class_map, self._source_index, self._seed)
+        return ParseSettings(self._format, self._context, self._class_map, self._source_index, self._seed)
 
     def handle(self, task, num_shards: int):
         records = []

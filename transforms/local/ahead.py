@@ -26,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import pickle
 import struct
 import threading
 from collections import Counter
@@ -35,7 +36,7 @@ from typing import BinaryIO, Callable, Dict, Iterator, List, Optional, Sequence,
 from transforms.beam.read import ParseAnnotationFiles, ParseSettings, image_chunks, parse_tasks, task_key
 from transforms.beam.runtime import RECORDS, TASKS, Exchange, Runtime
 from transforms.beam.write import auto_num_shards
-from transforms.formats import FORMATS, AnnotationFormat
+from transforms.formats import AnnotationFormat
 from transforms.local.pool import forked_pool, handle_to_spool, spooled_outputs
 from transforms.local.progress import ProgressNotes
 from transforms.local.spill import Spill
@@ -77,6 +78,15 @@ class ShardSizing:
         return auto_num_shards(images, image_bytes, self.splits)
 
 
+def _fingerprint(settings: ParseSettings) -> Optional[bytes]:
+    """Settings as pickled, so the graph's copies compare equal: a source's format may wrap its functions
+    (functools.partial, which compares by identity). None if they do not pickle: nothing is claimed."""
+    try:
+        return pickle.dumps(settings, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception:
+        return None
+
+
 def ahead_for(spill_dir: str) -> Optional["ParseAhead"]:
     """The run's parsing ahead, if it has one (in the launcher's process, where the graph's steps run)."""
     return _AHEAD.get(spill_dir)
@@ -91,7 +101,7 @@ class ParseAhead:
         self._progress_dir = progress_dir
         self._folder = os.path.join(spill_dir, AHEAD)
         os.makedirs(self._folder)
-        self._sources = {source.settings.source_index: source for source in sources}
+        self._settings = {source.settings.source_index: _fingerprint(source.settings) for source in sources}
         self._tasks: Dict[str, Future] = {}  # by task key: (outputs, counts, records) of the task parsed ahead
         self._payloads: Dict[str, Region] = {}  # by task key: its packed files, as the plan wrote them
         self.claimed = 0  # tasks the graph's parse steps took as they were parsed ahead
@@ -126,8 +136,8 @@ class ParseAhead:
         """Is `dofn` a parse step whose tasks this may have parsed?"""
         if not isinstance(dofn, ParseAnnotationFiles):
             return False
-        source = self._sources.get(dofn.settings.source_index)
-        return source is not None and source.settings == dofn.settings
+        ahead = self._settings.get(dofn.settings.source_index)
+        return ahead is not None and ahead == _fingerprint(dofn.settings)
 
     def claim(self, element, num_shards: int) -> Optional[Tuple[Region, dict]]:
         """(the region of its outputs, its counts) of the parse task `element` (its key and marker), its records
@@ -223,7 +233,7 @@ def _frames(data: bytes) -> Iterator[Tuple[int, int, bytes]]:
 def _plan(source: AheadSource, folder: str) -> List[Tuple[str, Region]]:
     """Writes the source's parse tasks, packed as the graph's PlanTasks step packs them, to one file; returns
     each task's key and region."""
-    fmt: AnnotationFormat = FORMATS[source.settings.format_name]
+    fmt: AnnotationFormat = source.settings.format
     path = os.path.join(folder, f"tasks-{source.settings.source_index}")
     regions = []
     with open(path, "wb") as handle:
@@ -295,8 +305,7 @@ def _parse(settings: ParseSettings, key: str, payload: Region, folder: str, num_
     region of its records)."""
     state = _worker_state(folder, progress_dir)
     exchange = _TaskExchange(_read(payload), state.records)
-    dofn = ParseAnnotationFiles(FORMATS[settings.format_name], settings.context, settings.class_map,
-                                settings.source_index, settings.seed, _TaskRun(exchange, state.notes))
+    dofn = ParseAnnotationFiles(*settings, runtime=_TaskRun(exchange, state.notes))
     dofn.setup()
     records_start, outputs_start = state.records.tell(), state.outputs.tell()
     counts = handle_to_spool(dofn, (key, (0, None)), (num_shards,), state.outputs)
