@@ -1,4 +1,5 @@
-"""The local runner's set-up: its engine, its options, how many cores it uses, and its LocalRun.
+"""The local runner's set-up: its engine, its options, how many cores it uses, its LocalRun, and the parse
+tasks it parses ahead while the graph is built (`parse_ahead`, transforms/local/ahead.py).
 
 Beam's DirectRunner runs a job in one process by default, which leaves all but one core idle. Its
 multi_processing mode starts fresh worker interpreters that import Beam and exchange every element

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
@@ -18,10 +19,11 @@ from pipeline.options import resolve_convert
 from tests import image_factory as make
 from tests.conftest import REPO
 from tests.small_datasets import VOC, digest, voc_dataset
+from tests.test_launcher_death import _alive
 from transforms.beam.read import ParseAnnotationFiles, _PlanParsing
 from transforms.beam.runtime import RECORDS
 from transforms.formats import FORMATS, NO_CONTEXT
-from transforms.local.ahead import AHEAD_NICENESS, AheadSource, ParseAhead, ShardSizing, ahead_for, outputs_in
+from transforms.local.ahead import AHEAD, AHEAD_NICENESS, AheadSource, ParseAhead, ShardSizing, ahead_for
 from transforms.local.pool import handle_to_spool, spooled_outputs
 from transforms.local.run import LocalRun
 from transforms.local.spill import Spill
@@ -82,7 +84,7 @@ def _parse_all(ahead, spill_dir, elements, num_shards=SHARDS):
             results.append(_in_place(spill_dir, element, num_shards))
         else:
             outputs, counts = claimed
-            results.append((_comparable(outputs_in(outputs)), dict(counts)))
+            results.append((_comparable(outputs), dict(counts)))
     return results
 
 
@@ -98,6 +100,7 @@ def test_every_task_parsed_ahead_is_claimed_and_gives_what_parsing_it_in_place_g
     try:
         elements = _planned(run, annotations)
         results = _parse_all(ahead, run, elements)
+        assert not os.path.exists(os.path.join(run, AHEAD))  # every task taken: its files are gone
     finally:
         ahead.stop()
     assert (len(elements), ahead.claimed) == (4, 4)
@@ -252,3 +255,47 @@ def test_the_workers_ahead_yield_the_cpu_to_the_launcher(voc, tmp_path):
         assert {os.getpriority(os.PRIO_PROCESS, worker.pid) for worker in workers} == {min(own + AHEAD_NICENESS, 19)}
     finally:
         ahead.stop()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_the_workers_ahead_die_with_a_launcher_killed_outright(tmp_path):
+    """Killed while a worker parses a COCO file that takes it seconds: it dies at once, not when it is done."""
+    images = tmp_path / "images"
+    images.mkdir()
+    count = 150_000
+    annotations = tmp_path / "instances.json"
+    annotations.write_text(json.dumps({
+        "images": [{"id": i, "file_name": f"{i}.jpg", "width": 64, "height": 48} for i in range(count)],
+        "annotations": [{"id": i, "image_id": i, "category_id": 1, "bbox": [1, 1, 5, 5], "area": 25, "iscrowd": 0}
+                        for i in range(count)],
+        "categories": [{"id": 1, "name": "cat"}]}))
+    (run := tmp_path / "run").mkdir()
+    code = (
+        "import multiprocessing, time\n"
+        "from transforms.beam.read import ParseSettings\n"
+        "from transforms.formats import FORMATS, NO_CONTEXT\n"
+        "from transforms.local.ahead import AheadSource, ParseAhead, ShardSizing\n"
+        f"source = AheadSource(ParseSettings(FORMATS['coco'], NO_CONTEXT, {{}}, 0, 7), ({str(annotations)!r},), "
+        f"{str(images)!r})\n"
+        f"ahead = ParseAhead({str(run)!r}, None, [source], ShardSizing(3, None, ({str(images)!r},)), 2)\n"
+        "ahead._planned.wait()\n"
+        "print(*[worker.pid for worker in multiprocessing.active_children()], flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    launcher = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stdout=subprocess.PIPE, text=True)
+    try:
+        workers = [int(pid) for pid in launcher.stdout.readline().split()]
+        assert len(workers) == 2 and all(map(_alive, workers))
+        time.sleep(0.3)  # one of them parses the file
+        launcher.send_signal(signal.SIGKILL)
+        launcher.wait()
+        deadline = time.monotonic() + 1.0  # parsing the file takes several
+        while any(map(_alive, workers)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not [pid for pid in workers if _alive(pid)], "workers ahead outlived their launcher"
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+            launcher.wait()
+        launcher.stdout.close()

@@ -19,14 +19,17 @@ The ahead folder holds few files, since making a file costs more here than parsi
 (50-800 us on this machine's ext4, against ~5 us to append to one): tasks-<source> (every task's
 payload, as the plan packed it), and for each worker records-<pid> (its tasks' records batches, each
 framed with its shard) and outputs-<pid> (its tasks' outputs, one pickle each). A task's result names
-its byte regions in them.
+its byte regions in them. The folder goes once every task is taken, so the records' disk is held twice
+only until the parse step ends (about 150 bytes an image).
 """
 from __future__ import annotations
 
 import dataclasses
+import gc
 import logging
 import os
 import pickle
+import shutil
 import struct
 import threading
 from collections import Counter
@@ -139,18 +142,21 @@ class ParseAhead:
         ahead = self._settings.get(dofn.settings.source_index)
         return ahead is not None and ahead == _fingerprint(dofn.settings)
 
-    def claim(self, element, num_shards: int) -> Optional[Tuple[Region, dict]]:
-        """(the region of its outputs, its counts) of the parse task `element` (its key and marker), its records
-        appended to the run's spill folder, if it was parsed ahead exactly as the step would parse it; else None."""
+    def claim(self, element, num_shards: int) -> Optional[Tuple[Iterator, Counter]]:
+        """(its outputs, its counts) of the parse task `element` (its key and marker), its records appended to
+        the run's spill folder, if it was parsed ahead exactly as the step would parse it; else None."""
         self._planned.wait()
-        key = element[0]
-        future = self._tasks.pop(key, None)
-        if not self._tasks:  # the workers' last task is taken: they exit, and hold no memory while the run writes
-            self._pool.shutdown(wait=False)
-        if future is None:
-            return None
+        future = self._tasks.pop(element[0], None)
+        try:
+            return self._claimed(element, future, num_shards) if future else None
+        finally:
+            if not self._tasks:  # every task is taken: the workers exit, their files go (a claimed task's
+                self._pool.shutdown(wait=False)  # outputs file is open already), while the run writes
+                shutil.rmtree(self._folder, ignore_errors=True)
+
+    def _claimed(self, element, future: Future, num_shards: int) -> Optional[Tuple[Iterator, Counter]]:
         run_spill = Spill(self._spill_dir)
-        same_task = run_spill.one_payload(TASKS, element) == _read(self._payloads[key])
+        same_task = run_spill.one_payload(TASKS, element) == _read(self._payloads[element[0]])
         if num_shards != self._num_shards or not same_task:
             future.cancel()
             return None
@@ -161,21 +167,27 @@ class ParseAhead:
         for shard, tag, payload in _frames(_read(records)):
             run_spill.append(RECORDS, shard, tag, payload)
         self.claimed += 1
-        return outputs, counts
+        return _outputs(outputs), counts
 
     def stop(self) -> None:
         logging.getLogger(__name__).debug("%d parse tasks claimed as parsed ahead, %d left", self.claimed, len(self._tasks))
         _AHEAD.pop(self._spill_dir, None)
         self._pool.shutdown(wait=True, cancel_futures=True)
         self._feeder.join()
+        shutil.rmtree(self._folder, ignore_errors=True)
 
 
-def outputs_in(region: Region) -> Iterator:
-    """A claimed task's outputs, one at a time."""
+def _outputs(region: Region) -> Iterator:
+    """A task's outputs, one at a time, from its region of a worker's outputs file, opened now."""
     path, start, end = region
-    with open(path, "rb") as spool:
-        spool.seek(start)
-        yield from spooled_outputs(spool, end)
+    spool = open(path, "rb")
+    spool.seek(start)
+
+    def outputs():
+        with spool:
+            yield from spooled_outputs(spool, end)
+
+    return outputs()
 
 
 class ClaimingWorkers:
@@ -197,7 +209,7 @@ class ClaimingWorkers:
             return
         outputs, counts = claimed
         self._dofn.counts.update(counts)
-        yield from outputs_in(outputs)
+        yield from outputs
 
     def finish(self):
         return self._fallback.finish() if self._fallback else iter(())
@@ -291,6 +303,10 @@ _WORKER: Dict[Tuple[int, str], _WorkerState] = {}  # by process and ahead folder
 
 def _worker_state(folder: str, progress_dir: Optional[str]) -> _WorkerState:
     if (os.getpid(), folder) not in _WORKER:
+        # forked while the launcher keeps its collector off (pipeline/cli.py main): what was inherited is
+        # kept out of its sight, as the launcher keeps it once the graph is built, and the tasks' garbage collected
+        gc.freeze()
+        gc.enable()
         _WORKER[os.getpid(), folder] = _WorkerState(
             open(os.path.join(folder, f"records-{os.getpid()}"), "wb"),
             open(os.path.join(folder, f"outputs-{os.getpid()}"), "wb"),
