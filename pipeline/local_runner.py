@@ -22,6 +22,7 @@ where it fails, as here, it costs 0.1 s (a 100-element pipeline: 0.18 s through 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 import tempfile
@@ -173,23 +174,34 @@ def parse_ahead(job, options: PipelineOptions, local: Optional[LocalRun], cores:
     runs (their shard count may come from the published dataset), nor where gRPC runs threads (see
     LocalRun.workers).
     """
-    chosen = options.view_as(LocalOptions).local_processes
-    spare = 1 if chosen is None and (cores or os.cpu_count() or 1) >= 2 else 0
-    processes = local.processes if local is not None and local.processes > 1 else spare
-    in_this_process = options.view_as(DirectOptions).direct_running_mode in (None, "in_memory")  # where claims are
-    everything_local = all(storage.is_local(path) for source in job.sources for path in (*source.patterns, source.images))
-    if (local is None or not processes or not in_this_process or job.incremental or not everything_local
-            or grpc_threads_alive()):
-        yield
-        return
-    sources = [
-        AheadSource(ParseSettings(source.format, source.context, dict(job.class_map), index, job.seed),
-                    tuple(source.patterns), source.images)
-        for index, source in enumerate(job.sources)
-    ]
-    sizing = ShardSizing(job.num_shards, job.splits, tuple(source.images for source in job.sources))
-    ahead = ParseAhead(local.spill_dir, local.progress_dir, sources, sizing, processes)
+    processes = _processes_ahead(job, options, local, cores)
+    ahead = None
+    if processes:
+        sources = [
+            AheadSource(ParseSettings(source.format, source.context, dict(job.class_map), index, job.seed),
+                        tuple(source.patterns), source.images)
+            for index, source in enumerate(job.sources)
+        ]
+        sizing = ShardSizing(job.num_shards, job.splits, tuple(source.images for source in job.sources))
+        try:
+            ahead = ParseAhead(local.spill_dir, local.progress_dir, sources, sizing, processes)
+        except Exception as error:  # it only saves time: a run that cannot fork for it runs without it
+            logging.getLogger(__name__).debug("not parsing ahead: %s", error)
     try:
         yield
     finally:
-        ahead.stop()
+        if ahead is not None:
+            ahead.stop()
+
+
+def _processes_ahead(job, options: PipelineOptions, local: Optional[LocalRun], cores: Optional[int]) -> int:
+    if local is None or job.incremental or grpc_threads_alive():
+        return 0
+    if options.view_as(DirectOptions).direct_running_mode not in (None, "in_memory"):  # claims happen in this process
+        return 0
+    if not all(storage.is_local(path) for source in job.sources for path in (*source.patterns, source.images)):
+        return 0
+    if local.processes > 1:
+        return local.processes
+    chosen = options.view_as(LocalOptions).local_processes
+    return 1 if chosen is None and (cores or os.cpu_count() or 1) >= 2 else 0

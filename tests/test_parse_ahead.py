@@ -50,6 +50,13 @@ def _start(spill_dir, annotations, images, processes=1) -> ParseAhead:
     return ParseAhead(str(spill_dir), None, [source], ShardSizing(SHARDS, None, (str(images),)), processes)
 
 
+def _start_on_two_workers(spill_dir, annotations, images):
+    """A ParseAhead on two workers, and its workers' processes (forked as it starts)."""
+    before = set(multiprocessing.active_children())
+    ahead = _start(spill_dir, annotations, images, processes=2)
+    return ahead, set(multiprocessing.active_children()) - before
+
+
 def _planned(spill_dir, annotations):
     """The task elements the graph's PlanTasks step emits, their payloads spilled in spill_dir."""
     return list(_PlanParsing(FORMATS["voc"], 0, Spill(str(spill_dir))).process([f"{annotations}/*.xml"]))
@@ -146,10 +153,9 @@ def test_another_shard_count_claims_nothing(voc, tmp_path):
 def test_killed_workers_leave_their_tasks_to_the_parse_step(voc, tmp_path):
     annotations, images = voc
     (run := tmp_path / "run").mkdir()
-    before = set(multiprocessing.active_children())
-    ahead = _start(run, annotations, images, processes=2)
+    ahead, workers = _start_on_two_workers(run, annotations, images)
     try:
-        for worker in set(multiprocessing.active_children()) - before:
+        for worker in workers:
             os.kill(worker.pid, signal.SIGKILL)
         results = _parse_all(ahead, run, _planned(run, annotations))
     finally:
@@ -245,11 +251,9 @@ def test_the_workers_ahead_yield_the_cpu_to_the_launcher(voc, tmp_path):
     """They run below the launcher's priority: its graph building is the run's critical path."""
     annotations, images = voc
     (run := tmp_path / "run").mkdir()
-    before = set(multiprocessing.active_children())
-    ahead = _start(run, annotations, images, processes=2)
+    ahead, workers = _start_on_two_workers(run, annotations, images)
     try:
         ahead._planned.wait(30)  # the workers ran their first steps
-        workers = set(multiprocessing.active_children()) - before
         assert len(workers) == 2
         own = os.getpriority(os.PRIO_PROCESS, 0)
         assert {os.getpriority(os.PRIO_PROCESS, worker.pid) for worker in workers} == {min(own + AHEAD_NICENESS, 19)}

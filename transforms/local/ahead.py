@@ -111,14 +111,17 @@ class ParseAhead:
         self._num_shards: Optional[int] = None
         self._planned = threading.Event()
         # below the launcher's priority: its graph building is the run's critical path, which work ahead may
-        # speed up only with a core the launcher leaves idle (first image at 10,000 images: 2.05 s, against
-        # 2.34 s at the same priority)
+        # only speed up with a core the launcher leaves idle (docs/performance.md)
         self._pool = forked_pool(processes, niceness=AHEAD_NICENESS)
-        # submitted from this, the main, thread: the pool forks its workers here
-        shards = self._pool.submit(sizing.num_shards)
-        plans = [(source, self._pool.submit(_plan, source, self._folder)) for source in sources]
-        self._feeder = threading.Thread(target=self._feed, args=(shards, plans), name="parse-ahead", daemon=True)
-        self._feeder.start()
+        try:
+            # submitted from this, the main, thread: the pool forks its workers here
+            shards = self._pool.submit(sizing.num_shards)
+            plans = [(source, self._pool.submit(_plan, source, self._folder)) for source in sources]
+            self._feeder = threading.Thread(target=self._feed, args=(shards, plans), name="parse-ahead", daemon=True)
+            self._feeder.start()
+        except BaseException:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            raise
         _AHEAD[spill_dir] = self
 
     def _feed(self, shards: Future, plans: List[Tuple[AheadSource, Future]]) -> None:
