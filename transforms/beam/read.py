@@ -325,7 +325,7 @@ class ParseAnnotations(beam.PTransform):
 
     def expand(self, pbegin):
         parse = ParseAnnotationFiles(self._format, self._context, self._class_map, self._source_index, self._seed,
-                                      self._runtime)
+                                     self._runtime)
         return (
             pbegin
             | "Patterns" >> beam.Create([self._patterns])
