@@ -75,9 +75,11 @@ class ChildWatch(threading.Thread):
         for pid in set(_descendants(self.parent)) - self.before:
             info = self.seen.setdefault(pid, {"exe": None, "cmdline": "", "ticks": 0, "written": 0})
             try:
-                if info["exe"] is None:
-                    info["exe"] = os.path.realpath(f"/proc/{pid}/exe") if os.path.exists(f"/proc/{pid}/exe") else None
-                    info["cmdline"] = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+                # read at every sample: one first seen between its fork and its exec still shows its parent's
+                exe = os.path.realpath(os.readlink(f"/proc/{pid}/exe"))  # raises once it has exited
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+                if cmdline:  # empty once it has exited
+                    info["exe"], info["cmdline"] = exe, cmdline
                 ticks, written = _ticks_and_written(pid)
                 info["ticks"], info["written"] = max(info["ticks"], ticks), max(info["written"], written)
             except (OSError, ValueError, IndexError):
