@@ -179,7 +179,7 @@ def parse_ahead(job, options: PipelineOptions, local: Optional[LocalRun], cores:
     if processes:
         sources = [
             AheadSource(ParseSettings(source.format, source.context, dict(job.class_map), index, job.seed),
-                        tuple(source.patterns), source.images)
+                        tuple(source.patterns))
             for index, source in enumerate(job.sources)
         ]
         sizing = ShardSizing(job.num_shards, job.splits, tuple(source.images for source in job.sources))

@@ -46,7 +46,7 @@ def _dofn(spill_dir):
 
 
 def _start(spill_dir, annotations, images, processes=1) -> ParseAhead:
-    source = AheadSource(_dofn(spill_dir).settings, (f"{annotations}/*.xml",), str(images))
+    source = AheadSource(_dofn(spill_dir).settings, (f"{annotations}/*.xml",))
     return ParseAhead(str(spill_dir), None, [source], ShardSizing(SHARDS, None, (str(images),)), processes)
 
 
@@ -280,8 +280,7 @@ def test_the_workers_ahead_die_with_a_launcher_killed_outright(tmp_path):
         "from transforms.beam.read import ParseSettings\n"
         "from transforms.formats import FORMATS, NO_CONTEXT\n"
         "from transforms.local.ahead import AheadSource, ParseAhead, ShardSizing\n"
-        f"source = AheadSource(ParseSettings(FORMATS['coco'], NO_CONTEXT, {{}}, 0, 7), ({str(annotations)!r},), "
-        f"{str(images)!r})\n"
+        f"source = AheadSource(ParseSettings(FORMATS['coco'], NO_CONTEXT, {{}}, 0, 7), ({str(annotations)!r},))\n"
         f"ahead = ParseAhead({str(run)!r}, None, [source], ShardSizing(3, None, ({str(images)!r},)), 2)\n"
         "ahead._planned.wait()\n"
         "print(*[worker.pid for worker in multiprocessing.active_children()], flush=True)\n"

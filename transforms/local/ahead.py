@@ -55,11 +55,10 @@ _AHEAD: Dict[str, "ParseAhead"] = {}  # by the run's spill folder: what the grap
 
 @dataclasses.dataclass(frozen=True)
 class AheadSource:
-    """One source of the run, as its parse step and its image listing see it."""
+    """One source of the run, as its parse step sees it: its settings and its annotation file patterns."""
 
     settings: ParseSettings
     patterns: Tuple[str, ...]
-    images_root: str
 
 
 @dataclasses.dataclass(frozen=True)

@@ -23,7 +23,7 @@ import shutil
 import struct
 import tempfile
 import threading
-from typing import Iterable, Iterator, List, Optional, Tuple
+from typing import Iterable, Iterator, List, Tuple
 
 from transforms.beam.runtime import Batch, Exchange
 
@@ -80,9 +80,8 @@ class Spill(Exchange):
 
     spilled = True
 
-    def __init__(self, folder: str, writer: Optional[str] = None):
+    def __init__(self, folder: str):
         self.folder = folder
-        self._writer = writer  # the name of the files this exchange appends to; by default its process and thread
 
     def send(self, kind: str, key, batches: Iterable[Tuple[int, bytes]], marker: bool = False) -> List:
         """Appends a key's batches to the folder at once; emits only a marker (key, (0, None)), if `marker`,
@@ -102,7 +101,7 @@ class Spill(Exchange):
         folder = self._key_folder(kind, key)
         os.makedirs(folder, exist_ok=True)
         frame = memoryview(_HEADER.pack(tag, len(payload)) + payload)
-        writer = self._writer or f"{os.getpid()}-{threading.get_ident()}"
+        writer = f"{os.getpid()}-{threading.get_ident()}"
         descriptor = os.open(os.path.join(folder, writer), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         try:
             while frame:
